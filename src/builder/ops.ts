@@ -1,0 +1,270 @@
+// Typed helpers for the ONNX ops the project emits. Each writes every attribute explicitly,
+// picks the form its opset defines, and infers the output shape so mistakes surface at build
+// time with the names of the values involved.
+
+import { attr, Attribute, Dim, DType, GraphBuilder, ONNX_TYPE, Shape, tensor, Value } from './graph.js';
+
+// ---------------------------------------------------------------- shape helpers
+
+function broadcastDim(a: Dim, b: Dim, ctx: () => string): Dim {
+  if (a === b) return a;
+  if (a === 1) return b;
+  if (b === 1) return a;
+  if (typeof a === 'string' && typeof b === 'number') return b;
+  if (typeof b === 'string' && typeof a === 'number') return a;
+  if (typeof a === 'string' && typeof b === 'string') return a;
+  throw new Error(`cannot broadcast ${ctx()}`);
+}
+
+export function broadcastShapes(a: Shape | undefined, b: Shape | undefined, ctx = () => 'shapes'): Shape | undefined {
+  if (!a || !b) return undefined;
+  const rank = Math.max(a.length, b.length);
+  const out: Dim[] = [];
+  for (let i = 0; i < rank; i++) {
+    const da = i < rank - a.length ? 1 : a[i - (rank - a.length)];
+    const db = i < rank - b.length ? 1 : b[i - (rank - b.length)];
+    out.push(broadcastDim(da, db, ctx));
+  }
+  return out;
+}
+
+function normAxis(axis: number, rank: number, what: string): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank) throw new Error(`${what}: axis ${axis} out of range for rank ${rank}`);
+  return a;
+}
+
+function sameDtype(op: string, values: Value[]): DType {
+  const dtype = values[0].dtype;
+  for (const v of values) {
+    if (v.dtype !== dtype) throw new Error(`${op}: mixed dtypes ${values.map(String).join(', ')}`);
+  }
+  return dtype;
+}
+
+function int64(g: GraphBuilder, values: number[], hint: string): Value {
+  return g.constant(tensor('int64', [values.length], values), hint);
+}
+
+// ---------------------------------------------------------------- elementwise
+
+function binary(g: GraphBuilder, op: string, a: Value, b: Value): Value {
+  const dtype = sameDtype(op, [a, b]);
+  const shape = broadcastShapes(a.shape, b.shape, () => `${op}(${a}, ${b})`);
+  return g.node(op, [a, b], {}, [{ dtype, shape }])[0];
+}
+
+function unary(g: GraphBuilder, op: string, x: Value): Value {
+  return g.node(op, [x], {}, [{ dtype: x.dtype, shape: x.shape }])[0];
+}
+
+export const add = (g: GraphBuilder, a: Value, b: Value) => binary(g, 'Add', a, b);
+export const sub = (g: GraphBuilder, a: Value, b: Value) => binary(g, 'Sub', a, b);
+export const mul = (g: GraphBuilder, a: Value, b: Value) => binary(g, 'Mul', a, b);
+export const div = (g: GraphBuilder, a: Value, b: Value) => binary(g, 'Div', a, b);
+export const pow = (g: GraphBuilder, a: Value, b: Value) => binary(g, 'Pow', a, b);
+export const neg = (g: GraphBuilder, x: Value) => unary(g, 'Neg', x);
+export const exp = (g: GraphBuilder, x: Value) => unary(g, 'Exp', x);
+export const log = (g: GraphBuilder, x: Value) => unary(g, 'Log', x);
+export const sigmoid = (g: GraphBuilder, x: Value) => unary(g, 'Sigmoid', x);
+export const relu = (g: GraphBuilder, x: Value) => unary(g, 'Relu', x);
+export const sqrt = (g: GraphBuilder, x: Value) => unary(g, 'Sqrt', x);
+export const abs = (g: GraphBuilder, x: Value) => unary(g, 'Abs', x);
+export const identity = (g: GraphBuilder, x: Value) => unary(g, 'Identity', x);
+
+/** Variadic sum with broadcasting (ONNX Sum). */
+export function sum(g: GraphBuilder, values: Value[]): Value {
+  if (values.length === 0) throw new Error('Sum needs at least one input');
+  if (values.length === 1) return values[0];
+  const dtype = sameDtype('Sum', values);
+  const shape = values.slice(1).reduce<Shape | undefined>((s, v) => broadcastShapes(s, v.shape), values[0].shape);
+  return g.node('Sum', values, {}, [{ dtype, shape }])[0];
+}
+
+export function cast(g: GraphBuilder, x: Value, to: DType): Value {
+  return g.node('Cast', [x], { to: attr.int(ONNX_TYPE[to]) }, [{ dtype: to, shape: x.shape }])[0];
+}
+
+
+// ---------------------------------------------------------------- convolution and matmul
+
+export interface ConvOptions {
+  pads?: [number, number, number, number];
+  strides?: [number, number];
+  dilations?: [number, number];
+  group?: number;
+}
+
+/** 2-D convolution, NCHW. Weight [M, C/group, kH, kW] must be static. */
+export function conv(g: GraphBuilder, x: Value, weight: Value, bias: Value | undefined, opts: ConvOptions = {}): Value {
+  const [M, , kH, kW] = weight.staticShape();
+  const pads = opts.pads ?? [0, 0, 0, 0];
+  const strides = opts.strides ?? [1, 1];
+  const dilations = opts.dilations ?? [1, 1];
+  const group = opts.group ?? 1;
+  const xs = x.shape;
+  if (!xs || xs.length !== 4) throw new Error(`Conv: input ${x} must be 4-D NCHW`);
+  const cin = xs[1];
+  if (typeof cin === 'number' && cin !== weight.staticShape()[1] * group) {
+    throw new Error(`Conv: input ${x} has ${cin} channels, weight ${weight} expects ${weight.staticShape()[1] * group}`);
+  }
+  if (bias && bias.staticShape()[0] !== M) throw new Error(`Conv: bias ${bias} does not match ${M} output channels`);
+  const spatial = (d: Dim, k: number, i: number): Dim =>
+    typeof d === 'number' ? Math.floor((d + pads[i] + pads[i + 2] - dilations[i] * (k - 1) - 1) / strides[i]) + 1 : `${d}_conv`;
+  const shape: Dim[] = [xs[0], M, spatial(xs[2], kH, 0), spatial(xs[3], kW, 1)];
+  const attributes: Record<string, Attribute> = {
+    dilations: attr.ints(dilations),
+    group: attr.int(group),
+    kernel_shape: attr.ints([kH, kW]),
+    pads: attr.ints(pads),
+    strides: attr.ints(strides),
+  };
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  return g.node('Conv', inputs, attributes, [{ dtype: sameDtype('Conv', [x, weight]), shape }])[0];
+}
+
+/** "same" padding for odd kernels at stride 1. */
+export function samePads(kernel: number): [number, number, number, number] {
+  const p = (kernel - 1) / 2;
+  return [p, p, p, p];
+}
+
+export function matmul(g: GraphBuilder, a: Value, b: Value): Value {
+  const as = a.shape;
+  const bs = b.shape;
+  let shape: Shape | undefined;
+  if (as && bs && as.length >= 2 && bs.length >= 2) {
+    const k1 = as[as.length - 1];
+    const k2 = bs[bs.length - 2];
+    if (typeof k1 === 'number' && typeof k2 === 'number' && k1 !== k2) {
+      throw new Error(`MatMul: inner dimensions differ in ${a} x ${b}`);
+    }
+    const batch = broadcastShapes(as.slice(0, -2), bs.slice(0, -2), () => `MatMul(${a}, ${b})`)!;
+    shape = [...batch, as[as.length - 2], bs[bs.length - 1]];
+  }
+  return g.node('MatMul', [a, b], {}, [{ dtype: sameDtype('MatMul', [a, b]), shape }])[0];
+}
+
+/** Y = alpha * A' B' + beta * C with A' = transA ? A^T : A. */
+export function gemm(
+  g: GraphBuilder, a: Value, b: Value, c: Value | undefined,
+  opts: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {},
+): Value {
+  const as = a.shape!;
+  const bs = b.shape!;
+  const m = opts.transA ? as[1] : as[0];
+  const n = opts.transB ? bs[0] : bs[1];
+  const attributes = {
+    alpha: attr.float(opts.alpha ?? 1),
+    beta: attr.float(opts.beta ?? 1),
+    transA: attr.int(opts.transA ? 1 : 0),
+    transB: attr.int(opts.transB ? 1 : 0),
+  };
+  return g.node('Gemm', c ? [a, b, c] : [a, b], attributes, [{ dtype: sameDtype('Gemm', [a, b]), shape: [m, n] }])[0];
+}
+
+// ---------------------------------------------------------------- shape manipulation
+
+/**
+ * Reshape to a static target in which 0 copies the input dimension (used for the dynamic batch)
+ * and -1 is inferred.
+ */
+export function reshape(g: GraphBuilder, x: Value, target: number[]): Value {
+  const xs = x.shape;
+  let shape: Dim[] | undefined;
+  if (xs) {
+    shape = target.map((d, i) => (d === 0 ? xs[i] : d));
+    const known = xs.every((d) => typeof d === 'number');
+    const inferred = shape.indexOf(-1);
+    if (inferred >= 0 && known) {
+      const total = (xs as number[]).reduce((a, b) => a * b, 1);
+      const rest = shape.reduce<number>((a, d, i) => (i === inferred ? a : a * (d as number)), 1);
+      shape[inferred] = total / rest;
+    }
+    if (known && shape.every((d) => typeof d === 'number' && d >= 0)) {
+      const before = (xs as number[]).reduce((a, b) => a * b, 1);
+      const after = (shape as number[]).reduce((a, b) => a * b, 1);
+      if (before !== after) throw new Error(`Reshape: ${x} cannot become [${target.join(', ')}]`);
+    }
+    if (inferred >= 0 && !known) shape[inferred] = `${x.name}_reshaped`;
+  }
+  const shapeValue = int64(g, target, 'shape');
+  return g.node('Reshape', [x, shapeValue], { allowzero: attr.int(0) }, [{ dtype: x.dtype, shape }])[0];
+}
+
+export function transpose(g: GraphBuilder, x: Value, perm: number[]): Value {
+  const shape = x.shape ? perm.map((p) => x.shape![p]) : undefined;
+  return g.node('Transpose', [x], { perm: attr.ints(perm) }, [{ dtype: x.dtype, shape }])[0];
+}
+
+export function concat(g: GraphBuilder, values: Value[], axis: number): Value {
+  const dtype = sameDtype('Concat', values);
+  let shape: Dim[] | undefined;
+  if (values.every((v) => v.shape)) {
+    const a = normAxis(axis, values[0].rank, 'Concat');
+    shape = [...values[0].shape!];
+    const dims = values.map((v) => v.shape![a]);
+    shape[a] = dims.every((d) => typeof d === 'number') ? (dims as number[]).reduce((x, y) => x + y, 0) : `concat_${a}`;
+  }
+  return g.node('Concat', values, { axis: attr.int(axis) }, [{ dtype, shape }])[0];
+}
+
+/** Split along a static axis into pieces of the given sizes (the `split` input form of opset 13+). */
+export function split(g: GraphBuilder, x: Value, sizes: number[], axis: number): Value[] {
+  const a = normAxis(axis, x.rank, 'Split');
+  const total = x.shape![a];
+  if (typeof total === 'number' && sizes.reduce((p, q) => p + q, 0) !== total) {
+    throw new Error(`Split: sizes [${sizes.join(', ')}] do not add up to ${total} on axis ${axis} of ${x}`);
+  }
+  const outputTypes = sizes.map((s) => {
+    const shape = [...x.shape!];
+    shape[a] = s;
+    return { dtype: x.dtype, shape };
+  });
+  return g.node('Split', [x, int64(g, sizes, 'split')], { axis: attr.int(axis) }, outputTypes);
+}
+
+/** Gather along an axis with constant indices. */
+export function gather(g: GraphBuilder, x: Value, indices: number[], axis: number): Value {
+  const a = normAxis(axis, x.rank, 'Gather');
+  const shape = [...x.shape!];
+  shape[a] = indices.length;
+  const idx = int64(g, indices, 'indices');
+  return g.node('Gather', [x, idx], { axis: attr.int(axis) }, [{ dtype: x.dtype, shape }])[0];
+}
+
+/** DepthToSpace; CRD mode is the inverse of Glow's squeeze. */
+export function depthToSpace(g: GraphBuilder, x: Value, blocksize: number, mode: 'CRD' | 'DCR'): Value {
+  const [n, c, h, w] = x.shape!;
+  const b2 = blocksize * blocksize;
+  const scale = (d: Dim, f: number): Dim => (typeof d === 'number' ? d * f : `${d}*${f}`);
+  const shape = [n, typeof c === 'number' ? c / b2 : `${c}/${b2}`, scale(h, blocksize), scale(w, blocksize)];
+  return g.node('DepthToSpace', [x], { blocksize: attr.int(blocksize), mode: attr.string(mode) }, [{ dtype: x.dtype, shape }])[0];
+}
+
+// ---------------------------------------------------------------- reductions
+
+function reducedShape(x: Value, axes: number[], keepdims: boolean): Shape | undefined {
+  if (!x.shape) return undefined;
+  const norm = axes.map((a) => normAxis(a, x.rank, 'Reduce'));
+  const out: Dim[] = [];
+  x.shape.forEach((d, i) => {
+    if (!norm.includes(i)) out.push(d);
+    else if (keepdims) out.push(1);
+  });
+  return out;
+}
+
+function reduce(g: GraphBuilder, op: 'ReduceSum' | 'ReduceMean', x: Value, axes: number[], keepdims: boolean): Value {
+  const shape = reducedShape(x, axes, keepdims);
+  const keep = { keepdims: attr.int(keepdims ? 1 : 0) };
+  // ReduceSum takes axes as an input from opset 13, the other reductions only from opset 18.
+  const axesAsInput = op === 'ReduceSum' || g.opset >= 18;
+  if (axesAsInput) {
+    return g.node(op, [x, int64(g, axes, 'axes')], { ...keep, noop_with_empty_axes: attr.int(0) }, [{ dtype: x.dtype, shape }])[0];
+  }
+  return g.node(op, [x], { ...keep, axes: attr.ints(axes) }, [{ dtype: x.dtype, shape }])[0];
+}
+
+export const reduceSum = (g: GraphBuilder, x: Value, axes: number[], keepdims: boolean) => reduce(g, 'ReduceSum', x, axes, keepdims);
+export const reduceMean = (g: GraphBuilder, x: Value, axes: number[], keepdims: boolean) => reduce(g, 'ReduceMean', x, axes, keepdims);

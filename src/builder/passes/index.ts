@@ -1,0 +1,11 @@
+import { Graph } from '../graph.js';
+export { cleanup } from './cleanup.js';
+export { foldConstants } from './fold-constants.js';
+export { toposort } from './toposort.js';
+
+export type Pass = (graph: Graph) => Graph;
+
+/** Applies passes left to right. */
+export function chain(...passes: Pass[]): Pass {
+  return (graph) => passes.reduce((g, pass) => pass(g), graph);
+}

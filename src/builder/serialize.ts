@@ -1,0 +1,306 @@
+// Graph <-> ModelProto bytes through onnx-proto (protobufjs). Tensors are written as
+// little-endian raw_data, attributes and metadata in a fixed order, so the same graph always
+// gives the same bytes.
+
+import onnxProto from 'onnx-proto';
+import { Attribute, Dim, dtypeOfCode, Graph, GraphIO, Node, ONNX_TYPE, Tensor, Value } from './graph.js';
+
+const { onnx } = onnxProto;
+
+export interface ModelInfo {
+  producerName?: string;
+  producerVersion?: string;
+  modelVersion?: number;
+  docString?: string;
+}
+
+/** The lowest IR version that carries each opset (onnx's versioning table). */
+export function irVersionFor(opset: number): number {
+  if (opset <= 13) return 7;
+  if (opset <= 18) return 8;
+  if (opset <= 20) return 9;
+  return 10;
+}
+
+
+export class OnnxFormatError extends Error {
+  override name = 'OnnxFormatError';
+}
+
+// ---------------------------------------------------------------- float16
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** IEEE half bits of x, rounded to nearest even. */
+export function float16Bits(x: number): number {
+  f32[0] = x;
+  const bits = u32[0];
+  const sign = (bits >>> 16) & 0x8000;
+  const exponent = (bits >>> 23) & 0xff;
+  let mantissa = bits & 0x7fffff;
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
+  const e = exponent - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mantissa |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let m = mantissa >>> shift;
+    const rest = mantissa & ((1 << shift) - 1);
+    if (rest > half || (rest === half && (m & 1))) m++;
+    return sign | m;
+  }
+  let m = mantissa >>> 13;
+  const rest = mantissa & 0x1fff;
+  let out = sign | (e << 10) | m;
+  if (rest > 0x1000 || (rest === 0x1000 && (m & 1))) out++;
+  return out;
+}
+
+export function float16Value(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 0x1f) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+// ---------------------------------------------------------------- tensors
+
+export function tensorBytes(t: Tensor): Uint8Array {
+  const n = t.data.length;
+  switch (t.dtype) {
+    case 'float32':
+      return new Uint8Array(Float32Array.from(t.data).buffer);
+    case 'float64':
+      return new Uint8Array(Float64Array.from(t.data).buffer);
+    case 'float16': {
+      const out = new Uint16Array(n);
+      for (let i = 0; i < n; i++) out[i] = float16Bits(t.data[i]);
+      return new Uint8Array(out.buffer);
+    }
+    case 'int64': {
+      const out = new BigInt64Array(n);
+      for (let i = 0; i < n; i++) out[i] = BigInt(t.data[i]);
+      return new Uint8Array(out.buffer);
+    }
+    case 'int32':
+      return new Uint8Array(Int32Array.from(t.data).buffer);
+    case 'bool':
+      return Uint8Array.from(t.data, (v) => (v ? 1 : 0));
+  }
+}
+
+function toTensorProto(name: string, t: Tensor): onnxProto.onnx.ITensorProto {
+  return { name, dims: t.shape, dataType: ONNX_TYPE[t.dtype], rawData: tensorBytes(t) };
+}
+
+function numbersOf(list: unknown[] | null | undefined): number[] {
+  return (list ?? []).map((v) => Number(v));
+}
+
+export function fromTensorProto(p: onnxProto.onnx.ITensorProto, where: string): Tensor {
+  const dtype = dtypeOfCode(p.dataType ?? 0);
+  if (!dtype) throw new OnnxFormatError(`${where}: tensor ${p.name} has unsupported data type ${p.dataType}`);
+  if (p.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
+    throw new OnnxFormatError(`${where}: tensor ${p.name} uses external data, which this reader does not load`);
+  }
+  const shape = numbersOf(p.dims);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float64Array(n);
+  const raw = p.rawData;
+  if (raw && raw.length > 0) {
+    const itemSize = { float32: 4, float64: 8, float16: 2, int64: 8, int32: 4, bool: 1 }[dtype];
+    if (raw.length !== n * itemSize) {
+      throw new OnnxFormatError(`${where}: tensor ${p.name} has ${raw.length} bytes of data, shape [${shape}] needs ${n * itemSize}`);
+    }
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    for (let i = 0; i < n; i++) {
+      switch (dtype) {
+        case 'float32': data[i] = view.getFloat32(4 * i, true); break;
+        case 'float64': data[i] = view.getFloat64(8 * i, true); break;
+        case 'float16': data[i] = float16Value(view.getUint16(2 * i, true)); break;
+        case 'int64': data[i] = Number(view.getBigInt64(8 * i, true)); break;
+        case 'int32': data[i] = view.getInt32(4 * i, true); break;
+        case 'bool': data[i] = view.getUint8(i); break;
+      }
+    }
+  } else {
+    const typed = dtype === 'float32' ? p.floatData : dtype === 'float64' ? p.doubleData
+      : dtype === 'int64' ? p.int64Data : p.int32Data;
+    const values = numbersOf(typed as unknown[]);
+    if (values.length !== n) {
+      throw new OnnxFormatError(`${where}: tensor ${p.name} has ${values.length} values, shape [${shape}] needs ${n}`);
+    }
+    if (dtype === 'float16') for (let i = 0; i < n; i++) data[i] = float16Value(values[i]);
+    else data.set(values);
+  }
+  return { dtype, shape, data };
+}
+
+// ---------------------------------------------------------------- attributes
+
+const A = onnx.AttributeProto.AttributeType;
+
+function toAttributeProto(name: string, a: Attribute): onnxProto.onnx.IAttributeProto {
+  switch (a.kind) {
+    case 'int': return { name, type: A.INT, i: a.value };
+    case 'float': return { name, type: A.FLOAT, f: a.value };
+    case 'string': return { name, type: A.STRING, s: new TextEncoder().encode(a.value) };
+    case 'ints': return { name, type: A.INTS, ints: a.value };
+    case 'floats': return { name, type: A.FLOATS, floats: a.value };
+    case 'tensor': return { name, type: A.TENSOR, t: toTensorProto('', a.value) };
+  }
+}
+
+function fromAttributeProto(p: onnxProto.onnx.IAttributeProto, where: string): Attribute {
+  switch (p.type) {
+    case A.INT: return { kind: 'int', value: Number(p.i) };
+    case A.FLOAT: return { kind: 'float', value: p.f ?? 0 };
+    case A.STRING: return { kind: 'string', value: new TextDecoder().decode(p.s ?? new Uint8Array()) };
+    case A.INTS: return { kind: 'ints', value: numbersOf(p.ints) };
+    case A.FLOATS: return { kind: 'floats', value: numbersOf(p.floats) };
+    case A.TENSOR: return { kind: 'tensor', value: fromTensorProto(p.t!, where) };
+    default: throw new OnnxFormatError(`${where}: attribute ${p.name} has unsupported type ${p.type}`);
+  }
+}
+
+// ---------------------------------------------------------------- value infos
+
+function toValueInfo(io: GraphIO | { value: Value; doc?: string }): onnxProto.onnx.IValueInfoProto {
+  const v = io.value;
+  const dims = v.shape?.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d }));
+  return {
+    name: v.name,
+    type: { tensorType: { elemType: ONNX_TYPE[v.dtype], shape: dims ? { dim: dims } : undefined } },
+    docString: io.doc,
+  };
+}
+
+function fromValueInfo(p: onnxProto.onnx.IValueInfoProto, where: string): GraphIO {
+  const tt = p.type?.tensorType;
+  const dtype = dtypeOfCode(tt?.elemType ?? 0);
+  if (!dtype) throw new OnnxFormatError(`${where}: value ${p.name} is not a tensor of a supported type`);
+  const shape: Dim[] | undefined = tt?.shape
+    ? (tt.shape.dim ?? []).map((d) => (d.dimParam ? d.dimParam : d.dimValue != null ? Number(d.dimValue) : '?'))
+    : undefined;
+  return { value: new Value(p.name ?? '', dtype, shape), doc: p.docString || undefined };
+}
+
+// ---------------------------------------------------------------- model
+
+export function toModelProto(graph: Graph, info: ModelInfo = {}): onnxProto.onnx.ModelProto {
+  const initializers = [...graph.initializers].map(([v, t]) => toTensorProto(v.name, t));
+  const outputNames = new Set(graph.outputs.map((io) => io.value.name));
+  const nodes = graph.nodes.map((n) => ({
+    name: n.name,
+    opType: n.op,
+    domain: n.domain,
+    input: n.inputs.map((v) => v?.name ?? ''),
+    output: n.outputs.map((v) => v.name),
+    attribute: Object.keys(n.attributes).sort().map((k) => toAttributeProto(k, n.attributes[k])),
+  }));
+  return onnx.ModelProto.create({
+    irVersion: irVersionFor(graph.opset),
+    opsetImport: [{ domain: '', version: graph.opset }],
+    producerName: info.producerName ?? 'glow-onnx',
+    producerVersion: info.producerVersion ?? '',
+    modelVersion: info.modelVersion ?? 1,
+    docString: info.docString ?? '',
+    graph: {
+      name: graph.name,
+      docString: graph.docString ?? '',
+      node: nodes,
+      initializer: initializers,
+      input: graph.inputs.map(toValueInfo),
+      output: graph.outputs.map(toValueInfo),
+      // Intermediate types let onnx's strict shape inference check the builder's own inference.
+      valueInfo: graph.nodes.flatMap((n) => n.outputs)
+        .filter((v) => !outputNames.has(v.name) && v.shape)
+        .map((value) => toValueInfo({ value })),
+    },
+    metadataProps: Object.keys(graph.metadata).sort().map((key) => ({ key, value: graph.metadata[key] })),
+  });
+}
+
+export function serializeModel(graph: Graph, info: ModelInfo = {}): Uint8Array {
+  return onnx.ModelProto.encode(toModelProto(graph, info)).finish();
+}
+
+export interface ParsedModel {
+  graph: Graph;
+  info: Required<ModelInfo>;
+  irVersion: number;
+}
+
+/** Reads ModelProto bytes back into a Graph; every malformed input is an OnnxFormatError. */
+export function parseModel(bytes: Uint8Array, where = 'model'): ParsedModel {
+  let model: onnxProto.onnx.ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (e) {
+    throw new OnnxFormatError(`${where} is not an ONNX model (protobuf decoding failed: ${(e as Error).message})`);
+  }
+  const g = model.graph;
+  if (!g || (!g.node?.length && !g.output?.length)) throw new OnnxFormatError(`${where} is not an ONNX model (it has no graph)`);
+  const opset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
+  if (!opset) throw new OnnxFormatError(`${where} imports no default-domain opset`);
+
+  const values = new Map<string, Value>();
+  const initializers = new Map<Value, Tensor>();
+  for (const t of g.initializer ?? []) {
+    const tensor = fromTensorProto(t, where);
+    const v = new Value(t.name ?? '', tensor.dtype, tensor.shape);
+    values.set(v.name, v);
+    initializers.set(v, tensor);
+  }
+  const inputs = (g.input ?? []).filter((p) => !values.has(p.name ?? '')).map((p) => fromValueInfo(p, where));
+  for (const io of inputs) values.set(io.value.name, io.value);
+  const declaredOutputs = (g.output ?? []).map((p) => fromValueInfo(p, where));
+  const declaredTypes = new Map([...(g.valueInfo ?? []).map((p) => fromValueInfo(p, where)), ...declaredOutputs]
+    .map((io) => [io.value.name, io.value]));
+
+  const lookup = (name: string, node: string): Value => {
+    const v = values.get(name);
+    if (!v) throw new OnnxFormatError(`${where}: node ${node} reads ${name}, which nothing produces`);
+    return v;
+  };
+  const nodes = (g.node ?? []).map((p) => {
+    const nodeName = p.name ?? '';
+    const inputs = (p.input ?? []).map((name) => (name === '' ? undefined : lookup(name, nodeName)));
+    const outputs = (p.output ?? []).map((name) => {
+      // Without a declared type an output is assumed to share its first input's dtype.
+      const v = declaredTypes.get(name) ?? new Value(name, inputs[0]?.dtype ?? 'float32', undefined);
+      values.set(name, v);
+      return v;
+    });
+    const attributes: Record<string, Attribute> = {};
+    for (const a of p.attribute ?? []) attributes[a.name ?? ''] = fromAttributeProto(a, where);
+    return new Node(p.opType ?? '', nodeName, inputs, outputs, attributes, p.domain ?? '');
+  });
+  const outputs = declaredOutputs.map((io) => ({ value: lookup(io.value.name, 'graph output'), doc: io.doc }));
+  const metadata: Record<string, string> = {};
+  for (const m of model.metadataProps ?? []) metadata[m.key ?? ''] = m.value ?? '';
+  return {
+    graph: {
+      name: g.name ?? '',
+      opset: Number(opset.version),
+      inputs,
+      outputs,
+      nodes,
+      initializers,
+      metadata,
+      docString: g.docString || undefined,
+    },
+    info: {
+      producerName: model.producerName ?? '',
+      producerVersion: model.producerVersion ?? '',
+      modelVersion: Number(model.modelVersion ?? 0),
+      docString: model.docString ?? '',
+    },
+    irVersion: Number(model.irVersion ?? 0),
+  };
+}

@@ -1,0 +1,135 @@
+// GlowConfig: the architecture of a Glow model, independent of its weights.
+
+export type Coupling = 'additive' | 'affine';
+export type Permutation = 'invconv' | 'shuffle' | 'reverse';
+
+export interface GlowConfig {
+  /** [channels, height, width] of the images the model sees. */
+  imageShape: [number, number, number];
+  /** Flow steps per level. */
+  K: number;
+  /** Levels (squeeze, K steps, split; the last level has no split). */
+  L: number;
+  hiddenChannels: number;
+  coupling: Coupling;
+  permutation: Permutation;
+  /** LU-parameterised 1x1 convolution (only meaningful for permutation 'invconv'). */
+  lu: boolean;
+  /** Top prior learned through a Conv2dZeros applied to prior_h. */
+  learnTop: boolean;
+  /** Classes for class-conditioning; 0 means an unconditional model. */
+  numClasses: number;
+  /** Bits per pixel of the discretised data (8 for ordinary images). */
+  nBits: number;
+  /** ActNorm data-dependent init target scale. */
+  actnormScale: number;
+}
+
+export const DEFAULT_CONFIG: GlowConfig = {
+  imageShape: [1, 28, 28],
+  K: 8,
+  L: 2,
+  hiddenChannels: 128,
+  coupling: 'affine',
+  permutation: 'invconv',
+  lu: true,
+  learnTop: true,
+  numClasses: 0,
+  nBits: 5,
+  actnormScale: 1,
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const KEYS = Object.keys(DEFAULT_CONFIG) as (keyof GlowConfig)[];
+
+function isPositiveInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v > 0;
+}
+
+/**
+ * Checks a config from any source (JSON file, CLI flags, inference from a checkpoint) and
+ * returns a typed copy. Every problem found is reported in one error, not just the first.
+ */
+export function validateConfig(input: unknown): GlowConfig {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new ConfigError('config must be a JSON object');
+  }
+  const raw = input as Record<string, unknown>;
+  const problems: string[] = [];
+  const unknownKeys = Object.keys(raw).filter((k) => !(KEYS as string[]).includes(k));
+  if (unknownKeys.length) problems.push(`unknown key(s) ${unknownKeys.join(', ')} (known: ${KEYS.join(', ')})`);
+  for (const k of KEYS) if (!(k in raw)) problems.push(`missing ${k}`);
+  if (problems.length) throw new ConfigError(`invalid Glow config: ${problems.join('; ')}`);
+
+  const c = raw as unknown as GlowConfig;
+  const shape = c.imageShape;
+  if (!Array.isArray(shape) || shape.length !== 3 || !shape.every(isPositiveInt)) {
+    problems.push(`imageShape must be [channels, height, width] of positive integers, got ${JSON.stringify(shape)}`);
+  }
+  for (const k of ['K', 'L', 'hiddenChannels'] as const) {
+    if (!isPositiveInt(c[k])) problems.push(`${k} must be a positive integer, got ${JSON.stringify(c[k])}`);
+  }
+  if (c.coupling !== 'additive' && c.coupling !== 'affine') {
+    problems.push(`coupling must be 'additive' or 'affine', got ${JSON.stringify(c.coupling)}`);
+  }
+  if (!['invconv', 'shuffle', 'reverse'].includes(c.permutation)) {
+    problems.push(`permutation must be 'invconv', 'shuffle' or 'reverse', got ${JSON.stringify(c.permutation)}`);
+  }
+  if (typeof c.lu !== 'boolean') problems.push(`lu must be true or false, got ${JSON.stringify(c.lu)}`);
+  if (typeof c.learnTop !== 'boolean') problems.push(`learnTop must be true or false, got ${JSON.stringify(c.learnTop)}`);
+  if (!(Number.isInteger(c.numClasses) && c.numClasses >= 0)) {
+    problems.push(`numClasses must be an integer >= 0 (0 = unconditional), got ${JSON.stringify(c.numClasses)}`);
+  }
+  if (!(Number.isInteger(c.nBits) && c.nBits >= 1 && c.nBits <= 16)) {
+    problems.push(`nBits must be an integer in 1..16, got ${JSON.stringify(c.nBits)}`);
+  }
+  if (!(typeof c.actnormScale === 'number' && Number.isFinite(c.actnormScale) && c.actnormScale > 0)) {
+    problems.push(`actnormScale must be a finite number > 0, got ${JSON.stringify(c.actnormScale)}`);
+  }
+  if (problems.length === 0) {
+    const [C, H, W] = shape;
+    const f = 2 ** c.L;
+    if (H % f !== 0 || W % f !== 0) {
+      problems.push(`image ${H}x${W} cannot be squeezed L=${c.L} times: height and width must be multiples of 2^L = ${f}`);
+    }
+    // The coupling splits the channels of every level in halves; 4C after a squeeze is always even.
+    if (C < 1) problems.push('imageShape channels must be >= 1');
+  }
+  if (problems.length) throw new ConfigError(`invalid Glow config: ${problems.join('; ')}`);
+  return {
+    imageShape: [shape[0], shape[1], shape[2]],
+    K: c.K,
+    L: c.L,
+    hiddenChannels: c.hiddenChannels,
+    coupling: c.coupling,
+    permutation: c.permutation,
+    lu: c.lu,
+    learnTop: c.learnTop,
+    numClasses: c.numClasses,
+    nBits: c.nBits,
+    actnormScale: c.actnormScale,
+  };
+}
+
+/** Shape of eps_l (1-based level) for one example: [channels, height, width]. */
+export function latentShape(config: GlowConfig, level: number): [number, number, number] {
+  const [C, H, W] = config.imageShape;
+  const h = H >> level;
+  const w = W >> level;
+  // Each level squeezes (x4 channels); every level but the top then keeps half.
+  const channels = level < config.L ? C * 2 ** level : C * 2 ** (level + 1);
+  return [channels, h, w];
+}
+
+/** Channels flowing through the steps of a level (after its squeeze). */
+export function levelChannels(config: GlowConfig, level: number): number {
+  return config.imageShape[0] * 2 ** (level + 1);
+}
+
+export function dimensions(config: GlowConfig): number {
+  const [C, H, W] = config.imageShape;
+  return C * H * W;
+}

@@ -1,0 +1,35 @@
+// Shared vocabulary of the layers: what a layer returns, and how it reaches its weights.
+
+import { GraphBuilder, tensor, Value } from '../../builder/graph.js';
+import { HostTensor } from '../tensor.js';
+
+/** A log-determinant: a host constant when it does not depend on the data, otherwise a
+ * per-example Value of shape [N]. Constants are summed on the host into one number. */
+export type LogDet = number | Value;
+
+export interface FlowOutput {
+  out: Value;
+  logdet: LogDet;
+}
+
+/** Where a layer's checkpoint tensors come from: initializers when exporting, graph inputs
+ * when training. */
+export type ParamSource = (name: string) => Value;
+
+/** The model's host weights in float64, keyed by checkpoint name. */
+export type HostParams = ReadonlyMap<string, HostTensor>;
+
+export function hostParam(params: HostParams, name: string): HostTensor {
+  const t = params.get(name);
+  if (!t) throw new Error(`missing weight ${name}`);
+  return t;
+}
+
+/** Registers host float64 data as a float32 initializer under the current scope. */
+export function weight(g: GraphBuilder, hint: string, shape: number[], data: ArrayLike<number>): Value {
+  return g.constant(tensor('float32', shape, data), hint);
+}
+
+export function scalarConstant(g: GraphBuilder, value: number, hint = 'c'): Value {
+  return g.constant(tensor('float32', [], [value]), hint);
+}

@@ -1,0 +1,126 @@
+// The parameterised sub-networks that are not flows themselves: the coupling network
+// NN = conv3x3 + ActNorm + ReLU, conv1x1 + ActNorm + ReLU, Conv2dZeros, and Conv2dZeros alone
+// (the split prior). Each comes in two forms returning the same values:
+// - literal: the checkpoint tensors used as they are, Exp on weights included (training,
+//   --no-fold);
+// - folded: ActNorms, exp(3*logs) and the +2 of the affine scale folded into conv weights and
+//   biases on the host, in float64, with output channels reordered so that the halves a caller
+//   needs are contiguous.
+
+import { GraphBuilder, Value } from '../../builder/graph.js';
+import * as op from '../../builder/ops.js';
+import { HostParams, hostParam, ParamSource, scalarConstant, weight } from './common.js';
+
+/** Maps z -> the tensors its caller splits the output into. */
+export type Network = (g: GraphBuilder, z: Value) => Value[];
+
+/** How a Conv2dZeros output is cut: 'cross' = [even channels, odd channels] (+ `oddOffset`
+ * added to the odd half), 'whole' = one tensor. */
+export interface OutputLayout {
+  split: 'cross' | 'whole';
+  oddOffset?: number;
+}
+
+const LOGSCALE_FACTOR = 3;
+
+/** [0, 2, 4, ..., 1, 3, 5, ...]: the even channels, then the odd ones. */
+export function crossOrder(n: number): number[] {
+  return [...Array.from({ length: n / 2 }, (_, i) => 2 * i), ...Array.from({ length: n / 2 }, (_, i) => 2 * i + 1)];
+}
+
+// ---------------------------------------------------------------- literal
+
+function literalConvActNorm(g: GraphBuilder, src: ParamSource, prefix: string, x: Value, kernel: number): Value {
+  const conv = op.conv(g, x, src(`${prefix}.conv.weight`), undefined, { pads: op.samePads(kernel) });
+  const normed = op.mul(g, op.add(g, conv, src(`${prefix}.actnorm.bias`)), op.exp(g, src(`${prefix}.actnorm.logs`)));
+  return op.relu(g, normed);
+}
+
+/** Conv2dZeros: conv(x) * exp(3 * logs), with `convPrefix` holding weight/bias. */
+function literalZerosConv(g: GraphBuilder, src: ParamSource, convPrefix: string, logsName: string, x: Value, layout: OutputLayout): Value[] {
+  const h = op.conv(g, x, src(`${convPrefix}.weight`), src(`${convPrefix}.bias`), { pads: op.samePads(3) });
+  const logs = src(logsName);
+  const scaled = op.mul(g, h, op.exp(g, op.mul(g, logs, scalarConstant(g, LOGSCALE_FACTOR, 'logscale_factor'))));
+  if (layout.split === 'whole') return [scaled];
+  const n = logs.staticShape()[0];
+  const [evens, odds] = [0, 1].map((parity) => op.gather(g, scaled, Array.from({ length: n / 2 }, (_, i) => 2 * i + parity), 1));
+  return [evens, layout.oddOffset ? op.add(g, odds, scalarConstant(g, layout.oddOffset, 'offset')) : odds];
+}
+
+export function literalCouplingNetwork(src: ParamSource, prefix: string, layout: OutputLayout): Network {
+  return (g, z) => g.scope('nn', () => {
+    const h0 = literalConvActNorm(g, src, `${prefix}.block.0`, z, 3);
+    const h1 = literalConvActNorm(g, src, `${prefix}.block.2`, h0, 1);
+    return literalZerosConv(g, src, `${prefix}.block.4.conv`, `${prefix}.block.4.logs`, h1, layout);
+  });
+}
+
+export function literalPriorNetwork(src: ParamSource, prefix: string): Network {
+  return (g, z) => g.scope('prior', () => literalZerosConv(g, src, `${prefix}.conv.conv`, `${prefix}.conv.logs`, z, { split: 'cross' }));
+}
+
+// ---------------------------------------------------------------- folded
+
+interface FoldedConv {
+  shape: number[];
+  weight: Float64Array;
+  bias: Float64Array;
+}
+
+/** conv (no bias) followed by ActNorm: (conv(x) + b) * s = conv with weights * s and bias b * s. */
+function foldConvActNorm(params: HostParams, prefix: string): FoldedConv {
+  const w = hostParam(params, `${prefix}.conv.weight`);
+  const b = hostParam(params, `${prefix}.actnorm.bias`).data;
+  const s = hostParam(params, `${prefix}.actnorm.logs`).data.map(Math.exp);
+  const perOut = w.data.length / s.length;
+  return {
+    shape: w.shape,
+    weight: w.data.map((v, k) => v * s[Math.floor(k / perOut)]),
+    bias: b.map((v, o) => v * s[o]),
+  };
+}
+
+/** Conv2dZeros folded: weights and bias times exp(3 * logs), output channels in the layout's
+ * order, the odd offset added to the odd half's bias. */
+export function foldZerosConv(weightT: { shape: number[]; data: Float64Array }, bias: Float64Array, logs: Float64Array, layout: OutputLayout): FoldedConv {
+  const n = bias.length;
+  const perOut = weightT.data.length / n;
+  const order = layout.split === 'cross' ? crossOrder(n) : Array.from({ length: n }, (_, i) => i);
+  const w = new Float64Array(weightT.data.length);
+  const b = new Float64Array(n);
+  order.forEach((src, dst) => {
+    const e = Math.exp(LOGSCALE_FACTOR * logs[src]);
+    for (let k = 0; k < perOut; k++) w[dst * perOut + k] = weightT.data[src * perOut + k] * e;
+    b[dst] = bias[src] * e + (layout.split === 'cross' && dst >= n / 2 ? layout.oddOffset ?? 0 : 0);
+  });
+  return { shape: weightT.shape, weight: w, bias: b };
+}
+
+function emitConv(g: GraphBuilder, x: Value, f: FoldedConv, hint: string): Value {
+  const kernel = f.shape[2];
+  return op.conv(g, x, weight(g, `${hint}.weight`, f.shape, f.weight), weight(g, `${hint}.bias`, [f.shape[0]], f.bias), { pads: op.samePads(kernel) });
+}
+
+function emitLayout(g: GraphBuilder, h: Value, layout: OutputLayout): Value[] {
+  if (layout.split === 'whole') return [h];
+  const n = h.shape![1] as number;
+  return op.split(g, h, [n / 2, n / 2], 1);
+}
+
+export function foldedCouplingNetwork(params: HostParams, prefix: string, layout: OutputLayout): Network {
+  const c0 = foldConvActNorm(params, `${prefix}.block.0`);
+  const c1 = foldConvActNorm(params, `${prefix}.block.2`);
+  const c2 = foldZerosConv(hostParam(params, `${prefix}.block.4.conv.weight`), hostParam(params, `${prefix}.block.4.conv.bias`).data,
+    hostParam(params, `${prefix}.block.4.logs`).data, layout);
+  return (g, z) => g.scope('nn', () => {
+    const h0 = op.relu(g, emitConv(g, z, c0, 'conv0'));
+    const h1 = op.relu(g, emitConv(g, h0, c1, 'conv1'));
+    return emitLayout(g, emitConv(g, h1, c2, 'conv2'), layout);
+  });
+}
+
+export function foldedPriorNetwork(params: HostParams, prefix: string): Network {
+  const f = foldZerosConv(hostParam(params, `${prefix}.conv.conv.weight`), hostParam(params, `${prefix}.conv.conv.bias`).data,
+    hostParam(params, `${prefix}.conv.logs`).data, { split: 'cross' });
+  return (g, z) => g.scope('prior', () => emitLayout(g, emitConv(g, z, f, 'conv'), { split: 'cross' }));
+}

@@ -1,0 +1,370 @@
+// Multi-scale assembly: the encode and decode graphs of DESIGN.md's I/O contract.
+//
+//   encode: x -> for each level: squeeze, K steps, split (eps_l from the split prior) -> top
+//           prior (eps_L); logdet, log_px, bpd, y_logits
+//   decode: the same levels in reverse, z = mean + sigma * T * eps at every prior.
+
+import { Graph, GraphBuilder, tensor, Value } from '../builder/graph.js';
+import * as op from '../builder/ops.js';
+import { chain, cleanup, foldConstants, toposort } from '../builder/passes/index.js';
+import { dimensions, GlowConfig, latentShape, levelChannels } from './config.js';
+import * as actnorm from './layers/actnorm.js';
+import { FlowOutput, HostParams, hostParam, LogDet, ParamSource, scalarConstant } from './layers/common.js';
+import * as coupling from './layers/coupling.js';
+import * as fusedMix from './layers/fused-mix.js';
+import * as invconv from './layers/invconv.js';
+import {
+  foldedCouplingNetwork, foldedPriorNetwork, foldZerosConv, literalCouplingNetwork, literalPriorNetwork, Network, OutputLayout,
+} from './layers/networks.js';
+import { Gaussian, sample, standardize } from './layers/priors.js';
+import * as squeeze from './layers/squeeze.js';
+import { splitPrefix, stepPrefix } from './names.js';
+import { HostTensor } from './tensor.js';
+
+export interface GlowWeights {
+  config: GlowConfig;
+  params: HostParams;
+  /** Channel order of each shuffle step, keyed by step prefix (output c reads input indices[c]). */
+  shuffles?: ReadonlyMap<string, readonly number[]>;
+}
+
+export interface BuildOptions {
+  /** Fold weights on the host (default). false keeps every checkpoint tensor and the Exp on
+   * weights in the graph, for comparison and debugging. */
+  fold?: boolean;
+  opset?: number;
+}
+
+const LN2 = Math.log(2);
+
+// ---------------------------------------------------------------- one flow step
+
+interface StepGraph {
+  encode(g: GraphBuilder, x: Value): FlowOutput[];
+  decode(g: GraphBuilder, y: Value): FlowOutput[];
+}
+
+function couplingLayout(config: GlowConfig): OutputLayout {
+  return config.coupling === 'affine' ? { split: 'cross', oddOffset: 2 } : { split: 'whole' };
+}
+
+function stepPermutation(w: GlowWeights, prefix: string, C: number): readonly number[] {
+  if (w.config.permutation === 'reverse') return invconv.reversePermutation(C);
+  const indices = w.shuffles?.get(prefix);
+  if (!indices) throw new Error(`shuffle permutation of ${prefix} is missing: shuffle models need their channel orders`);
+  return indices;
+}
+
+function foldMix(w: GlowWeights, prefix: string, C: number): invconv.FoldedMix {
+  const p = (name: string) => hostParam(w.params, `${prefix}.invconv.${name}`).data;
+  if (w.config.permutation !== 'invconv') return invconv.foldPermutation(stepPermutation(w, prefix, C));
+  if (w.config.lu) return invconv.foldLU(p('p'), p('lower'), p('upper'), p('log_s'), p('sign_s'));
+  return invconv.foldPlain(p('weight'), C);
+}
+
+function foldedStep(w: GlowWeights, prefix: string, C: number): StepGraph {
+  const mix = fusedMix.fuse(hostParam(w.params, `${prefix}.actnorm.bias`).data, hostParam(w.params, `${prefix}.actnorm.logs`).data, foldMix(w, prefix, C));
+  const network = foldedCouplingNetwork(w.params, prefix, couplingLayout(w.config));
+  return {
+    encode(g, x) {
+      const a = fusedMix.encode(g, x, mix);
+      return [a, coupling.encode(g, a.out, w.config.coupling, network)];
+    },
+    decode(g, y) {
+      const c = coupling.decode(g, y, w.config.coupling, network);
+      return [c, fusedMix.decode(g, c.out, mix)];
+    },
+  };
+}
+
+/** The step as the checkpoint states it. W^-1 still comes from the host: ONNX has no standard
+ * matrix inverse. */
+function literalStep(w: GlowWeights, src: ParamSource, prefix: string, C: number): StepGraph {
+  const norm = () => ({ bias: src(`${prefix}.actnorm.bias`), logs: src(`${prefix}.actnorm.logs`) });
+  const network = literalCouplingNetwork(src, prefix, couplingLayout(w.config));
+  const mixEncode = (g: GraphBuilder, x: Value): FlowOutput => {
+    if (w.config.permutation !== 'invconv') {
+      return { out: g.scope('permute', () => op.gather(g, x, [...stepPermutation(w, prefix, C)], 1)), logdet: 0 };
+    }
+    if (w.config.lu) {
+      const names = ['p', 'lower', 'upper', 'log_s', 'sign_s'] as const;
+      const lu = Object.fromEntries(names.map((n) => [n, src(`${prefix}.invconv.${n}`)])) as unknown as invconv.LUWeights;
+      const { weight, logAbsDet } = g.scope('invconv', () => invconv.weightFromLU(g, lu));
+      return invconv.encode(g, x, weight, logAbsDet);
+    }
+    return invconv.encode(g, x, src(`${prefix}.invconv.weight`), foldMix(w, prefix, C).logAbsDet);
+  };
+  const mixDecode = (g: GraphBuilder, y: Value): FlowOutput => {
+    const folded = foldMix(w, prefix, C);
+    if (w.config.permutation !== 'invconv') {
+      const inverse = new Array<number>(C);
+      stepPermutation(w, prefix, C).forEach((src, c) => (inverse[src] = c));
+      return { out: g.scope('permute', () => op.gather(g, y, inverse, 1)), logdet: 0 };
+    }
+    const inverseWeight = g.initializer(`${prefix}.invconv.weight_inverse`, tensor('float32', [C, C], folded.inverse.data));
+    return invconv.decode(g, y, inverseWeight, folded.logAbsDet);
+  };
+  return {
+    encode(g, x) {
+      const a = actnorm.encode(g, x, norm());
+      const m = mixEncode(g, a.out);
+      return [a, m, coupling.encode(g, m.out, w.config.coupling, network)];
+    },
+    decode(g, y) {
+      const c = coupling.decode(g, y, w.config.coupling, network);
+      const m = mixDecode(g, c.out);
+      return [c, m, actnorm.decode(g, m.out, norm())];
+    },
+  };
+}
+
+// ---------------------------------------------------------------- priors
+
+interface Priors {
+  split(level: number): Network;
+  /** Top prior; `y` is the one-hot class input of class-conditional models. */
+  top(g: GraphBuilder, y: Value | undefined): Gaussian;
+  /** y_logits from the top latent. */
+  classLogits(g: GraphBuilder, zTop: Value): Value;
+}
+
+/** h = Conv2dZeros(prior_h) (or prior_h itself) on the host, [1, 2C, h, w]. */
+function topPriorHost(w: GlowWeights): HostTensor {
+  const priorH = hostParam(w.params, 'prior_h');
+  if (!w.config.learnTop) return priorH;
+  const f = foldZerosConv(hostParam(w.params, 'learn_top_fn.conv.weight'), hostParam(w.params, 'learn_top_fn.conv.bias').data,
+    hostParam(w.params, 'learn_top_fn.logs').data, { split: 'whole' });
+  return conv3x3SameHost(priorH, f.weight, f.bias);
+}
+
+function conv3x3SameHost(x: HostTensor, weight: Float64Array, bias: Float64Array): HostTensor {
+  const [, C, H, W] = x.shape;
+  const M = bias.length;
+  const out = new Float64Array(M * H * W);
+  for (let m = 0; m < M; m++) {
+    for (let i = 0; i < H; i++) {
+      for (let j = 0; j < W; j++) {
+        let acc = bias[m];
+        for (let c = 0; c < C; c++) {
+          for (let di = 0; di < 3; di++) {
+            for (let dj = 0; dj < 3; dj++) {
+              const ii = i + di - 1;
+              const jj = j + dj - 1;
+              if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+              acc += weight[((m * C + c) * 3 + di) * 3 + dj] * x.data[(c * H + ii) * W + jj];
+            }
+          }
+        }
+        out[(m * H + i) * W + j] = acc;
+      }
+    }
+  }
+  return { shape: [1, M, H, W], data: out };
+}
+
+function halvesHost(t: HostTensor): [HostTensor, HostTensor] {
+  const [, C2, H, W] = t.shape;
+  const n = (C2 / 2) * H * W;
+  const shape = [1, C2 / 2, H, W];
+  return [{ shape, data: t.data.slice(0, n) }, { shape, data: t.data.slice(n) }];
+}
+
+/** LinearZeros folded: (W x + b) * exp(3 logs) as one Gemm. */
+function foldLinearZeros(w: GlowWeights, prefix: string): { weight: HostTensor; bias: Float64Array } {
+  const weight = hostParam(w.params, `${prefix}.linear.weight`);
+  const e = hostParam(w.params, `${prefix}.logs`).data.map((v) => Math.exp(3 * v));
+  const inFeatures = weight.shape[1];
+  return {
+    weight: { shape: weight.shape, data: weight.data.map((v, k) => v * e[Math.floor(k / inFeatures)]) },
+    bias: hostParam(w.params, `${prefix}.linear.bias`).data.map((v, o) => v * e[o]),
+  };
+}
+
+function gemmFolded(g: GraphBuilder, x: Value, f: { weight: HostTensor; bias: Float64Array }, hint: string): Value {
+  const weight = g.constant(tensor('float32', f.weight.shape, f.weight.data), `${hint}.weight`);
+  const bias = g.constant(tensor('float32', [f.bias.length], f.bias), `${hint}.bias`);
+  return op.gemm(g, x, weight, bias, { transB: true });
+}
+
+function gemmLiteral(g: GraphBuilder, src: ParamSource, x: Value, prefix: string): Value {
+  const y = op.gemm(g, x, src(`${prefix}.linear.weight`), src(`${prefix}.linear.bias`), { transB: true });
+  return op.mul(g, y, op.exp(g, op.mul(g, src(`${prefix}.logs`), scalarConstant(g, 3, 'logscale_factor'))));
+}
+
+function splitTop(g: GraphBuilder, h: Value): Gaussian {
+  const C2 = h.shape![1] as number;
+  const [mean, logs] = op.split(g, h, [C2 / 2, C2 / 2], 1);
+  return { kind: 'data', mean, logs };
+}
+
+function foldedPriors(w: GlowWeights): Priors {
+  const hTop = topPriorHost(w);
+  const C2 = hTop.shape[1];
+  return {
+    split: (level) => foldedPriorNetwork(w.params, splitPrefix(w.config, level)),
+    top(g, y) {
+      if (!y) {
+        const [mean, logs] = halvesHost(hTop);
+        return { kind: 'constant', mean, logs };
+      }
+      return g.scope('top_prior', () => {
+        const projected = op.reshape(g, gemmFolded(g, y, foldLinearZeros(w, 'project_ycond'), 'project_ycond'), [0, C2, 1, 1]);
+        return splitTop(g, op.add(g, g.constant(tensor('float32', hTop.shape, hTop.data), 'h'), projected));
+      });
+    },
+    classLogits: (g, zTop) => g.scope('project_class', () =>
+      gemmFolded(g, op.reduceMean(g, zTop, [2, 3], false), foldLinearZeros(w, 'project_class'), 'project_class')),
+  };
+}
+
+function literalPriors(w: GlowWeights, src: ParamSource): Priors {
+  return {
+    split: (level) => literalPriorNetwork(src, splitPrefix(w.config, level)),
+    top: (g, y) => g.scope('top_prior', () => {
+      let h = src('prior_h');
+      if (w.config.learnTop) {
+        const conv = op.conv(g, h, src('learn_top_fn.conv.weight'), src('learn_top_fn.conv.bias'), { pads: op.samePads(3) });
+        h = op.mul(g, conv, op.exp(g, op.mul(g, src('learn_top_fn.logs'), scalarConstant(g, 3, 'logscale_factor'))));
+      }
+      if (y) {
+        const C2 = h.shape![1] as number;
+        h = op.add(g, h, op.reshape(g, gemmLiteral(g, src, y, 'project_ycond'), [0, C2, 1, 1]));
+      }
+      return splitTop(g, h);
+    }),
+    classLogits: (g, zTop) => g.scope('project_class', () => gemmLiteral(g, src, op.reduceMean(g, zTop, [2, 3], false), 'project_class')),
+  };
+}
+
+// ---------------------------------------------------------------- assembly
+
+interface Assembly {
+  steps: StepGraph[][];
+  priors: Priors;
+}
+
+function assemble(w: GlowWeights, g: GraphBuilder, fold: boolean): Assembly {
+  const { config } = w;
+  const registered = new Map<string, Value>();
+  const src: ParamSource = (name) => {
+    let v = registered.get(name);
+    if (!v) {
+      const t = hostParam(w.params, name);
+      v = g.initializer(name, tensor('float32', t.shape, t.data));
+      registered.set(name, v);
+    }
+    return v;
+  };
+  const steps = Array.from({ length: config.L }, (_, level) => {
+    const C = levelChannels(config, level + 1);
+    return Array.from({ length: config.K }, (_, k) => {
+      const prefix = stepPrefix(config, level, k);
+      return fold ? foldedStep(w, prefix, C) : literalStep(w, src, prefix, C);
+    });
+  });
+  return { steps, priors: fold ? foldedPriors(w) : literalPriors(w, src) };
+}
+
+/** Sums per-example terms and host constants into one [N] value. */
+function total(g: GraphBuilder, terms: LogDet[], batchOf: Value, hint: string): Value {
+  return g.scope(hint, () => {
+    const constant = terms.filter((t): t is number => typeof t === 'number').reduce((a, b) => a + b, 0);
+    const values = terms.filter((t): t is Value => typeof t !== 'number');
+    const summed = op.sum(g, [...values, scalarConstant(g, constant, 'constant')]);
+    if (summed.rank === 1) return summed;
+    // No term depends on the example: broadcast to the batch, known at run time only.
+    const batch = op.gather(g, g.node('Shape', [batchOf], {}, [{ dtype: 'int64', shape: [batchOf.rank] }])[0], [0], 0);
+    return g.node('Expand', [summed, batch], {}, [{ dtype: 'float32', shape: [batchOf.shape![0]] }])[0];
+  });
+}
+
+function configMetadata(config: GlowConfig, fold: boolean): Record<string, string> {
+  return { 'glow_onnx.config': JSON.stringify(config), 'glow_onnx.folded': String(fold) };
+}
+
+function finish(g: GraphBuilder, fold: boolean, doc: string): Graph {
+  const graph = g.build(doc);
+  return fold ? chain(toposort, foldConstants, cleanup)(graph) : chain(toposort, cleanup)(graph);
+}
+
+export function buildEncode(w: GlowWeights, options: BuildOptions = {}): Graph {
+  const { config } = w;
+  const fold = options.fold ?? true;
+  const g = new GraphBuilder('glow_encode', { opset: options.opset });
+  g.metadata = configMetadata(config, fold);
+  const [C, H, W] = config.imageShape;
+  const x = g.input('x', 'float32', ['N', C, H, W], `dequantised pixels k / 2^${config.nBits} - 0.5 + u, u in [0, 2^-${config.nBits})`);
+  const y = config.numClasses > 0 ? g.input('y', 'float32', ['N', config.numClasses], 'one-hot class') : undefined;
+  const { steps, priors } = assemble(w, g, fold);
+
+  const flowLogdet: LogDet[] = [];
+  const priorLogs: LogDet[] = [];
+  const squares: Value[] = [];
+  const eps: Value[] = [];
+  const standardized = (z: Value, prior: Gaussian) => {
+    const s = standardize(g, z, prior);
+    priorLogs.push(s.logdet);
+    squares.push(op.reduceSum(g, op.mul(g, s.eps, s.eps), [1, 2, 3], false));
+    eps.push(s.eps);
+  };
+  let z = x;
+  for (let level = 0; level < config.L; level++) {
+    z = g.scope(`level${level + 1}`, () => squeeze.encode(g, z));
+    for (let k = 0; k < config.K; k++) {
+      for (const r of g.scope(stepPrefix(config, level, k), () => steps[level][k].encode(g, z))) {
+        flowLogdet.push(r.logdet);
+        z = r.out;
+      }
+    }
+    if (level < config.L - 1) {
+      g.scope(splitPrefix(config, level), () => {
+        const Cz = z.shape![1] as number;
+        const [z1, z2] = op.split(g, z, [Cz / 2, Cz / 2], 1);
+        const [mean, logs] = priors.split(level)(g, z1);
+        standardized(z2, { kind: 'data', mean, logs });
+        z = z1;
+      });
+    }
+  }
+  const zTop = z;
+  g.scope('top', () => standardized(zTop, priors.top(g, y)));
+
+  eps.forEach((e, i) => g.output(e, `eps_${i + 1}`, `standardised latent of level ${i + 1} [N, ${latentShape(config, i + 1).join(', ')}]`));
+  const logdet = total(g, flowLogdet, x, 'logdet');
+  g.output(logdet, 'logdet', 'sum of log|det J| of the flow layers');
+  const D = dimensions(config);
+  const sumSquares = g.scope('log_px', () => op.mul(g, op.sum(g, squares), scalarConstant(g, -0.5, 'minus_half')));
+  const logPx = total(g, [logdet, sumSquares, ...priorLogs, -D * (0.5 * Math.log(2 * Math.PI) + config.nBits * LN2)], x, 'log_px');
+  g.output(logPx, 'log_px', 'log-likelihood of the discretised data in nats');
+  g.output(g.scope('bpd', () => op.mul(g, logPx, scalarConstant(g, -1 / (D * LN2), 'scale'))), 'bpd', 'bits per dimension, -log_px / (D ln 2)');
+  if (y) g.output(priors.classLogits(g, zTop), 'y_logits', 'class logits from the top latent');
+  return finish(g, fold, 'Glow encode: x -> eps_1..eps_L, logdet, log_px, bpd');
+}
+
+export function buildDecode(w: GlowWeights, options: BuildOptions = {}): Graph {
+  const { config } = w;
+  const fold = options.fold ?? true;
+  const g = new GraphBuilder('glow_decode', { opset: options.opset });
+  g.metadata = configMetadata(config, fold);
+  const eps = Array.from({ length: config.L }, (_, i) =>
+    g.input(`eps_${i + 1}`, 'float32', ['N', ...latentShape(config, i + 1)], `standardised latent of level ${i + 1}`));
+  const temperature = g.input('temperature', 'float32', [], 'scale of the prior standard deviations (1 reproduces encode inputs)');
+  const y = config.numClasses > 0 ? g.input('y', 'float32', ['N', config.numClasses], 'one-hot class') : undefined;
+  const { steps, priors } = assemble(w, g, fold);
+
+  let z = g.scope('top', () => sample(g, eps[config.L - 1], temperature, priors.top(g, y)));
+  for (let level = config.L - 1; level >= 0; level--) {
+    if (level < config.L - 1) {
+      z = g.scope(splitPrefix(config, level), () => {
+        const [mean, logs] = priors.split(level)(g, z);
+        return op.concat(g, [z, sample(g, eps[level], temperature, { kind: 'data', mean, logs })], 1);
+      });
+    }
+    for (let k = config.K - 1; k >= 0; k--) {
+      for (const r of g.scope(stepPrefix(config, level, k), () => steps[level][k].decode(g, z))) z = r.out;
+    }
+    z = g.scope(`level${level + 1}`, () => squeeze.decode(g, z));
+  }
+  g.output(z, 'x', 'decoded pixels, same scale as the encode input');
+  return finish(g, fold, 'Glow decode: eps_1..eps_L, temperature -> x');
+}

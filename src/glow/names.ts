@@ -1,0 +1,94 @@
+// Tensor names and shapes of a Glow model, exactly those of the y0ast/Glow-PyTorch state_dict,
+// so that a native checkpoint loads into that port with load_state_dict(strict=True).
+//
+// FlowNet.layers holds, per level i (0-based): a SqueezeLayer, K FlowSteps, then a Split2d on
+// every level but the last. Squeeze and Split2d have no index gap, so the module index of a
+// layer is i * (K + 2) + offset.
+
+import { GlowConfig, levelChannels } from './config.js';
+
+export type ParamRole =
+  | 'actnorm.bias' | 'actnorm.logs'
+  | 'invconv.weight' | 'invconv.p' | 'invconv.sign_s' | 'invconv.lower' | 'invconv.log_s' | 'invconv.upper'
+  | 'conv.weight' | 'conv.bias' | 'zeros.logs'
+  | 'prior_h' | 'linear.weight' | 'linear.bias';
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  role: ParamRole;
+  /** Fixed buffers (P, sign_s, prior_h) are not trained. */
+  trainable: boolean;
+}
+
+export function stepPrefix(config: GlowConfig, level: number, step: number): string {
+  return `flow.layers.${level * (config.K + 2) + 1 + step}`;
+}
+
+export function splitPrefix(config: GlowConfig, level: number): string {
+  return `flow.layers.${level * (config.K + 2) + config.K + 1}`;
+}
+
+/** Every tensor of the model, in nn.Module.state_dict order (own tensors, then children). */
+export function paramSpecs(config: GlowConfig): ParamSpec[] {
+  const specs: ParamSpec[] = [];
+  const add = (name: string, shape: number[], role: ParamRole, trainable = true) =>
+    specs.push({ name, shape, role, trainable });
+  const hidden = config.hiddenChannels;
+  const top = levelChannels(config, config.L);
+  const [, H, W] = config.imageShape;
+  // Glow's own buffer comes before its children's tensors.
+  add('prior_h', [1, 2 * top, H >> config.L, W >> config.L], 'prior_h', false);
+
+  for (let level = 0; level < config.L; level++) {
+    const C = levelChannels(config, level + 1);
+    const half = C / 2;
+    for (let step = 0; step < config.K; step++) {
+      const p = stepPrefix(config, level, step);
+      add(`${p}.actnorm.bias`, [1, C, 1, 1], 'actnorm.bias');
+      add(`${p}.actnorm.logs`, [1, C, 1, 1], 'actnorm.logs');
+      if (config.permutation === 'invconv') {
+        if (config.lu) {
+          // Parameters first, then buffers, as nn.Module.state_dict orders them.
+          add(`${p}.invconv.lower`, [C, C], 'invconv.lower');
+          add(`${p}.invconv.log_s`, [C], 'invconv.log_s');
+          add(`${p}.invconv.upper`, [C, C], 'invconv.upper');
+          add(`${p}.invconv.p`, [C, C], 'invconv.p', false);
+          add(`${p}.invconv.sign_s`, [C], 'invconv.sign_s', false);
+        } else {
+          add(`${p}.invconv.weight`, [C, C], 'invconv.weight');
+        }
+      }
+      const out = config.coupling === 'affine' ? C : half;
+      add(`${p}.block.0.conv.weight`, [hidden, half, 3, 3], 'conv.weight');
+      add(`${p}.block.0.actnorm.bias`, [1, hidden, 1, 1], 'actnorm.bias');
+      add(`${p}.block.0.actnorm.logs`, [1, hidden, 1, 1], 'actnorm.logs');
+      add(`${p}.block.2.conv.weight`, [hidden, hidden, 1, 1], 'conv.weight');
+      add(`${p}.block.2.actnorm.bias`, [1, hidden, 1, 1], 'actnorm.bias');
+      add(`${p}.block.2.actnorm.logs`, [1, hidden, 1, 1], 'actnorm.logs');
+      add(`${p}.block.4.conv.weight`, [out, hidden, 3, 3], 'conv.weight');
+      add(`${p}.block.4.conv.bias`, [out], 'conv.bias');
+      add(`${p}.block.4.logs`, [out, 1, 1], 'zeros.logs');
+    }
+    if (level < config.L - 1) {
+      const p = splitPrefix(config, level);
+      add(`${p}.conv.conv.weight`, [C, half, 3, 3], 'conv.weight');
+      add(`${p}.conv.conv.bias`, [C], 'conv.bias');
+      add(`${p}.conv.logs`, [C, 1, 1], 'zeros.logs');
+    }
+  }
+  if (config.learnTop) {
+    add('learn_top_fn.conv.weight', [2 * top, 2 * top, 3, 3], 'conv.weight');
+    add('learn_top_fn.conv.bias', [2 * top], 'conv.bias');
+    add('learn_top_fn.logs', [2 * top, 1, 1], 'zeros.logs');
+  }
+  if (config.numClasses > 0) {
+    add('project_ycond.linear.weight', [2 * top, config.numClasses], 'linear.weight');
+    add('project_ycond.linear.bias', [2 * top], 'linear.bias');
+    add('project_ycond.logs', [2 * top], 'zeros.logs');
+    add('project_class.linear.weight', [config.numClasses, top], 'linear.weight');
+    add('project_class.linear.bias', [config.numClasses], 'linear.bias');
+    add('project_class.logs', [config.numClasses], 'zeros.logs');
+  }
+  return specs;
+}

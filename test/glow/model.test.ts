@@ -1,0 +1,43 @@
+import { expect } from 'chai';
+import { GlowConfig } from '../../src/glow/config.js';
+import { buildDecode, buildEncode, GlowWeights } from '../../src/glow/model.js';
+import { Feeds, maxAbsDiff, runGraph } from '../helpers.js';
+import { refDecode, refEncode } from '../reference/glow64.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
+
+const base: GlowConfig = {
+  imageShape: [2, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv',
+  lu: true, learnTop: true, numClasses: 0, nBits: 5, actnormScale: 1,
+};
+
+describe('glow encode/decode against the float64 reference', () => {
+  const variants: Partial<GlowConfig>[] = [
+    {}, { coupling: 'additive' }, { lu: false }, { permutation: 'reverse' }, { permutation: 'shuffle' },
+    { learnTop: false }, { numClasses: 3 }, { L: 1 }, { L: 3, imageShape: [1, 8, 8] },
+  ];
+  for (const variant of variants) {
+    for (const fold of [true, false]) {
+      it(`${JSON.stringify(variant)} fold=${fold}`, async () => {
+        const config = { ...base, ...variant };
+        const seed = 7;
+        const model: GlowWeights = { config, params: randomParams(config, seed), shuffles: randomShuffles(config, seed) };
+        const x = randomImages(config, 3, 11);
+        const y = config.numClasses ? randomOneHot(config, 3, 5) : undefined;
+        const ref = refEncode({ config, params: model.params as never, shuffles: model.shuffles as never }, x, y);
+        const feeds: Feeds = y ? { x, y } : { x };
+        const enc = await runGraph(buildEncode(model, { fold }), feeds);
+        ref.eps.forEach((e, i) => expect(maxAbsDiff(enc[`eps_${i + 1}`].data, e.data), `eps_${i + 1}`).to.be.below(1e-4));
+        expect(maxAbsDiff(enc.bpd.data, ref.bpd), 'bpd').to.be.below(1e-4);
+        expect(maxAbsDiff(enc.logdet.data, ref.logdet), 'logdet').to.be.below(1e-3);
+        if (y) expect(maxAbsDiff(enc.y_logits.data, ref.yLogits!.data), 'y_logits').to.be.below(1e-4);
+        const decFeeds: Record<string, never> = {} as never;
+        ref.eps.forEach((e, i) => ((decFeeds as Record<string, unknown>)[`eps_${i + 1}`] = enc[`eps_${i + 1}`]));
+        const dec = await runGraph(buildDecode(model, { fold }), { ...decFeeds, temperature: 1, ...(y ? { y } : {}) });
+        expect(maxAbsDiff(dec.x.data, x.data), 'round trip').to.be.below(1e-4);
+        const dec07 = await runGraph(buildDecode(model, { fold }), { ...decFeeds, temperature: 0.7, ...(y ? { y } : {}) });
+        const ref07 = refDecode({ config, params: model.params as never, shuffles: model.shuffles as never }, ref.eps, 0.7, y);
+        expect(maxAbsDiff(dec07.x.data, ref07.data), 'decode T=0.7').to.be.below(1e-4);
+      });
+    }
+  }
+});
