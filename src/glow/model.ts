@@ -9,7 +9,9 @@ import * as op from '../builder/ops.js';
 import { chain, cleanup, foldConstants, toposort } from '../builder/passes/index.js';
 import { dimensions, GlowConfig, latentShape, levelChannels } from './config.js';
 import * as actnorm from './layers/actnorm.js';
-import { FlowOutput, HostParams, hostParam, LogDet, ParamSource, scalarConstant } from './layers/common.js';
+import {
+  ActNormSource, checkpointActNorms, FlowOutput, HostParams, hostParam, LogDet, ParamSource, scalarConstant,
+} from './layers/common.js';
 import * as coupling from './layers/coupling.js';
 import * as fusedMix from './layers/fused-mix.js';
 import * as invconv from './layers/invconv.js';
@@ -79,9 +81,8 @@ function foldedStep(w: GlowWeights, prefix: string, C: number): StepGraph {
 
 /** The step as the checkpoint states it. W^-1 still comes from the host: ONNX has no standard
  * matrix inverse. */
-function literalStep(w: GlowWeights, src: ParamSource, prefix: string, C: number): StepGraph {
-  const norm = () => ({ bias: src(`${prefix}.actnorm.bias`), logs: src(`${prefix}.actnorm.logs`) });
-  const network = literalCouplingNetwork(src, prefix, couplingLayout(w.config));
+function literalStep(w: GlowWeights, src: ParamSource, actnorms: ActNormSource, prefix: string, C: number): StepGraph {
+  const network = literalCouplingNetwork(src, actnorms, prefix, couplingLayout(w.config));
   const mixEncode = (g: GraphBuilder, x: Value): FlowOutput => {
     if (w.config.permutation !== 'invconv') {
       return { out: g.scope('permute', () => op.gather(g, x, [...stepPermutation(w, prefix, C)], 1)), logdet: 0 };
@@ -106,14 +107,14 @@ function literalStep(w: GlowWeights, src: ParamSource, prefix: string, C: number
   };
   return {
     encode(g, x) {
-      const a = actnorm.encode(g, x, norm());
+      const a = actnorm.encode(g, x, actnorms(g, `${prefix}.actnorm`, x));
       const m = mixEncode(g, a.out);
       return [a, m, coupling.encode(g, m.out, w.config.coupling, network)];
     },
     decode(g, y) {
       const c = coupling.decode(g, y, w.config.coupling, network);
       const m = mixDecode(g, c.out);
-      return [c, m, actnorm.decode(g, m.out, norm())];
+      return [c, m, actnorm.decode(g, m.out, actnorms(g, `${prefix}.actnorm`, m.out))];
     },
   };
 }
@@ -243,7 +244,9 @@ interface Assembly {
   priors: Priors;
 }
 
-function assemble(w: GlowWeights, g: GraphBuilder, fold: boolean): Assembly {
+/** The steps and priors of a model; `actnorms` replaces the checkpoint's ActNorms (literal
+ * form only), as data-dependent initialisation does. */
+function assemble(w: GlowWeights, g: GraphBuilder, fold: boolean, actnormOverride?: ActNormSource): Assembly {
   const { config } = w;
   const registered = new Map<string, Value>();
   const src: ParamSource = (name) => {
@@ -255,11 +258,12 @@ function assemble(w: GlowWeights, g: GraphBuilder, fold: boolean): Assembly {
     }
     return v;
   };
+  const actnorms = actnormOverride ?? checkpointActNorms(src);
   const steps = Array.from({ length: config.L }, (_, level) => {
     const C = levelChannels(config, level + 1);
     return Array.from({ length: config.K }, (_, k) => {
       const prefix = stepPrefix(config, level, k);
-      return fold ? foldedStep(w, prefix, C) : literalStep(w, src, prefix, C);
+      return fold ? foldedStep(w, prefix, C) : literalStep(w, src, actnorms, prefix, C);
     });
   });
   return { steps, priors: fold ? foldedPriors(w) : literalPriors(w, src) };
@@ -287,15 +291,20 @@ function finish(g: GraphBuilder, fold: boolean, doc: string): Graph {
   return fold ? chain(toposort, foldConstants, cleanup)(graph) : chain(toposort, cleanup)(graph);
 }
 
-export function buildEncode(w: GlowWeights, options: BuildOptions = {}): Graph {
+interface EncodeValues {
+  eps: Value[];
+  logdet: Value;
+  logPx: Value;
+  bpd: Value;
+  yLogits?: Value;
+}
+
+function encodeBody(w: GlowWeights, g: GraphBuilder, assembly: Assembly): EncodeValues {
   const { config } = w;
-  const fold = options.fold ?? true;
-  const g = new GraphBuilder('glow_encode', { opset: options.opset });
-  g.metadata = configMetadata(config, fold);
+  const { steps, priors } = assembly;
   const [C, H, W] = config.imageShape;
   const x = g.input('x', 'float32', ['N', C, H, W], `dequantised pixels k / 2^${config.nBits} - 0.5 + u, u in [0, 2^-${config.nBits})`);
   const y = config.numClasses > 0 ? g.input('y', 'float32', ['N', config.numClasses], 'one-hot class') : undefined;
-  const { steps, priors } = assemble(w, g, fold);
 
   const flowLogdet: LogDet[] = [];
   const priorLogs: LogDet[] = [];
@@ -329,16 +338,45 @@ export function buildEncode(w: GlowWeights, options: BuildOptions = {}): Graph {
   const zTop = z;
   g.scope('top', () => standardized(zTop, priors.top(g, y)));
 
-  eps.forEach((e, i) => g.output(e, `eps_${i + 1}`, `standardised latent of level ${i + 1} [N, ${latentShape(config, i + 1).join(', ')}]`));
   const logdet = total(g, flowLogdet, x, 'logdet');
-  g.output(logdet, 'logdet', 'sum of log|det J| of the flow layers');
   const D = dimensions(config);
   const sumSquares = g.scope('log_px', () => op.mul(g, op.sum(g, squares), scalarConstant(g, -0.5, 'minus_half')));
   const logPx = total(g, [logdet, sumSquares, ...priorLogs, -D * (0.5 * Math.log(2 * Math.PI) + config.nBits * LN2)], x, 'log_px');
-  g.output(logPx, 'log_px', 'log-likelihood of the discretised data in nats');
-  g.output(g.scope('bpd', () => op.mul(g, logPx, scalarConstant(g, -1 / (D * LN2), 'scale'))), 'bpd', 'bits per dimension, -log_px / (D ln 2)');
-  if (y) g.output(priors.classLogits(g, zTop), 'y_logits', 'class logits from the top latent');
+  const bpd = g.scope('bpd', () => op.mul(g, logPx, scalarConstant(g, -1 / (D * LN2), 'scale')));
+  return { eps, logdet, logPx, bpd, yLogits: y ? priors.classLogits(g, zTop) : undefined };
+}
+
+export function buildEncode(w: GlowWeights, options: BuildOptions = {}): Graph {
+  const { config } = w;
+  const fold = options.fold ?? true;
+  const g = new GraphBuilder('glow_encode', { opset: options.opset });
+  g.metadata = configMetadata(config, fold);
+  const out = encodeBody(w, g, assemble(w, g, fold));
+  out.eps.forEach((e, i) => g.output(e, `eps_${i + 1}`, `standardised latent of level ${i + 1} [N, ${latentShape(config, i + 1).join(', ')}]`));
+  g.output(out.logdet, 'logdet', 'sum of log|det J| of the flow layers');
+  g.output(out.logPx, 'log_px', 'log-likelihood of the discretised data in nats');
+  g.output(out.bpd, 'bpd', 'bits per dimension, -log_px / (D ln 2)');
+  if (out.yLogits) g.output(out.yLogits, 'y_logits', 'class logits from the top latent');
   return finish(g, fold, 'Glow encode: x -> eps_1..eps_L, logdet, log_px, bpd');
+}
+
+/**
+ * The graph of data-dependent ActNorm initialisation: the literal encode pass in which every
+ * ActNorm takes bias = -mean and logs = log(scale / (std + 1e-6)) of its own input, in order, as
+ * the first training batch does in the PyTorch ports. Its outputs are those statistics, named
+ * like the checkpoint tensors they initialise.
+ */
+export function buildActNormInit(w: GlowWeights, options: { opset?: number } = {}): Graph {
+  const g = new GraphBuilder('glow_actnorm_init', { opset: options.opset });
+  const stats: [string, Value][] = [];
+  const fromData: ActNormSource = (graph, prefix, x) => {
+    const s = actnorm.statistics(graph, x, w.config.actnormScale);
+    stats.push([`${prefix}.bias`, s.bias], [`${prefix}.logs`, s.logs]);
+    return s;
+  };
+  encodeBody(w, g, assemble(w, g, false, fromData));
+  for (const [name, value] of stats) g.output(value, name);
+  return finish(g, false, 'Glow ActNorm data-dependent initialisation');
 }
 
 export function buildDecode(w: GlowWeights, options: BuildOptions = {}): Graph {
@@ -351,7 +389,6 @@ export function buildDecode(w: GlowWeights, options: BuildOptions = {}): Graph {
   const temperature = g.input('temperature', 'float32', [], 'scale of the prior standard deviations (1 reproduces encode inputs)');
   const y = config.numClasses > 0 ? g.input('y', 'float32', ['N', config.numClasses], 'one-hot class') : undefined;
   const { steps, priors } = assemble(w, g, fold);
-
   let z = g.scope('top', () => sample(g, eps[config.L - 1], temperature, priors.top(g, y)));
   for (let level = config.L - 1; level >= 0; level--) {
     if (level < config.L - 1) {

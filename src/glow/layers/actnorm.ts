@@ -35,18 +35,15 @@ export function fold(bias: Float64Array, logs: Float64Array): { scale: Float64Ar
 }
 
 /**
- * Data-dependent initialisation inside the graph: bias = -mean, logs = log(scale / (std + 1e-6))
- * over batch and pixels, then the normalised output. Returns the statistics as values so the
- * caller can read them back as the initial weights.
+ * Data-dependent initialisation inside the graph: bias = -mean and logs = log(scale / (std + 1e-6))
+ * per channel over the batch and pixels of x, the ActNorm's input.
  */
-export function encodeFromData(g: GraphBuilder, x: Value, targetScale: number): FlowOutput & ActNormWeights {
+export function statistics(g: GraphBuilder, x: Value, targetScale: number): ActNormWeights {
   return g.scope('actnorm_init', () => {
     const bias = op.neg(g, op.reduceMean(g, x, [0, 2, 3], true));
     const centered = op.add(g, x, bias);
     const variance = op.reduceMean(g, op.mul(g, centered, centered), [0, 2, 3], true);
     const std = op.add(g, op.sqrt(g, variance), scalarConstant(g, 1e-6, 'eps'));
-    const logs = op.log(g, op.div(g, scalarConstant(g, targetScale, 'scale'), std));
-    const out = op.mul(g, centered, op.exp(g, logs));
-    return { out, logdet: logdet(g, x, { bias, logs }), bias, logs };
+    return { bias, logs: op.log(g, op.div(g, scalarConstant(g, targetScale, 'scale'), std)) };
   });
 }

@@ -16,6 +16,15 @@ export interface FlowOutput {
  * when training. */
 export type ParamSource = (name: string) => Value;
 
+/** Supplies the ActNorm at `prefix` (e.g. 'flow.layers.1.actnorm') for the input x it
+ * normalises: its checkpoint tensors, or statistics of x during data-dependent initialisation. */
+export type ActNormSource = (g: GraphBuilder, prefix: string, x: Value) => { bias: Value; logs: Value };
+
+/** The ActNorm weights as the checkpoint holds them. */
+export function checkpointActNorms(src: ParamSource): ActNormSource {
+  return (_g, prefix) => ({ bias: src(`${prefix}.bias`), logs: src(`${prefix}.logs`) });
+}
+
 /** The model's host weights in float64, keyed by checkpoint name. */
 export type HostParams = ReadonlyMap<string, HostTensor>;
 

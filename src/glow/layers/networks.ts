@@ -9,7 +9,8 @@
 
 import { GraphBuilder, Value } from '../../builder/graph.js';
 import * as op from '../../builder/ops.js';
-import { HostParams, hostParam, ParamSource, scalarConstant, weight } from './common.js';
+import * as actnorm from './actnorm.js';
+import { ActNormSource, HostParams, hostParam, ParamSource, scalarConstant, weight } from './common.js';
 
 /** Maps z -> the tensors its caller splits the output into. */
 export type Network = (g: GraphBuilder, z: Value) => Value[];
@@ -30,10 +31,9 @@ export function crossOrder(n: number): number[] {
 
 // ---------------------------------------------------------------- literal
 
-function literalConvActNorm(g: GraphBuilder, src: ParamSource, prefix: string, x: Value, kernel: number): Value {
+function literalConvActNorm(g: GraphBuilder, src: ParamSource, actnorms: ActNormSource, prefix: string, x: Value, kernel: number): Value {
   const conv = op.conv(g, x, src(`${prefix}.conv.weight`), undefined, { pads: op.samePads(kernel) });
-  const normed = op.mul(g, op.add(g, conv, src(`${prefix}.actnorm.bias`)), op.exp(g, src(`${prefix}.actnorm.logs`)));
-  return op.relu(g, normed);
+  return op.relu(g, actnorm.encode(g, conv, actnorms(g, `${prefix}.actnorm`, conv)).out);
 }
 
 /** Conv2dZeros: conv(x) * exp(3 * logs), with `convPrefix` holding weight/bias. */
@@ -47,10 +47,10 @@ function literalZerosConv(g: GraphBuilder, src: ParamSource, convPrefix: string,
   return [evens, layout.oddOffset ? op.add(g, odds, scalarConstant(g, layout.oddOffset, 'offset')) : odds];
 }
 
-export function literalCouplingNetwork(src: ParamSource, prefix: string, layout: OutputLayout): Network {
+export function literalCouplingNetwork(src: ParamSource, actnorms: ActNormSource, prefix: string, layout: OutputLayout): Network {
   return (g, z) => g.scope('nn', () => {
-    const h0 = literalConvActNorm(g, src, `${prefix}.block.0`, z, 3);
-    const h1 = literalConvActNorm(g, src, `${prefix}.block.2`, h0, 1);
+    const h0 = literalConvActNorm(g, src, actnorms, `${prefix}.block.0`, z, 3);
+    const h1 = literalConvActNorm(g, src, actnorms, `${prefix}.block.2`, h0, 1);
     return literalZerosConv(g, src, `${prefix}.block.4.conv`, `${prefix}.block.4.logs`, h1, layout);
   });
 }

@@ -1,0 +1,60 @@
+// Images in and out through jimp: files -> 8-bit CHW arrays at the model's size, and
+// CHW arrays -> PNG grids.
+
+import { Jimp } from 'jimp';
+import { readdirSync, statSync } from 'node:fs';
+import { extname, join } from 'node:path';
+import { writeFileAtomic } from './files.js';
+
+const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.bmp']);
+
+/** Reads an image, resizes and centre-crops it to width x height, and returns 8-bit CHW pixels
+ * (1 channel: luminance; 3 channels: RGB). */
+export async function readImage(path: string, [channels, height, width]: readonly number[]): Promise<Uint8Array> {
+  if (channels !== 1 && channels !== 3) throw new Error(`images with ${channels} channels are not supported (1 or 3)`);
+  let image;
+  try {
+    image = await Jimp.read(path);
+  } catch (e) {
+    throw new Error(`${path}: cannot read image (${(e as Error).message})`);
+  }
+  image.cover({ w: width, h: height });
+  if (channels === 1) image.greyscale();
+  const rgba = image.bitmap.data;
+  const out = new Uint8Array(channels * height * width);
+  for (let c = 0; c < channels; c++) {
+    for (let p = 0; p < height * width; p++) out[c * height * width + p] = rgba[4 * p + c];
+  }
+  return out;
+}
+
+export function listImages(dir: string): string[] {
+  if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
+  const files = readdirSync(dir).filter((f) => IMAGE_EXTENSIONS.has(extname(f).toLowerCase())).sort();
+  if (!files.length) throw new Error(`${dir} holds no .png/.jpg/.bmp images`);
+  return files.map((f) => join(dir, f));
+}
+
+/** Writes images (each 8-bit CHW) as a PNG grid with `columns` per row and a 1-pixel gap,
+ * scaled up by an integer factor so that small images stay visible. */
+export async function writeGrid(path: string, images: Uint8Array[], [channels, height, width]: readonly number[], columns: number, scale = 1): Promise<void> {
+  const rows = Math.ceil(images.length / columns);
+  const cellW = width * scale + 1;
+  const cellH = height * scale + 1;
+  const grid = new Jimp({ width: columns * cellW + 1, height: rows * cellH + 1, color: 0x202020ff });
+  const data = grid.bitmap.data;
+  const gridWidth = grid.bitmap.width;
+  images.forEach((img, index) => {
+    const x0 = (index % columns) * cellW + 1;
+    const y0 = Math.floor(index / columns) * cellH + 1;
+    for (let y = 0; y < height * scale; y++) {
+      for (let x = 0; x < width * scale; x++) {
+        const src = Math.floor(y / scale) * width + Math.floor(x / scale);
+        const dst = 4 * ((y0 + y) * gridWidth + x0 + x);
+        for (let c = 0; c < 3; c++) data[dst + c] = img[(channels === 1 ? 0 : c) * height * width + src];
+        data[dst + 3] = 255;
+      }
+    }
+  });
+  writeFileAtomic(path, await grid.getBuffer('image/png'));
+}

@@ -1,0 +1,28 @@
+// The model's view of pixels: k = p >> (8 - nBits) on 2^nBits levels, x = k / 2^nBits - 0.5 + u
+// with u uniform in [0, 2^-nBits) (dequantisation noise), and back.
+
+import { Rng } from '../glow/rng.js';
+
+/** 8-bit pixels -> encode input x; `rng` adds dequantisation noise (none: u = 0 exactly). */
+export function dequantize(pixels: Uint8Array, nBits: number, rng?: Rng): Float32Array {
+  const bins = 2 ** nBits;
+  const shift = 8 - nBits;
+  const out = new Float32Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) {
+    const u = rng ? rng.uniform() / bins : 0;
+    out[i] = (pixels[i] >> shift) / bins - 0.5 + u;
+  }
+  return out;
+}
+
+/** Decoded x -> 8-bit pixels: the bin x falls into, clamped, back on the 8-bit scale
+ * (k << (8 - nBits)), so quantize(dequantize(p)) is p with its dropped low bits zero. */
+export function quantize(x: ArrayLike<number>, nBits: number): Uint8Array {
+  const bins = 2 ** nBits;
+  const out = new Uint8Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const k = Math.min(bins - 1, Math.max(0, Math.floor((x[i] + 0.5) * bins)));
+    out[i] = k << (8 - nBits);
+  }
+  return out;
+}
