@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs, ParseArgsConfig } from 'node:util';
+import { SUPPORTED_OPSETS } from '../builder/graph.js';
 import { ConfigError, DEFAULT_CONFIG, GlowConfig, validateConfig } from '../glow/config.js';
 import { exportModel, GlowJson } from '../glow/export.js';
 import { checkpointBytes, initWeights, parseCheckpoint, WEIGHTS_FILE } from '../glow/params.js';
@@ -168,6 +169,9 @@ async function cmdExport(argv: string[]): Promise<void> {
   const weightsPath = required(values, 'weights');
   const out = required(values, 'out');
   const opset = integer(values.opset, 'opset', 1);
+  if (opset !== undefined && !SUPPORTED_OPSETS.includes(opset)) {
+    throw new UsageError(`--opset ${opset} is not supported (${SUPPORTED_OPSETS[0]} to ${SUPPORTED_OPSETS.at(-1)})`);
+  }
   const configOverride = values.config ? validateConfig(readJson(values.config as string)) : undefined;
   const weights = parseCheckpoint(readBytes(weightsPath), weightsPath, configOverride);
   const files = exportModel(weights, { fold: !values['no-fold'], opset }, { weights: weightsPath });

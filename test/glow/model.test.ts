@@ -37,6 +37,11 @@ describe('glow encode/decode against the float64 reference', () => {
         const dec07 = await runGraph(buildDecode(model, { fold }), { ...decFeeds, temperature: 0.7, ...(y ? { y } : {}) });
         const ref07 = refDecode({ config, params: model.params as never, shuffles: model.shuffles as never }, ref.eps, 0.7, y);
         expect(maxAbsDiff(dec07.x.data, ref07.data), 'decode T=0.7').to.be.below(1e-4);
+        // T = 0 ignores eps: every level takes its prior mean.
+        const sevens = Object.fromEntries(ref.eps.map((e, i) => [`eps_${i + 1}`, { shape: e.shape, data: e.data.map(() => 7) }]));
+        const dec0 = await runGraph(buildDecode(model, { fold }), { ...sevens, temperature: 0, ...(y ? { y } : {}) });
+        const means = refDecode({ config, params: model.params as never, shuffles: model.shuffles as never }, ref.eps.map((e) => ({ shape: e.shape, data: new Float64Array(e.data.length) })), 1, y);
+        expect(maxAbsDiff(dec0.x.data, means.data), 'decode T=0').to.be.below(1e-4);
       });
     }
   }

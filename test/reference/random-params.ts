@@ -84,7 +84,9 @@ function randomTensor(spec: ParamSpec, rng: Rng, scale: number, options: RandomP
       return fill(shape, () => rng.uniform(-0.2, 0.2));
     case 'invconv.lower':
     case 'invconv.upper':
-      return fill(shape, () => rng.normal(0, 0.3));
+      // Entries of random triangular factors must shrink like 1/sqrt(C): with a fixed spread their
+      // condition number grows exponentially with C and float32 could not invert the flow.
+      return fill(shape, () => rng.normal(0, 0.3 / Math.sqrt(shape[0])));
     case 'invconv.log_s':
       return fill(shape, () => rng.uniform(-0.3, 0.3));
     case 'invconv.sign_s':

@@ -1,0 +1,96 @@
+// The glow-onnx command as a user runs it: a real process on a temp folder.
+
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseModel } from '../../src/builder/serialize.js';
+
+const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
+
+function cli(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function expectOneLineError(r: ReturnType<typeof cli>, code: number, ...fragments: string[]): void {
+  expect(r.code, r.stderr).to.equal(code);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines, r.stderr).to.have.length(1);
+  for (const f of fragments) expect(lines[0]).to.contain(f);
+}
+
+describe('glow-onnx CLI', function () {
+  this.timeout(60000);
+  let dir: string;
+  before(() => (dir = mkdtempSync(join(tmpdir(), 'glow-cli-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('init (ActNorms from MNIST) -> export -> inspect -> verify', () => {
+    const run = join(dir, 'run');
+    const init = cli('init', '--out', run, '--K', '2', '--hidden', '16', '--init-batch', '64', '--seed', '3');
+    expect(init.code, init.stderr).to.equal(0);
+    expect(init.stderr).to.contain('ActNorms initialised from 64 images of mnist');
+    const exp = cli('export', '--weights', join(run, 'weights.safetensors'), '--out', join(run, 'model'), '--opset', '15');
+    expect(exp.code, exp.stderr).to.equal(0);
+    expect(readdirSync(join(run, 'model')).sort()).to.deep.equal(['decode.onnx', 'encode.onnx', 'glow.json']);
+    const json = JSON.parse(readFileSync(join(run, 'model', 'glow.json'), 'utf8'));
+    expect(json.opset).to.equal(15);
+    expect(json.config.K).to.equal(2);
+    expect(json.io.encode.outputs.eps_1).to.deep.equal(['N', 2, 14, 14]);
+    expect(parseModel(readFileSync(join(run, 'model', 'encode.onnx'))).graph.metadata['glow_onnx.config']).to.equal(JSON.stringify(json.config));
+    const inspect = cli('inspect', join(run, 'model', 'decode.onnx'));
+    expect(inspect.code).to.equal(0);
+    expect(inspect.stdout).to.match(/inputs:\n {2}eps_1: float32\[N, 2, 14, 14\]/);
+    expect(inspect.stdout).to.match(/Conv +\d+/);
+    expect(inspect.stdout).to.contain('"hiddenChannels":16');
+    const verify = cli('verify', join(run, 'model'), '--limit', '32');
+    expect(verify.code, verify.stderr).to.equal(0);
+    const error = Number(/max \|x - decode\(encode\(x\)\)\| = (\S+)/.exec(verify.stdout)![1]);
+    expect(error).to.be.below(1e-4);
+    const bpd = Number(/bits\/dim (\S+)/.exec(verify.stdout)![1]);
+    // An untrained model: only finite and of the right order (5 bits would be uniform).
+    expect(bpd).to.be.within(1, 10);
+  });
+
+  it('exports the same weights to byte-identical files', () => {
+    const run = join(dir, 'det');
+    expect(cli('init', '--out', run, '--data', 'none', '--image-shape', '3,8,8', '--K', '1', '--L', '2', '--hidden', '4').code).to.equal(0);
+    for (const out of ['a', 'b']) expect(cli('export', '--weights', join(run, 'weights.safetensors'), '--out', join(run, out), '--no-fold').code).to.equal(0);
+    for (const f of ['encode.onnx', 'decode.onnx', 'glow.json']) {
+      expect(Buffer.compare(readFileSync(join(run, 'a', f)), readFileSync(join(run, 'b', f))), f).to.equal(0);
+    }
+  });
+
+  it('rejects bad command lines with one line and exit code 2', () => {
+    expectOneLineError(cli('frobnicate'), 2, "unknown command 'frobnicate'");
+    expectOneLineError(cli('init'), 2, '--out is required');
+    expectOneLineError(cli('init', '--out', join(dir, 'x'), '--bogus'), 2, "Unknown option '--bogus'");
+    expectOneLineError(cli('init', '--out', join(dir, 'x'), '--K', '0', '--data', 'none'), 2, 'K must be a positive integer');
+    expectOneLineError(cli('init', '--out', join(dir, 'x'), '--image-shape', '1,30,30', '--data', 'none'), 2, 'multiples of 2^L');
+    expectOneLineError(cli('init', '--out', join(dir, 'x'), '--lu', 'maybe'), 2, '--lu must be true or false');
+    expectOneLineError(cli('init', '--out', join(dir, 'x'), '--image-shape', '3,8,8', '--data', 'mnist'), 2, '--data mnist needs imageShape [1, 28, 28]');
+    expectOneLineError(cli('export', '--weights', 'w'), 2, '--out is required');
+    expectOneLineError(cli('export', '--weights', 'w', '--out', join(dir, 'y'), '--opset', '12'), 2, '--opset 12 is not supported');
+    expectOneLineError(cli('inspect'), 2, 'expected 1 argument');
+    expect(existsSync(join(dir, 'x')), 'nothing written on failure').to.equal(false);
+    expect(existsSync(join(dir, 'y')), 'nothing written on failure').to.equal(false);
+  });
+
+  it('rejects bad files with one line, exit code 1, and writes nothing', () => {
+    const garbage = join(dir, 'garbage.bin');
+    writeFileSync(garbage, Buffer.from('definitely not a model'));
+    const out = join(dir, 'never');
+    expectOneLineError(cli('export', '--weights', join(dir, 'missing.safetensors'), '--out', out), 1, 'cannot read', 'ENOENT');
+    expectOneLineError(cli('export', '--weights', garbage, '--out', out), 1, garbage);
+    expectOneLineError(cli('inspect', garbage), 1, 'is not an ONNX model');
+    expectOneLineError(cli('inspect', join(dir, 'nope.onnx')), 1, 'ENOENT');
+    const badConfig = join(dir, 'bad.json');
+    writeFileSync(badConfig, '{"K": 2,');
+    expectOneLineError(cli('init', '--out', out, '--config', badConfig), 1, 'is not valid JSON');
+    expectOneLineError(cli('verify', join(dir, 'nowhere')), 1, 'glow.json');
+    expect(existsSync(out)).to.equal(false);
+  });
+});

@@ -1,0 +1,138 @@
+import { expect } from 'chai';
+import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../../src/glow/config.js';
+import { identity, matmul, matrix, transpose } from '../../src/glow/linalg.js';
+import { buildDecode, buildEncode } from '../../src/glow/model.js';
+import { paramSpecs, stepPrefix } from '../../src/glow/names.js';
+import { checkpointBytes, CONV_WEIGHT_STD, initWeights, parseCheckpoint, WeightsError } from '../../src/glow/params.js';
+import { Rng } from '../../src/glow/rng.js';
+import { readSafetensors } from '../../src/glow/safetensors.js';
+import { HostTensor } from '../../src/glow/tensor.js';
+import { maxAbsDiff, runGraph } from '../helpers.js';
+import { refDecode, refEncode } from '../reference/glow64.js';
+
+const small: GlowConfig = { ...DEFAULT_CONFIG, imageShape: [2, 8, 8], K: 2, L: 2, hiddenChannels: 16 };
+
+function expectThrows(f: () => unknown, type: new (...a: never[]) => Error, ...fragments: string[]): void {
+  let caught: unknown;
+  try {
+    f();
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught, 'expected an error').to.be.instanceOf(type);
+  for (const fragment of fragments) expect((caught as Error).message).to.contain(fragment);
+}
+
+describe('paper initialisation', () => {
+  const w = initWeights({ ...small, hiddenChannels: 64 }, 3);
+  const C = 8;
+  const prefix = stepPrefix(w.config, 0, 1);
+  const get = (name: string) => w.params.get(name)!;
+
+  it('builds an orthogonal 1x1 conv from its LU factors', () => {
+    const l = matrix(C, C, get(`${prefix}.invconv.lower`).data);
+    const u = matrix(C, C, get(`${prefix}.invconv.upper`).data);
+    const logS = get(`${prefix}.invconv.log_s`).data;
+    const signS = get(`${prefix}.invconv.sign_s`).data;
+    for (let i = 0; i < C; i++) {
+      expect(l.data[i * C + i]).to.equal(1);
+      for (let j = 0; j <= i; j++) expect(u.data[i * C + j], 'upper keeps only the strict upper triangle').to.equal(0);
+      u.data[i * C + i] = signS[i] * Math.exp(logS[i]);
+    }
+    const W = matmul(matrix(C, C, get(`${prefix}.invconv.p`).data), matmul(l, u));
+    expect(maxAbsDiff(matmul(W, transpose(W)).data, identity(C).data)).to.be.below(1e-12);
+  });
+
+  it('zero-initialises the last coupling conv, the priors and the ActNorms, N(0, 0.05) elsewhere', () => {
+    for (const spec of paramSpecs(w.config)) {
+      const data = get(spec.name).data;
+      if (/block\.[02]\.conv\.weight$/.test(spec.name)) continue;
+      if (spec.name.includes('.invconv.')) continue;
+      expect(data.every((v) => v === 0), spec.name).to.equal(true);
+    }
+    const conv = get(`${prefix}.block.2.conv.weight`).data;
+    const mean = conv.reduce((a, b) => a + b, 0) / conv.length;
+    const std = Math.sqrt(conv.reduce((a, b) => a + (b - mean) ** 2, 0) / conv.length);
+    expect(std).to.be.closeTo(CONV_WEIGHT_STD, 0.003);
+    expect(mean).to.be.closeTo(0, 0.003);
+  });
+
+  it('gives a finite bpd on uniform noise that matches the float64 reference; T = 0 decodes the prior means', async () => {
+    const rng = new Rng(9);
+    const x: HostTensor = { shape: [4, 2, 8, 8], data: new Float64Array(4 * 128).map(() => rng.uniform() - 0.5) };
+    const enc = await runGraph(buildEncode(w), { x });
+    const ref = refEncode({ config: w.config, params: w.params as Map<string, HostTensor> }, x);
+    expect(enc.bpd.data.every(Number.isFinite)).to.equal(true);
+    expect(maxAbsDiff(enc.bpd.data, ref.bpd)).to.be.below(1e-4);
+    const eps: Record<string, HostTensor> = {};
+    ref.eps.forEach((e, i) => (eps[`eps_${i + 1}`] = { shape: e.shape, data: e.data.map(() => 7) }));
+    const atZero = await runGraph(buildDecode(w), { ...eps, temperature: 0 });
+    const zeroEps = ref.eps.map((e) => ({ shape: e.shape, data: new Float64Array(e.data.length) }));
+    const means = refDecode({ config: w.config, params: w.params as Map<string, HostTensor> }, zeroEps, 1);
+    expect(maxAbsDiff(atZero.x.data, means.data)).to.be.below(1e-5);
+  });
+
+  it('draws a fresh permutation per step for shuffle models', () => {
+    const s = initWeights({ ...small, permutation: 'shuffle' }, 1).shuffles!;
+    expect(s.size).to.equal(small.K * small.L);
+    const orders = [...s.values()].map((p) => p.join());
+    expect(new Set(orders).size).to.be.greaterThan(1);
+  });
+});
+
+describe('native checkpoint', () => {
+  it('round-trips weights (float32), config and shuffle orders, in state_dict names and order', () => {
+    for (const config of [small, { ...small, permutation: 'shuffle' as const, lu: false, numClasses: 3 }]) {
+      const w = initWeights(config, 5);
+      const bytes = checkpointBytes(w);
+      const file = readSafetensors(bytes);
+      expect([...file.tensors.keys()]).to.deep.equal(paramSpecs(config).map((s) => s.name));
+      expect([...file.tensors.values()].every((t) => t.dtype === 'F32')).to.equal(true);
+      const back = parseCheckpoint(bytes, 'test');
+      expect(back.config).to.deep.equal(config);
+      for (const [name, t] of w.params) expect(maxAbsDiff(back.params.get(name)!.data, Float32Array.from(t.data)), name).to.equal(0);
+      if (config.permutation === 'shuffle') expect([...back.shuffles!]).to.deep.equal([...w.shuffles!]);
+      expect(Buffer.compare(checkpointBytes(back), bytes), 'deterministic bytes').to.equal(0);
+    }
+  });
+
+  it('lists every missing, unexpected and mismatched key in one error', () => {
+    const w = initWeights(small, 1);
+    const params = new Map(w.params);
+    params.delete('prior_h');
+    params.delete(`${stepPrefix(small, 0, 0)}.actnorm.bias`);
+    params.set('surprise', { shape: [1], data: new Float64Array(1) });
+    params.set(`${stepPrefix(small, 1, 0)}.block.0.conv.weight`, { shape: [1, 2], data: new Float64Array(2) });
+    expectThrows(() => checkpointBytes({ ...w, params }), WeightsError, 'missing keys (2)', 'prior_h', 'unexpected keys (1): surprise', 'shape mismatches (1)');
+  });
+
+  it('refuses NaN/Inf weights and singular 1x1 convolutions', () => {
+    const w = initWeights(small, 1);
+    const nan = new Map(w.params);
+    const name = `${stepPrefix(small, 0, 0)}.block.0.conv.weight`;
+    nan.set(name, { ...nan.get(name)!, data: nan.get(name)!.data.map((v, i) => (i === 3 ? NaN : v)) });
+    expectThrows(() => checkpointBytes({ ...w, params: nan }), WeightsError, 'non-finite', name);
+    const plain = initWeights({ ...small, lu: false }, 1);
+    const singular = new Map(plain.params);
+    const wName = `${stepPrefix(small, 1, 1)}.invconv.weight`;
+    singular.set(wName, { shape: [16, 16], data: new Float64Array(256) });
+    expectThrows(() => checkpointBytes({ ...plain, params: singular }), WeightsError, 'singular', wName);
+  });
+
+  it('needs a config and, for shuffle models, the channel orders', () => {
+    const w = initWeights({ ...small, permutation: 'shuffle' }, 1);
+    const bytes = checkpointBytes({ ...w, shuffles: undefined, config: { ...w.config, permutation: 'reverse' } });
+    expectThrows(() => parseCheckpoint(bytes, 'file.safetensors', w.config), WeightsError, 'shuffle permutations are not stored');
+  });
+});
+
+describe('config validation', () => {
+  it('explains every problem', () => {
+    expectThrows(() => validateConfig({ ...small, K: 0, coupling: 'spline', imageShape: [1, 6, 8] }), Error,
+      'K must be a positive integer', "coupling must be 'additive' or 'affine'");
+    expectThrows(() => validateConfig({ ...small, imageShape: [1, 6, 8] }), Error, 'multiples of 2^L = 4');
+    expectThrows(() => validateConfig({ ...small, extra: 1 }), Error, 'unknown key(s) extra');
+    expectThrows(() => validateConfig({ K: 1 }), Error, 'missing imageShape');
+    expectThrows(() => validateConfig([]), Error, 'JSON object');
+  });
+});
