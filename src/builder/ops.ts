@@ -189,7 +189,9 @@ export function reshape(g: GraphBuilder, x: Value, target: number[]): Value {
     if (inferred >= 0 && !known) shape[inferred] = `${x.name}_reshaped`;
   }
   const shapeValue = int64(g, target, 'shape');
-  return g.node('Reshape', [x, shapeValue], { allowzero: attr.int(0) }, [{ dtype: x.dtype, shape }])[0];
+  // allowzero exists from opset 14; its default (0) is what 0 in `target` relies on.
+  const attributes = g.opset >= 14 ? { allowzero: attr.int(0) } : {};
+  return g.node('Reshape', [x, shapeValue], attributes, [{ dtype: x.dtype, shape }])[0];
 }
 
 export function transpose(g: GraphBuilder, x: Value, perm: number[]): Value {
