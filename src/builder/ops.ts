@@ -190,7 +190,7 @@ export function reshape(g: GraphBuilder, x: Value, target: number[]): Value {
   }
   const shapeValue = int64(g, target, 'shape');
   // allowzero exists from opset 14; its default (0) is what 0 in `target` relies on.
-  const attributes = g.opset >= 14 ? { allowzero: attr.int(0) } : {};
+  const attributes: Record<string, Attribute> = g.opset >= 14 ? { allowzero: attr.int(0) } : {};
   return g.node('Reshape', [x, shapeValue], attributes, [{ dtype: x.dtype, shape }])[0];
 }
 
