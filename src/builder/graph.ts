@@ -128,13 +128,14 @@ export class GraphBuilder {
     }
   }
 
-  /** A fresh unique name under the current scope. */
+  /** A fresh name under the current scope, reserved so that it is never handed out twice. */
   freshName(hint: string): string {
     const base = [...this.scopes, hint].join('/');
     let n = this.counters.get(base) ?? 0;
     let candidate = n === 0 ? base : `${base}_${n}`;
     while (this.names.has(candidate)) candidate = `${base}_${++n}`;
     this.counters.set(base, n + 1);
+    this.names.add(candidate);
     return candidate;
   }
 
@@ -160,15 +161,19 @@ export class GraphBuilder {
 
   /** A named initializer: weights keep their own names, registered exactly once. */
   initializer(name: string, tensor: Tensor): Value {
-    checkTensor(tensor, name);
-    const value = new Value(this.claim(name), tensor.dtype, tensor.shape);
-    this.initializers.set(value, tensor);
-    return value;
+    return this.addInitializer(this.claim(name), tensor);
   }
 
   /** An anonymous constant under the current scope. */
   constant(tensor: Tensor, hint = 'const'): Value {
-    return this.initializer(this.freshName(hint), tensor);
+    return this.addInitializer(this.freshName(hint), tensor);
+  }
+
+  private addInitializer(name: string, tensor: Tensor): Value {
+    checkTensor(tensor, name);
+    const value = new Value(name, tensor.dtype, tensor.shape);
+    this.initializers.set(value, tensor);
+    return value;
   }
 
   /**
@@ -185,8 +190,9 @@ export class GraphBuilder {
   ): Value[] {
     const nodeName = this.freshName(op);
     const outputs = outputTypes.map((t, i) => {
+      // A single output shares the node's (already reserved) name.
       const name = outputName !== undefined && outputTypes.length === 1 ? this.claim(outputName)
-        : this.claim(outputTypes.length === 1 ? nodeName : `${nodeName}:${i}`);
+        : outputTypes.length === 1 ? nodeName : this.claim(`${nodeName}:${i}`);
       return new Value(name, t.dtype, t.shape);
     });
     this.nodes.push(new Node(op, nodeName, inputs, outputs, attributes, domain));

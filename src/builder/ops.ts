@@ -167,26 +167,35 @@ export function gemm(
 
 /**
  * Reshape to a static target in which 0 copies the input dimension (used for the dynamic batch)
- * and -1 is inferred.
+ * and one -1 is inferred. Symbolic input dimensions copied by 0 cancel out, so sizes stay static
+ * wherever they can be known.
  */
 export function reshape(g: GraphBuilder, x: Value, target: number[]): Value {
+  const fail = (why: string) => new Error(`Reshape: ${x} cannot become [${target.join(', ')}]: ${why}`);
+  if (target.some((d) => !Number.isInteger(d) || d < -1)) throw fail('dimensions must be integers >= -1');
+  if (target.filter((d) => d === -1).length > 1) throw fail('at most one dimension can be -1');
   const xs = x.shape;
   let shape: Dim[] | undefined;
   if (xs) {
-    shape = target.map((d, i) => (d === 0 ? xs[i] : d));
-    const known = xs.every((d) => typeof d === 'number');
+    shape = target.map((d, i) => {
+      if (d !== 0) return d;
+      if (i >= xs.length) throw fail(`0 at position ${i} has no input dimension to copy`);
+      return xs[i];
+    });
+    const staticProduct = (dims: readonly Dim[]) => dims.reduce<number>((a, d) => (typeof d === 'number' && d !== -1 ? a * d : a), 1);
+    const symbols = (dims: readonly Dim[]) => dims.filter((d): d is string => typeof d === 'string').sort().join('*');
     const inferred = shape.indexOf(-1);
-    if (inferred >= 0 && known) {
-      const total = (xs as number[]).reduce((a, b) => a * b, 1);
-      const rest = shape.reduce<number>((a, d, i) => (i === inferred ? a : a * (d as number)), 1);
-      shape[inferred] = total / rest;
+    if (symbols(xs) === symbols(shape)) {
+      const rest = staticProduct(xs) / staticProduct(shape);
+      if (inferred >= 0) {
+        if (!Number.isInteger(rest)) throw fail(`${staticProduct(xs)} elements do not divide into ${staticProduct(shape)}`);
+        shape[inferred] = rest;
+      } else if (rest !== 1) {
+        throw fail(`${staticProduct(xs)} elements cannot fill ${staticProduct(shape)}`);
+      }
+    } else if (inferred >= 0) {
+      shape[inferred] = `${x.name}_reshaped`;
     }
-    if (known && shape.every((d) => typeof d === 'number' && d >= 0)) {
-      const before = (xs as number[]).reduce((a, b) => a * b, 1);
-      const after = (shape as number[]).reduce((a, b) => a * b, 1);
-      if (before !== after) throw new Error(`Reshape: ${x} cannot become [${target.join(', ')}]`);
-    }
-    if (inferred >= 0 && !known) shape[inferred] = `${x.name}_reshaped`;
   }
   const shapeValue = int64(g, target, 'shape');
   // allowzero exists from opset 14; its default (0) is what 0 in `target` relies on.
@@ -205,6 +214,12 @@ export function concat(g: GraphBuilder, values: Value[], axis: number): Value {
   if (values.every((v) => v.shape)) {
     const a = normAxis(axis, values[0].rank, 'Concat');
     shape = [...values[0].shape!];
+    for (const v of values.slice(1)) {
+      const other = v.shape!;
+      const mismatch = other.length !== shape.length
+        || other.some((d, i) => i !== a && typeof d === 'number' && typeof shape![i] === 'number' && d !== shape![i]);
+      if (mismatch) throw new Error(`Concat on axis ${axis}: ${values[0]} and ${v} differ on another axis`);
+    }
     const dims = values.map((v) => v.shape![a]);
     shape[a] = dims.every((d) => typeof d === 'number') ? (dims as number[]).reduce((x, y) => x + y, 0) : `concat_${a}`;
   }
@@ -239,6 +254,7 @@ export function gather(g: GraphBuilder, x: Value, indices: number[], axis: numbe
 export function depthToSpace(g: GraphBuilder, x: Value, blocksize: number, mode: 'CRD' | 'DCR'): Value {
   const [n, c, h, w] = x.shape!;
   const b2 = blocksize * blocksize;
+  if (typeof c === 'number' && c % b2 !== 0) throw new Error(`DepthToSpace: ${x} has ${c} channels, not a multiple of ${b2}`);
   const scale = (d: Dim, f: number): Dim => (typeof d === 'number' ? d * f : `${d}*${f}`);
   const shape = [n, typeof c === 'number' ? c / b2 : `${c}/${b2}`, scale(h, blocksize), scale(w, blocksize)];
   return g.node('DepthToSpace', [x], { blocksize: attr.int(blocksize), mode: attr.string(mode) }, [{ dtype: x.dtype, shape }])[0];

@@ -3,7 +3,10 @@
 // gives the same bytes.
 
 import onnxProto from 'onnx-proto';
+import { float16Bits, float16Value } from './float16.js';
 import { Attribute, Dim, dtypeOfCode, Graph, GraphIO, Node, ONNX_TYPE, Tensor, Value } from './graph.js';
+
+export { float16Bits, float16Value };
 
 const { onnx } = onnxProto;
 
@@ -25,47 +28,6 @@ export function irVersionFor(opset: number): number {
 
 export class OnnxFormatError extends Error {
   override name = 'OnnxFormatError';
-}
-
-// ---------------------------------------------------------------- float16
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** IEEE half bits of x, rounded to nearest even. */
-export function float16Bits(x: number): number {
-  f32[0] = x;
-  const bits = u32[0];
-  const sign = (bits >>> 16) & 0x8000;
-  const exponent = (bits >>> 23) & 0xff;
-  let mantissa = bits & 0x7fffff;
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
-  const e = exponent - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mantissa |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    let m = mantissa >>> shift;
-    const rest = mantissa & ((1 << shift) - 1);
-    if (rest > half || (rest === half && (m & 1))) m++;
-    return sign | m;
-  }
-  let m = mantissa >>> 13;
-  const rest = mantissa & 0x1fff;
-  let out = sign | (e << 10) | m;
-  if (rest > 0x1000 || (rest === 0x1000 && (m & 1))) out++;
-  return out;
-}
-
-export function float16Value(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return sign * m * 2 ** -24;
-  if (e === 0x1f) return m ? NaN : sign * Infinity;
-  return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 // ---------------------------------------------------------------- tensors
@@ -109,14 +71,19 @@ export function fromTensorProto(p: onnxProto.onnx.ITensorProto, where: string): 
     throw new OnnxFormatError(`${where}: tensor ${p.name} uses external data, which this reader does not load`);
   }
   const shape = numbersOf(p.dims);
+  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new OnnxFormatError(`${where}: tensor ${p.name} has invalid dims [${shape.join(', ')}]`);
+  }
   const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float64Array(n);
   const raw = p.rawData;
+  const itemSize = { float32: 4, float64: 8, float16: 2, int64: 8, int32: 4, bool: 1 }[dtype];
+  const stored = raw && raw.length > 0 ? raw.length / itemSize : [p.floatData, p.doubleData, p.int64Data, p.int32Data].reduce((m, l) => Math.max(m, l?.length ?? 0), 0);
+  // Checked before allocating, so a corrupt shape cannot ask for gigabytes.
+  if (n !== stored) {
+    throw new OnnxFormatError(`${where}: tensor ${p.name} holds ${stored} values, its shape [${shape.join(', ')}] needs ${n}`);
+  }
+  const data = new Float64Array(n);
   if (raw && raw.length > 0) {
-    const itemSize = { float32: 4, float64: 8, float16: 2, int64: 8, int32: 4, bool: 1 }[dtype];
-    if (raw.length !== n * itemSize) {
-      throw new OnnxFormatError(`${where}: tensor ${p.name} has ${raw.length} bytes of data, shape [${shape}] needs ${n * itemSize}`);
-    }
     const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
     for (let i = 0; i < n; i++) {
       switch (dtype) {
@@ -163,7 +130,9 @@ function fromAttributeProto(p: onnxProto.onnx.IAttributeProto, where: string): A
     case A.STRING: return { kind: 'string', value: new TextDecoder().decode(p.s ?? new Uint8Array()) };
     case A.INTS: return { kind: 'ints', value: numbersOf(p.ints) };
     case A.FLOATS: return { kind: 'floats', value: numbersOf(p.floats) };
-    case A.TENSOR: return { kind: 'tensor', value: fromTensorProto(p.t!, where) };
+    case A.TENSOR:
+      if (!p.t) throw new OnnxFormatError(`${where}: tensor attribute ${p.name} holds no tensor`);
+      return { kind: 'tensor', value: fromTensorProto(p.t, where) };
     default: throw new OnnxFormatError(`${where}: attribute ${p.name} has unsupported type ${p.type}`);
   }
 }

@@ -2,6 +2,8 @@
 // describing each tensor's dtype, shape and byte range, then the tensors' bytes. Reading is
 // strict (checkpoints come from outside), writing is deterministic (exports are compared by bytes).
 
+import { float16Value } from '../builder/float16.js';
+
 export type SafeDtype = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 export type WritableDtype = 'F32' | 'F64' | 'I64' | 'I32';
 
@@ -267,7 +269,7 @@ function elementReader(dtype: SafeDtype, view: DataView, reject: Reject): (offse
   switch (dtype) {
     case 'F64': return (o) => view.getFloat64(o, true);
     case 'F32': return (o) => view.getFloat32(o, true);
-    case 'F16': return (o) => float16ToNumber(view.getUint16(o, true));
+    case 'F16': return (o) => float16Value(view.getUint16(o, true));
     case 'BF16': return (o) => bfloat16ToNumber(view.getUint16(o, true));
     case 'I64': return (o) => int64ToNumber(view.getBigInt64(o, true), o, reject);
     case 'I32': return (o) => view.getInt32(o, true);
@@ -276,15 +278,6 @@ function elementReader(dtype: SafeDtype, view: DataView, reject: Reject): (offse
     case 'U8': return (o) => view.getUint8(o);
     case 'BOOL': return (o) => boolByteToNumber(view.getUint8(o), o, reject);
   }
-}
-
-export function float16ToNumber(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const mantissa = bits & 0x3ff;
-  if (exponent === 0) return sign * mantissa * 2 ** -24;
-  if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
-  return sign * (0x400 + mantissa) * 2 ** (exponent - 25);
 }
 
 const bfloat16Scratch = new DataView(new ArrayBuffer(4));

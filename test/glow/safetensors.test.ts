@@ -1,6 +1,7 @@
+import { float16Value } from '../../src/builder/float16.js';
 import { expect } from 'chai';
 import {
-  SafetensorsError, WritableTensor, bfloat16ToNumber, float16ToNumber, readSafetensors, writeSafetensors,
+  SafetensorsError, WritableTensor, bfloat16ToNumber, readSafetensors, writeSafetensors,
 } from '../../src/glow/safetensors.js';
 import { Rng } from '../../src/glow/rng.js';
 
@@ -190,7 +191,7 @@ describe('safetensors', () => {
       expect(read.dtype).to.equal('F16');
       expect(Array.from(read.data.subarray(0, expected.length))).to.deep.equal(expected.map(([, value]) => value));
       expect(read.data[expected.length]).to.be.NaN;
-      expect(Object.is(float16ToNumber(0x8000), -0)).to.equal(true);
+      expect(Object.is(float16Value(0x8000), -0)).to.equal(true);
     });
 
     it('decodes BF16 exactly', () => {
