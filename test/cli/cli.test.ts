@@ -2,7 +2,8 @@
 
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Jimp } from 'jimp';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +54,21 @@ describe('glow-onnx CLI', function () {
     const bpd = Number(/bits\/dim (\S+)/.exec(verify.stdout)![1]);
     // An untrained model: only finite and of the right order (5 bits would be uniform).
     expect(bpd).to.be.within(1, 10);
+  });
+
+  it('init takes its ActNorm batch from a folder of images (resized, RGB)', async () => {
+    const images = join(dir, 'images');
+    mkdirSync(images);
+    for (let i = 0; i < 4; i++) {
+      const img = new Jimp({ width: 12 + i, height: 10, color: 0x102030ff + i * 0x20100000 });
+      img.setPixelColor(0xffffffff, i, i);
+      writeFileSync(join(images, `img${i}.png`), await img.getBuffer('image/png'));
+    }
+    writeFileSync(join(images, 'notes.txt'), 'not an image');
+    const r = cli('init', '--out', join(dir, 'folder'), '--data', images, '--image-shape', '3,8,8', '--K', '1', '--hidden', '4');
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stderr).to.contain(`ActNorms initialised from 4 images of ${images}`);
+    expectOneLineError(cli('init', '--out', join(dir, 'folder2'), '--data', join(dir, 'empty-nowhere'), '--image-shape', '3,8,8'), 1, 'ENOENT');
   });
 
   it('exports the same weights to byte-identical files', () => {
