@@ -205,8 +205,14 @@ export interface ParsedModel {
   irVersion: number;
 }
 
-/** Reads ModelProto bytes back into a Graph; every malformed input is an OnnxFormatError. */
-export function parseModel(bytes: Uint8Array, where = 'model'): ParsedModel {
+export interface ModelSummary {
+  inputs: GraphIO[];
+  outputs: GraphIO[];
+  metadata: Record<string, string>;
+  opset: number;
+}
+
+function decodeModel(bytes: Uint8Array, where: string): onnxProto.onnx.ModelProto {
   let model: onnxProto.onnx.ModelProto;
   try {
     model = onnx.ModelProto.decode(bytes);
@@ -215,6 +221,29 @@ export function parseModel(bytes: Uint8Array, where = 'model'): ParsedModel {
   }
   const g = model.graph;
   if (!g || (!g.node?.length && !g.output?.length)) throw new OnnxFormatError(`${where} is not an ONNX model (it has no graph)`);
+  return model;
+}
+
+/** Inputs, outputs and metadata without converting any tensor data: cheap even for big models. */
+export function readModelSummary(bytes: Uint8Array, where = 'model'): ModelSummary {
+  const model = decodeModel(bytes, where);
+  const g = model.graph!;
+  const initializerNames = new Set((g.initializer ?? []).map((t) => t.name));
+  const metadata: Record<string, string> = {};
+  for (const m of model.metadataProps ?? []) metadata[m.key ?? ''] = m.value ?? '';
+  const opset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
+  return {
+    inputs: (g.input ?? []).filter((p) => !initializerNames.has(p.name ?? '')).map((p) => fromValueInfo(p, where)),
+    outputs: (g.output ?? []).map((p) => fromValueInfo(p, where)),
+    metadata,
+    opset: Number(opset?.version ?? 0),
+  };
+}
+
+/** Reads ModelProto bytes back into a Graph; every malformed input is an OnnxFormatError. */
+export function parseModel(bytes: Uint8Array, where = 'model'): ParsedModel {
+  const model = decodeModel(bytes, where);
+  const g = model.graph!;
   const opset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
   if (!opset) throw new OnnxFormatError(`${where} imports no default-domain opset`);
 

@@ -66,29 +66,29 @@ export function paramSpecs(config: GlowConfig): ParamSpec[] {
       add(`${p}.block.2.conv.weight`, [hidden, hidden, 1, 1], 'conv.weight');
       add(`${p}.block.2.actnorm.bias`, [1, hidden, 1, 1], 'actnorm.bias');
       add(`${p}.block.2.actnorm.logs`, [1, hidden, 1, 1], 'actnorm.logs');
+      add(`${p}.block.4.logs`, [out, 1, 1], 'zeros.logs');
       add(`${p}.block.4.conv.weight`, [out, hidden, 3, 3], 'conv.weight');
       add(`${p}.block.4.conv.bias`, [out], 'conv.bias');
-      add(`${p}.block.4.logs`, [out, 1, 1], 'zeros.logs');
     }
     if (level < config.L - 1) {
       const p = splitPrefix(config, level);
+      add(`${p}.conv.logs`, [C, 1, 1], 'zeros.logs');
       add(`${p}.conv.conv.weight`, [C, half, 3, 3], 'conv.weight');
       add(`${p}.conv.conv.bias`, [C], 'conv.bias');
-      add(`${p}.conv.logs`, [C, 1, 1], 'zeros.logs');
     }
   }
   if (config.learnTop) {
+    add('learn_top_fn.logs', [2 * top, 1, 1], 'zeros.logs');
     add('learn_top_fn.conv.weight', [2 * top, 2 * top, 3, 3], 'conv.weight');
     add('learn_top_fn.conv.bias', [2 * top], 'conv.bias');
-    add('learn_top_fn.logs', [2 * top, 1, 1], 'zeros.logs');
   }
   if (config.numClasses > 0) {
+    add('project_ycond.logs', [2 * top], 'zeros.logs');
     add('project_ycond.linear.weight', [2 * top, config.numClasses], 'linear.weight');
     add('project_ycond.linear.bias', [2 * top], 'linear.bias');
-    add('project_ycond.logs', [2 * top], 'zeros.logs');
+    add('project_class.logs', [config.numClasses], 'zeros.logs');
     add('project_class.linear.weight', [config.numClasses, top], 'linear.weight');
     add('project_class.linear.bias', [config.numClasses], 'linear.bias');
-    add('project_class.logs', [config.numClasses], 'zeros.logs');
   }
   return specs;
 }

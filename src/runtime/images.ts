@@ -1,7 +1,8 @@
 // Images in and out through jimp: files -> 8-bit CHW arrays at the model's size, and
 // CHW arrays -> PNG grids.
 
-import { Jimp } from 'jimp';
+import { Jimp, loadFont } from 'jimp';
+import { SANS_8_WHITE } from 'jimp/fonts';
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { writeFileAtomic } from './files.js';
@@ -35,22 +36,35 @@ export function listImages(dir: string): string[] {
   return files.map((f) => join(dir, f));
 }
 
-/** Writes images (each 8-bit CHW) as a PNG grid with `columns` per row and a 1-pixel gap,
- * scaled up by an integer factor so that small images stay visible. */
-export async function writeGrid(path: string, images: Uint8Array[], [channels, height, width]: readonly number[], columns: number, scale = 1): Promise<void> {
+export interface GridOptions {
+  columns: number;
+  /** Integer upscaling so that small images stay visible. */
+  scale?: number;
+  /** One caption per image, printed above it. */
+  captions?: string[];
+}
+
+const CAPTION_HEIGHT = 12;
+
+/** Writes images (each 8-bit CHW) as a PNG grid with a 1-pixel gap. */
+export async function writeGrid(path: string, images: Uint8Array[], [channels, height, width]: readonly number[], options: GridOptions): Promise<void> {
+  const { columns, scale = 1, captions } = options;
   const rows = Math.ceil(images.length / columns);
-  const cellW = width * scale + 1;
-  const cellH = height * scale + 1;
+  const top = captions ? CAPTION_HEIGHT : 0;
+  const cellW = Math.max(width * scale, captions ? 40 : 0) + 1;
+  const cellH = height * scale + top + 1;
   const grid = new Jimp({ width: columns * cellW + 1, height: rows * cellH + 1, color: 0x202020ff });
   const data = grid.bitmap.data;
   const gridWidth = grid.bitmap.width;
+  const font = captions ? await loadFont(SANS_8_WHITE) : undefined;
   images.forEach((img, index) => {
     const x0 = (index % columns) * cellW + 1;
     const y0 = Math.floor(index / columns) * cellH + 1;
+    if (font && captions?.[index]) grid.print({ font, x: x0, y: y0, text: captions[index], maxWidth: cellW - 1 });
     for (let y = 0; y < height * scale; y++) {
       for (let x = 0; x < width * scale; x++) {
         const src = Math.floor(y / scale) * width + Math.floor(x / scale);
-        const dst = 4 * ((y0 + y) * gridWidth + x0 + x);
+        const dst = 4 * ((y0 + top + y) * gridWidth + x0 + x);
         for (let c = 0; c < 3; c++) data[dst + c] = img[(channels === 1 ? 0 : c) * height * width + src];
         data[dst + 3] = 255;
       }

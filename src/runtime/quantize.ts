@@ -3,13 +3,17 @@
 
 import { Rng } from '../glow/rng.js';
 
-/** 8-bit pixels -> encode input x; `rng` adds dequantisation noise (none: u = 0 exactly). */
-export function dequantize(pixels: Uint8Array, nBits: number, rng?: Rng): Float32Array {
+/**
+ * 8-bit pixels -> encode input x. `noise` is an Rng for uniform dequantisation noise (what
+ * likelihoods are measured with) or 'center' for u = half a bin (deterministic, for encoding
+ * images to edit or reconstruct).
+ */
+export function dequantize(pixels: Uint8Array, nBits: number, noise: Rng | 'center'): Float32Array {
   const bins = 2 ** nBits;
   const shift = 8 - nBits;
   const out = new Float32Array(pixels.length);
   for (let i = 0; i < pixels.length; i++) {
-    const u = rng ? rng.uniform() / bins : 0;
+    const u = noise === 'center' ? 0.5 / bins : noise.uniform() / bins;
     out[i] = (pixels[i] >> shift) / bins - 0.5 + u;
   }
   return out;

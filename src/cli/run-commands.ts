@@ -1,0 +1,312 @@
+// Commands that run an exported model: sample, encode, decode, reconstruct, interpolate,
+// direction, manipulate, eval, verify.
+
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GlowConfig } from '../glow/config.js';
+import { Rng } from '../glow/rng.js';
+import { Encoded } from '../runtime/core.js';
+import { writeFileAtomic } from '../runtime/files.js';
+import { attributeDirection, interpolate, Latents, manipulate, oneHotRows, pick, sampleEps } from '../runtime/generate.js';
+import { writeGrid } from '../runtime/images.js';
+import { latentsBytes, parseLatents } from '../runtime/latents.js';
+import { loadMnist } from '../runtime/mnist.js';
+import { GlowRuntime, loadGlowRuntime } from '../runtime/node.js';
+import { PROVIDERS, ProviderName } from '../runtime/providers.js';
+import { dequantize, quantize } from '../runtime/quantize.js';
+import { integer, number, Options, parse, readBytes, required, UsageError, Values } from './args.js';
+import { checkMnistShape, loadImages, oneHot, readImages } from './data.js';
+import { withProgress } from './progress.js';
+
+/** The shipped model, used when --model is not given. */
+export const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/mnist', import.meta.url));
+
+const RUNTIME_FLAGS: Options = {
+  model: { type: 'string' }, ep: { type: 'string' }, 'strict-ep': { type: 'boolean' }, threads: { type: 'string' },
+  'batch-size': { type: 'string' }, 'device-id': { type: 'string' }, 'trt-fp16': { type: 'boolean' }, 'trt-cache': { type: 'string' },
+};
+
+async function openModel(values: Values): Promise<GlowRuntime> {
+  const dir = (values.model as string | undefined) ?? DEFAULT_MODEL;
+  if (!values.model && !existsSync(dir)) throw new UsageError(`no shipped model at ${dir}: pass --model DIR (a folder written by glow-onnx export)`);
+  const providers = ((values.ep as string | undefined) ?? 'cpu').split(',').map((p) => p.trim()) as ProviderName[];
+  for (const p of providers) if (!PROVIDERS.includes(p)) throw new UsageError(`--ep ${p} is not a provider (${PROVIDERS.join(', ')})`);
+  const runtime = await loadGlowRuntime(dir, {
+    executionProviders: providers,
+    strict: values['strict-ep'] === true,
+    threads: integer(values, 'threads', 1),
+    batchSize: integer(values, 'batch-size', 1),
+    deviceId: integer(values, 'device-id', 0),
+    tensorrtFp16: values['trt-fp16'] === true,
+    tensorrtEngineCacheDir: values['trt-cache'] as string | undefined,
+  });
+  for (const f of runtime.failures) console.error(`note: ${f.provider} unavailable (${f.reason}); fell back`);
+  console.error(`running on ${runtime.providers.encode === runtime.providers.decode ? runtime.providers.encode : `encode: ${runtime.providers.encode}, decode: ${runtime.providers.decode}`}`);
+  return runtime;
+}
+
+function temperatureFlag(values: Values, fallback: number): number {
+  return number(values, 'temperature', (t) => Number.isFinite(t) && t >= 0, 'a finite number >= 0') ?? fallback;
+}
+
+function imagesOf(config: GlowConfig, x: Float32Array): Uint8Array[] {
+  const size = config.imageShape.reduce((a, b) => a * b, 1);
+  const pixels = quantize(x, config.nBits);
+  return Array.from({ length: x.length / size }, (_, i) => pixels.subarray(i * size, (i + 1) * size));
+}
+
+function scaleFor(config: GlowConfig): number {
+  return Math.max(1, Math.round(64 / config.imageShape[1]));
+}
+
+async function saveGrid(path: string, config: GlowConfig, x: Float32Array, columns: number, captions?: string[]): Promise<void> {
+  await writeGrid(path, imagesOf(config, x), config.imageShape, { columns, scale: scaleFor(config), captions });
+  console.log(`wrote ${path}`);
+}
+
+function labelsFor(runtime: GlowRuntime, values: Values, n: number): Float32Array | undefined {
+  const classes = runtime.config.numClasses;
+  const label = integer(values, 'class', 0);
+  if (classes === 0) {
+    if (label !== undefined) throw new UsageError('--class needs a class-conditional model');
+    return undefined;
+  }
+  if (label !== undefined && label >= classes) throw new UsageError(`--class must be in 0..${classes - 1}`);
+  return oneHotRows(classes, Array.from({ length: n }, (_, i) => label ?? i % classes));
+}
+
+async function encodeImages(runtime: GlowRuntime, paths: string[], labels?: Float32Array): Promise<{ encoded: Encoded; x: Float32Array; names: string[] }> {
+  const { config } = runtime;
+  const batch = await readImages(paths, config);
+  const x = dequantize(batch.pixels, config.nBits, 'center');
+  const y = labels ?? oneHot(undefined, batch.count, config.numClasses);
+  const encoded = await withProgress('encode', batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], y, p));
+  return { encoded, x, names: batch.names };
+}
+
+export async function cmdSample(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    ...RUNTIME_FLAGS, n: { type: 'string' }, temperature: { type: 'string' }, class: { type: 'string' }, seed: { type: 'string' },
+    out: { type: 'string' }, columns: { type: 'string' },
+  });
+  const out = required(values, 'out');
+  const n = integer(values, 'n', 1) ?? 64;
+  const temperature = temperatureFlag(values, 0.7);
+  const runtime = await openModel(values);
+  try {
+    const y = labelsFor(runtime, values, n);
+    const eps = sampleEps(runtime.config, n, integer(values, 'seed', 0) ?? 0);
+    const x = await withProgress('sample', n, (p) => runtime.model.decode(eps, temperature, y, p));
+    await saveGrid(out, runtime.config, x, integer(values, 'columns', 1) ?? Math.ceil(Math.sqrt(n)));
+  } finally {
+    await runtime.model.release();
+  }
+}
+
+export async function cmdEncode(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { ...RUNTIME_FLAGS, out: { type: 'string' } }, [1, Infinity]);
+  const out = required(values, 'out');
+  const runtime = await openModel(values);
+  try {
+    const { encoded, names } = await encodeImages(runtime, positionals);
+    writeFileAtomic(out, latentsBytes(runtime.config, encoded.eps, encoded.n, { images: JSON.stringify(names.map((n) => basename(n))) }));
+    const mean = encoded.bpd.reduce((a, b) => a + b, 0) / encoded.n;
+    console.log(`wrote ${out}: latents of ${encoded.n} images (mean ${mean.toFixed(3)} bits/dim)`);
+  } finally {
+    await runtime.model.release();
+  }
+}
+
+export async function cmdDecode(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { ...RUNTIME_FLAGS, out: { type: 'string' }, temperature: { type: 'string' }, class: { type: 'string' } }, 1);
+  const out = required(values, 'out');
+  const temperature = temperatureFlag(values, 1);
+  const runtime = await openModel(values);
+  try {
+    const { latents, n } = parseLatents(readBytes(positionals[0]), positionals[0], runtime.config);
+    const x = await withProgress('decode', n, (p) => runtime.model.decode(latents, temperature, labelsFor(runtime, values, n), p));
+    await saveGrid(out, runtime.config, x, Math.ceil(Math.sqrt(n)));
+  } finally {
+    await runtime.model.release();
+  }
+}
+
+export async function cmdReconstruct(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { ...RUNTIME_FLAGS, out: { type: 'string' } }, [1, Infinity]);
+  const out = required(values, 'out');
+  const runtime = await openModel(values);
+  try {
+    const { config } = runtime;
+    const { encoded, x, names } = await encodeImages(runtime, positionals);
+    const y = oneHot(undefined, encoded.n, config.numClasses);
+    const xr = await withProgress('decode', encoded.n, (p) => runtime.model.decode(encoded.eps, 1, y, p));
+    let maxError = 0;
+    for (let i = 0; i < x.length; i++) maxError = Math.max(maxError, Math.abs(x[i] - xr[i]));
+    const size = x.length / encoded.n;
+    const pairs = new Float32Array(2 * x.length);
+    for (let i = 0; i < encoded.n; i++) {
+      pairs.set(x.subarray(i * size, (i + 1) * size), 2 * i * size);
+      pairs.set(xr.subarray(i * size, (i + 1) * size), (2 * i + 1) * size);
+    }
+    const before = quantize(x, config.nBits);
+    const after = quantize(xr, config.nBits);
+    const changed = before.reduce((count, v, i) => count + (v !== after[i] ? 1 : 0), 0);
+    await saveGrid(out, config, pairs, 2, names.flatMap((n) => [basename(n), 'decoded']));
+    console.log(`${encoded.n} images: max |x - decode(encode(x))| = ${maxError.toExponential(2)}, ${changed} of ${x.length} pixels change level`);
+  } finally {
+    await runtime.model.release();
+  }
+}
+
+export async function cmdInterpolate(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { ...RUNTIME_FLAGS, out: { type: 'string' }, steps: { type: 'string' } }, 2);
+  const out = required(values, 'out');
+  const steps = integer(values, 'steps', 2) ?? 8;
+  const runtime = await openModel(values);
+  try {
+    const { config } = runtime;
+    const { encoded } = await encodeImages(runtime, positionals);
+    const path = interpolate(config, pick(config, encoded.eps, 0), pick(config, encoded.eps, 1), steps);
+    const x = await runtime.model.decode(path, 1, oneHot(undefined, steps, config.numClasses));
+    await saveGrid(out, config, x, steps, Array.from({ length: steps }, (_, s) => `t=${(s / (steps - 1)).toFixed(2)}`));
+  } finally {
+    await runtime.model.release();
+  }
+}
+
+/** Latents of MNIST training digits and whether each is `digit`. */
+async function mnistDirection(runtime: GlowRuntime, digit: number, limit: number): Promise<Latents> {
+  const { config } = runtime;
+  checkMnistShape(config);
+  if (!Number.isInteger(digit) || digit < 0 || digit > 9) throw new UsageError(`an MNIST attribute is a digit 0..9, got ${digit}`);
+  const m = loadMnist('train', limit);
+  const x = dequantize(m.pixels, config.nBits, 'center');
+  const encoded = await withProgress('encode', m.count, (p) => runtime.model.encode(x, [m.count, ...config.imageShape], oneHot(m.labels, m.count, config.numClasses), p));
+  return attributeDirection(config, encoded.eps, Array.from(m.labels, (l) => l === digit));
+}
+
+function parseLabelFile(text: string, source: string): Map<string, boolean> {
+  const labels = new Map<string, boolean>();
+  text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).forEach((line, i) => {
+    const m = /^(.+?)[\s,;]+(0|1|true|false)$/.exec(line);
+    if (!m) throw new Error(`${source}:${i + 1}: expected "<image name> <0|1>", got "${line}"`);
+    labels.set(m[1], m[2] === '1' || m[2] === 'true');
+  });
+  return labels;
+}
+
+export async function cmdDirection(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    ...RUNTIME_FLAGS, out: { type: 'string' }, images: { type: 'string' }, labels: { type: 'string' },
+    'mnist-digit': { type: 'string' }, limit: { type: 'string' },
+  });
+  const out = required(values, 'out');
+  const runtime = await openModel(values);
+  try {
+    const { config } = runtime;
+    let direction: Latents;
+    if (values['mnist-digit'] !== undefined) {
+      direction = await mnistDirection(runtime, Number(values['mnist-digit']), integer(values, 'limit', 2) ?? 2000);
+    } else {
+      const dir = required(values, 'images');
+      const labelsPath = required(values, 'labels');
+      const labels = parseLabelFile(new TextDecoder().decode(readBytes(labelsPath)), labelsPath);
+      const { encoded, names } = await encodeImages(runtime, [dir]);
+      const has = names.map((n) => {
+        const flag = labels.get(basename(n));
+        if (flag === undefined) throw new Error(`${labelsPath} has no label for ${basename(n)}`);
+        return flag;
+      });
+      direction = attributeDirection(config, encoded.eps, has);
+    }
+    writeFileAtomic(out, latentsBytes(config, direction, 1, { kind: 'direction' }));
+    console.log(`wrote ${out}`);
+  } finally {
+    await runtime.model.release();
+  }
+}
+
+function alphas(values: Values): number[] {
+  const raw = (values.alpha as string | undefined) ?? '-1..1';
+  const steps = integer(values, 'steps', 2) ?? 5;
+  const m = /^(-?[\d.]+)\.\.(-?[\d.]+)$/.exec(raw);
+  if (m) {
+    const [a, b] = [Number(m[1]), Number(m[2])];
+    if (!Number.isFinite(a) || !Number.isFinite(b)) throw new UsageError(`--alpha ${raw} is not a range A..B`);
+    return Array.from({ length: steps }, (_, i) => a + ((b - a) * i) / (steps - 1));
+  }
+  const alpha = Number(raw);
+  if (raw === '' || !Number.isFinite(alpha)) throw new UsageError(`--alpha must be a number or a range A..B, got ${raw}`);
+  return [0, alpha];
+}
+
+export async function cmdManipulate(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, {
+    ...RUNTIME_FLAGS, out: { type: 'string' }, direction: { type: 'string' }, attribute: { type: 'string' },
+    alpha: { type: 'string' }, steps: { type: 'string' }, limit: { type: 'string' },
+  }, 1);
+  const out = required(values, 'out');
+  if (!values.direction === !values.attribute) throw new UsageError('pass exactly one of --direction FILE and --attribute LABEL');
+  const amounts = alphas(values);
+  const runtime = await openModel(values);
+  try {
+    const { config } = runtime;
+    const direction = values.direction
+      ? parseLatents(readBytes(values.direction as string), values.direction as string, config).latents
+      : await mnistDirection(runtime, Number(values.attribute), integer(values, 'limit', 2) ?? 2000);
+    const { encoded } = await encodeImages(runtime, positionals);
+    const batch = manipulate(config, pick(config, encoded.eps, 0), direction, amounts);
+    const x = await runtime.model.decode(batch, 1, oneHot(undefined, amounts.length, config.numClasses));
+    await saveGrid(out, config, x, amounts.length, amounts.map((a) => `a=${a.toFixed(2)}`));
+  } finally {
+    await runtime.model.release();
+  }
+}
+
+export async function cmdEval(argv: string[]): Promise<void> {
+  const { values } = parse(argv, { ...RUNTIME_FLAGS, data: { type: 'string' }, limit: { type: 'string' }, seed: { type: 'string' } });
+  const data = (values.data as string | undefined) ?? 'mnist-test';
+  const runtime = await openModel(values);
+  try {
+    const { config } = runtime;
+    const batch = await loadImages(data, config, integer(values, 'limit', 1) ?? Infinity);
+    const x = dequantize(batch.pixels, config.nBits, new Rng(integer(values, 'seed', 0) ?? 0));
+    const encoded = await withProgress('eval', batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], oneHot(batch.labels, batch.count, config.numClasses), p));
+    const { mean, stdErr } = meanAndStdErr(encoded.bpd);
+    console.log(`${batch.count} images of ${data}: ${mean.toFixed(4)} ± ${stdErr.toFixed(4)} bits/dim (mean ± standard error, uniform dequantisation)`);
+  } finally {
+    await runtime.model.release();
+  }
+}
+
+export function meanAndStdErr(values: ArrayLike<number>): { mean: number; stdErr: number } {
+  const n = values.length;
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += values[i] / n;
+  let variance = 0;
+  for (let i = 0; i < n; i++) variance += (values[i] - mean) ** 2 / Math.max(1, n - 1);
+  return { mean, stdErr: Math.sqrt(variance / n) };
+}
+
+export async function cmdVerify(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { ...RUNTIME_FLAGS, data: { type: 'string' }, limit: { type: 'string' } }, [0, 1]);
+  const runtime = await openModel({ ...values, model: positionals[0] ?? values.model });
+  try {
+    const { config } = runtime;
+    const data = (values.data as string | undefined) ?? 'mnist-test';
+    const batch = await loadImages(data, config, integer(values, 'limit', 1) ?? 256);
+    const x = dequantize(batch.pixels, config.nBits, new Rng(1));
+    const y = oneHot(batch.labels, batch.count, config.numClasses);
+    const encoded = await withProgress('encode', batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], y, p));
+    const xr = await withProgress('decode', batch.count, (p) => runtime.model.decode(encoded.eps, 1, y, p));
+    let maxError = 0;
+    for (let i = 0; i < x.length; i++) maxError = Math.max(maxError, Math.abs(x[i] - xr[i]));
+    const { mean, stdErr } = meanAndStdErr(encoded.bpd);
+    console.log(`${batch.count} images of ${data}: bits/dim ${mean.toFixed(4)} ± ${stdErr.toFixed(4)}, round-trip max |x - decode(encode(x))| = ${maxError.toExponential(2)}`);
+    if (!(maxError < 1e-3)) throw new Error(`round trip error ${maxError} is too large: the model does not invert`);
+  } finally {
+    await runtime.model.release();
+  }
+}
+

@@ -1,0 +1,158 @@
+// The exported graphs behind a typed API, independent of which ONNX Runtime package runs them
+// (onnxruntime-node in Node, onnxruntime-web in the browser or wasm): validation of every input
+// against the I/O contract, batching, and progress.
+
+import type { InferenceSession, Tensor } from 'onnxruntime-common';
+import { GlowConfig, latentShape } from '../glow/config.js';
+
+/** The Tensor constructor of whichever onnxruntime package is in use. */
+export interface TensorFactory {
+  Tensor: new (type: 'float32', data: Float32Array, dims: readonly number[]) => Tensor;
+}
+
+export type Progress = (done: number, total: number) => void;
+
+export interface Encoded {
+  n: number;
+  /** eps_1 .. eps_L, each [n, ...latentShape(l)] flattened. */
+  eps: Float32Array[];
+  logdet: Float32Array;
+  logPx: Float32Array;
+  bpd: Float32Array;
+  yLogits?: Float32Array;
+}
+
+export class InputError extends Error {
+  override name = 'InputError';
+}
+
+/** Pixels of a dequantised image lie in [-0.5, 0.5); a little slack for rounding. */
+const X_RANGE = 0.5 + 1e-6;
+
+function checkFinite(data: Float32Array, what: string): void {
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) throw new InputError(`${what} holds a non-finite value (${data[i]}) at index ${i}`);
+  }
+}
+
+function product(dims: readonly number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+export class GlowModel {
+  readonly imageSize: number;
+  readonly latentSizes: number[];
+
+  constructor(
+    readonly config: GlowConfig,
+    private readonly encoder: InferenceSession,
+    private readonly decoder: InferenceSession,
+    private readonly ort: TensorFactory,
+    readonly batchSize = 64,
+  ) {
+    this.imageSize = product(config.imageShape);
+    this.latentSizes = Array.from({ length: config.L }, (_, l) => product(latentShape(config, l + 1)));
+  }
+
+  /** Checks x against [n, C, H, W] of the model and returns n. */
+  checkImages(x: Float32Array, shape: readonly number[]): number {
+    const [C, H, W] = this.config.imageShape;
+    if (shape.length !== 4) throw new InputError(`x must be 4-D [N, C, H, W], got [${shape.join(', ')}]`);
+    const [n, c, h, w] = shape;
+    if (n === 0) throw new InputError('empty batch: x has no images');
+    if (c !== C) throw new InputError(`x has ${c} channels, the model expects ${C}`);
+    if (h !== H || w !== W) throw new InputError(`x is ${h}x${w}, the model expects ${H}x${W}`);
+    if (x.length !== product(shape)) throw new InputError(`x has ${x.length} values, shape [${shape.join(', ')}] needs ${product(shape)}`);
+    checkFinite(x, 'x');
+    for (let i = 0; i < x.length; i++) {
+      if (Math.abs(x[i]) > X_RANGE) {
+        throw new InputError(`x[${i}] = ${x[i]} is outside [-0.5, 0.5): pixels must be dequantised as k / 2^${this.config.nBits} - 0.5 + u`);
+      }
+    }
+    return n;
+  }
+
+  private checkLabels(y: Float32Array | undefined, n: number): void {
+    const classes = this.config.numClasses;
+    if (classes === 0) {
+      if (y) throw new InputError('the model is not class-conditional: do not pass y');
+      return;
+    }
+    if (!y) throw new InputError(`the model is class-conditional: pass y, one-hot [N, ${classes}]`);
+    if (y.length !== n * classes) throw new InputError(`y has ${y.length} values, expected ${n} x ${classes}`);
+    checkFinite(y, 'y');
+  }
+
+  private checkEps(eps: readonly Float32Array[]): number {
+    const L = this.config.L;
+    if (eps.length !== L) throw new InputError(`expected ${L} latents eps_1..eps_${L}, got ${eps.length}`);
+    const n = eps[0].length / this.latentSizes[0];
+    if (!Number.isInteger(n) || n === 0) {
+      throw new InputError(`eps_1 has ${eps[0].length} values, not a positive multiple of ${this.latentSizes[0]} ([${latentShape(this.config, 1)}])`);
+    }
+    eps.forEach((e, l) => {
+      if (e.length !== n * this.latentSizes[l]) {
+        throw new InputError(`eps_${l + 1} has ${e.length} values, expected ${n} x [${latentShape(this.config, l + 1).join(', ')}] = ${n * this.latentSizes[l]}`);
+      }
+      checkFinite(e, `eps_${l + 1}`);
+    });
+    return n;
+  }
+
+  private tensor(data: Float32Array, dims: readonly number[]): Tensor {
+    return new this.ort.Tensor('float32', data, dims);
+  }
+
+  async encode(x: Float32Array, shape: readonly number[], y?: Float32Array, onProgress?: Progress): Promise<Encoded> {
+    const n = this.checkImages(x, shape);
+    this.checkLabels(y, n);
+    const classes = this.config.numClasses;
+    const out: Encoded = {
+      n,
+      eps: this.latentSizes.map((s) => new Float32Array(n * s)),
+      logdet: new Float32Array(n),
+      logPx: new Float32Array(n),
+      bpd: new Float32Array(n),
+      yLogits: classes ? new Float32Array(n * classes) : undefined,
+    };
+    for (let start = 0; start < n; start += this.batchSize) {
+      const b = Math.min(this.batchSize, n - start);
+      const feeds: Record<string, Tensor> = { x: this.tensor(x.subarray(start * this.imageSize, (start + b) * this.imageSize), [b, ...this.config.imageShape]) };
+      if (y) feeds.y = this.tensor(y.subarray(start * classes, (start + b) * classes), [b, classes]);
+      const r = await this.encoder.run(feeds);
+      this.latentSizes.forEach((s, l) => out.eps[l].set(r[`eps_${l + 1}`].data as Float32Array, start * s));
+      out.logdet.set(r.logdet.data as Float32Array, start);
+      out.logPx.set(r.log_px.data as Float32Array, start);
+      out.bpd.set(r.bpd.data as Float32Array, start);
+      if (out.yLogits) out.yLogits.set(r.y_logits.data as Float32Array, start * classes);
+      onProgress?.(start + b, n);
+    }
+    return out;
+  }
+
+  async decode(eps: readonly Float32Array[], temperature: number, y?: Float32Array, onProgress?: Progress): Promise<Float32Array> {
+    if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
+      throw new InputError(`temperature must be a finite number >= 0, got ${temperature}`);
+    }
+    const n = this.checkEps(eps);
+    this.checkLabels(y, n);
+    const classes = this.config.numClasses;
+    const x = new Float32Array(n * this.imageSize);
+    for (let start = 0; start < n; start += this.batchSize) {
+      const b = Math.min(this.batchSize, n - start);
+      const feeds: Record<string, Tensor> = { temperature: this.tensor(Float32Array.of(temperature), []) };
+      eps.forEach((e, l) => {
+        feeds[`eps_${l + 1}`] = this.tensor(e.subarray(start * this.latentSizes[l], (start + b) * this.latentSizes[l]), [b, ...latentShape(this.config, l + 1)]);
+      });
+      if (y) feeds.y = this.tensor(y.subarray(start * classes, (start + b) * classes), [b, classes]);
+      const r = await this.decoder.run(feeds);
+      x.set(r.x.data as Float32Array, start * this.imageSize);
+      onProgress?.(start + b, n);
+    }
+    return x;
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.encoder.release(), this.decoder.release()]);
+  }
+}

@@ -1,0 +1,87 @@
+// GlowRuntime for Node: a model directory (or the two .onnx files) on onnxruntime-node, with
+// execution providers in the user's priority order.
+
+import ort from 'onnxruntime-node';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readModelSummary } from '../builder/serialize.js';
+import { GlowConfig, latentShape, validateConfig } from '../glow/config.js';
+import { GlowModel } from './core.js';
+import { createSession, ProviderFailure, ProviderName, ProviderOptions } from './providers.js';
+
+export interface RuntimeOptions extends ProviderOptions {
+  batchSize?: number;
+}
+
+export interface GlowRuntime {
+  model: GlowModel;
+  config: GlowConfig;
+  /** The provider each graph's session runs on, and what failed before it. */
+  providers: { encode: ProviderName; decode: ProviderName };
+  failures: ProviderFailure[];
+}
+
+export class ModelFileError extends Error {
+  override name = 'ModelFileError';
+}
+
+function readFile(path: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ModelFileError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** The config embedded in a graph, after checking that the graph has the contract's I/O. */
+function configOf(bytes: Uint8Array, path: string, kind: 'encode' | 'decode'): GlowConfig {
+  let summary;
+  try {
+    summary = readModelSummary(bytes, path);
+  } catch (e) {
+    throw new ModelFileError((e as Error).message);
+  }
+  const raw = summary.metadata['glow_onnx.config'];
+  if (!raw) throw new ModelFileError(`${path} carries no glow_onnx.config metadata: it was not exported by glow-onnx`);
+  const config = validateConfig(JSON.parse(raw));
+  // x is the image: encode's input, decode's output.
+  const images = kind === 'encode' ? summary.inputs : summary.outputs;
+  if (!images.some((io) => io.value.name === 'x')) {
+    throw new ModelFileError(`${path} is not a Glow ${kind} graph (no x ${kind === 'encode' ? 'input' : 'output'})`);
+  }
+  if (kind === 'decode') {
+    for (let l = 1; l <= config.L; l++) {
+      const io = summary.inputs.find((i) => i.value.name === `eps_${l}`);
+      const shape = io?.value.shape?.slice(1);
+      if (!io || shape?.join() !== latentShape(config, l).join()) throw new ModelFileError(`${path}: input eps_${l} does not match its config`);
+    }
+  }
+  return config;
+}
+
+export async function loadGlowRuntime(
+  source: string | { encode: string; decode: string }, options: RuntimeOptions = {},
+): Promise<GlowRuntime> {
+  const paths = typeof source === 'string' ? { encode: join(source, 'encode.onnx'), decode: join(source, 'decode.onnx') } : source;
+  const encodeBytes = readFile(paths.encode);
+  const decodeBytes = readFile(paths.decode);
+  const config = configOf(encodeBytes, paths.encode, 'encode');
+  const decodeConfig = configOf(decodeBytes, paths.decode, 'decode');
+  if (JSON.stringify(config) !== JSON.stringify(decodeConfig)) {
+    throw new ModelFileError(`${paths.encode} and ${paths.decode} belong to different models (their configs differ)`);
+  }
+  const encode = await createSession(encodeBytes, options);
+  let decode;
+  try {
+    decode = await createSession(decodeBytes, options);
+  } catch (e) {
+    await encode.session.release();
+    throw e;
+  }
+  return {
+    model: new GlowModel(config, encode.session, decode.session, ort, options.batchSize),
+    config,
+    providers: { encode: encode.provider, decode: decode.provider },
+    failures: [...encode.failures, ...decode.failures],
+  };
+}
