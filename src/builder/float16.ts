@@ -1,5 +1,5 @@
 // IEEE 754 half precision, converted from and to float64 directly (going through float32 would
-// round twice).
+// round twice), and bfloat16.
 
 function roundHalfEven(v: number): number {
   const f = Math.floor(v);
@@ -34,4 +34,12 @@ export function float16Value(bits: number): number {
   if (exponent === 0) return sign * mantissa * 2 ** -24;
   if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
   return sign * (0x400 + mantissa) * 2 ** (exponent - 25);
+}
+
+const widenScratch = new DataView(new ArrayBuffer(4));
+
+/** bfloat16 is the top half of a float32, so widening is a 16-bit shift. */
+export function bfloat16Value(bits: number): number {
+  widenScratch.setUint32(0, (bits << 16) >>> 0);
+  return widenScratch.getFloat32(0);
 }

@@ -17,7 +17,9 @@ export function parse(argv: string[], options: Options, positionals: number | [n
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: positionals !== 0, strict: true });
   } catch (e) {
-    throw new UsageError((e as Error).message.split('\n')[0]);
+    const message = (e as Error).message.split('\n')[0];
+    const hint = /ambiguous/.test(message) ? ": write --name=VALUE for a value that starts with '-' (e.g. --alpha=-1..1)" : '';
+    throw new UsageError(`${message}${hint}`);
   }
   const [min, max] = typeof positionals === 'number' ? [positionals, positionals] : positionals;
   const count = parsed.positionals.length;

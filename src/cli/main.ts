@@ -3,7 +3,7 @@
 
 import { ConfigError } from '../glow/config.js';
 import { UsageError } from './args.js';
-import { cmdExport, cmdInit, cmdInspect } from './model-commands.js';
+import { cmdExport, cmdImport, cmdInit, cmdInspect } from './model-commands.js';
 import {
   cmdDecode, cmdDirection, cmdEncode, cmdEval, cmdInterpolate, cmdManipulate, cmdReconstruct, cmdSample, cmdVerify,
 } from './run-commands.js';
@@ -14,7 +14,9 @@ const USAGE = `usage: glow-onnx <command> [options]
 
 make and describe models:
   init         --out DIR [--config FILE] [config flags] [--seed N] [--data mnist|DIR|none] [--init-batch N]
-  export       --weights FILE --out DIR [--config FILE] [--opset N] [--no-fold]
+  import       FILE.pt|FILE.safetensors --out DIR [import flags]
+               a y0ast or chaiyujin PyTorch checkpoint -> native checkpoint + config.json
+  export       --weights FILE --out DIR [--config FILE] [--opset N] [--no-fold] [import flags]
   inspect      FILE.onnx
 
 run a model (--model DIR, default: the shipped models/mnist):
@@ -30,12 +32,14 @@ run a model (--model DIR, default: the shipped models/mnist):
 
 runtime flags: --ep tensorrt,cuda,webgpu,cpu (priority order, default cpu) --strict-ep
   --threads N --batch-size N --device-id N --trt-fp16 --trt-cache DIR
+import flags (what PyTorch checkpoints do not store): --n-bits N (default 8) --image-shape C,H,W
+  --permutation reverse|shuffle --shuffles FILE.json
 config flags: --image-shape C,H,W --K N --L N --hidden N --coupling additive|affine
   --permutation invconv|shuffle|reverse --lu true|false --learn-top true|false
   --classes N --n-bits N --actnorm-scale X`;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
-  init: cmdInit, export: cmdExport, inspect: cmdInspect,
+  init: cmdInit, import: cmdImport, export: cmdExport, inspect: cmdInspect,
   sample: cmdSample, encode: cmdEncode, decode: cmdDecode, reconstruct: cmdReconstruct, interpolate: cmdInterpolate,
   direction: cmdDirection, manipulate: cmdManipulate, eval: cmdEval, verify: cmdVerify,
 };

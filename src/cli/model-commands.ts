@@ -1,10 +1,11 @@
 // Commands that make and describe models: init, export, inspect.
 
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { SUPPORTED_OPSETS } from '../builder/graph.js';
 import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../glow/config.js';
 import { exportModel, GlowJson } from '../glow/export.js';
-import { checkpointBytes, initWeights, parseCheckpoint, WEIGHTS_FILE } from '../glow/params.js';
+import { importWeights, ImportOptions } from '../glow/import/index.js';
+import { checkpointBytes, initWeights, WEIGHTS_FILE } from '../glow/params.js';
 import { Rng } from '../glow/rng.js';
 import { writeFilesAtomic } from '../runtime/files.js';
 import { initActNorms } from '../runtime/init.js';
@@ -68,17 +69,52 @@ export function opsetFlag(values: Values): number | undefined {
   return opset;
 }
 
+const IMPORT_FLAGS: Options = {
+  'n-bits': { type: 'string' }, 'image-shape': { type: 'string' }, permutation: { type: 'string' }, shuffles: { type: 'string' },
+};
+
+function importFlags(values: Values): ImportOptions {
+  const permutation = values.permutation as string | undefined;
+  if (permutation !== undefined && permutation !== 'reverse' && permutation !== 'shuffle') {
+    throw new UsageError(`--permutation must be reverse or shuffle (1x1 convolutions are found in the file), got ${permutation}`);
+  }
+  let imageShape: [number, number, number] | undefined;
+  if (values['image-shape'] !== undefined) {
+    const dims = String(values['image-shape']).split(',').map(Number);
+    if (dims.length !== 3 || !dims.every((d) => Number.isInteger(d) && d > 0)) throw new UsageError(`--image-shape must be C,H,W, got ${values['image-shape']}`);
+    imageShape = dims as [number, number, number];
+  }
+  const shuffles = values.shuffles === undefined ? undefined
+    : new Map(Object.entries(readJson(values.shuffles as string) as Record<string, number[]>));
+  return { nBits: integer(values, 'n-bits', 1), imageShape, permutation, shuffles };
+}
+
+/** Weights from any supported file, with the overrides the command line gives. */
+function loadWeights(values: Values, path: string) {
+  const imported = importWeights(readBytes(path), path, importFlags(values));
+  for (const note of imported.notes) console.error(`note: ${note}`);
+  if (values.config) return { ...imported, weights: { ...imported.weights, config: validateConfig(readJson(values.config as string)) } };
+  return imported;
+}
+
+export async function cmdImport(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { out: { type: 'string' }, ...IMPORT_FLAGS }, 1);
+  const out = required(values, 'out');
+  const { weights, origin } = loadWeights(values, positionals[0]);
+  writeFilesAtomic(out, { [WEIGHTS_FILE]: checkpointBytes(weights), 'config.json': `${JSON.stringify(weights.config, null, 2)}\n` });
+  console.log(`imported a ${origin} checkpoint (${JSON.stringify(weights.config)}) into ${join(out, WEIGHTS_FILE)}`);
+}
+
 export async function cmdExport(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
     weights: { type: 'string' }, out: { type: 'string' }, config: { type: 'string' }, opset: { type: 'string' },
-    'no-fold': { type: 'boolean' },
+    'no-fold': { type: 'boolean' }, ...IMPORT_FLAGS,
   });
   const weightsPath = required(values, 'weights');
   const out = required(values, 'out');
   const opset = opsetFlag(values);
-  const configOverride = values.config ? validateConfig(readJson(values.config as string)) : undefined;
-  const weights = parseCheckpoint(readBytes(weightsPath), weightsPath, configOverride);
-  const files = exportModel(weights, { fold: !values['no-fold'], opset }, { weights: weightsPath });
+  const { weights, origin } = loadWeights(values, weightsPath);
+  const files = exportModel(weights, { fold: !values['no-fold'], opset }, { weights: basename(weightsPath), origin });
   writeFilesAtomic(out, { ...files });
   const json = JSON.parse(files['glow.json']) as GlowJson;
   console.log(`wrote ${out}/{glow.json, encode.onnx (${files['encode.onnx'].length} bytes), decode.onnx (${files['decode.onnx'].length} bytes)} at opset ${json.opset}${json.folded ? '' : ', unfolded'}`);

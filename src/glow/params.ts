@@ -142,7 +142,7 @@ export function parseCheckpoint(bytes: Uint8Array, source: string, configOverrid
   return { config, params, shuffles };
 }
 
-function checkShuffles(config: GlowConfig, shuffles: ReadonlyMap<string, readonly number[]>, source: string): void {
+export function checkShuffles(config: GlowConfig, shuffles: ReadonlyMap<string, readonly number[]>, source: string): void {
   for (let level = 0; level < config.L; level++) {
     const C = levelChannels(config, level + 1);
     for (let k = 0; k < config.K; k++) {

@@ -2,7 +2,7 @@
 // describing each tensor's dtype, shape and byte range, then the tensors' bytes. Reading is
 // strict (checkpoints come from outside), writing is deterministic (exports are compared by bytes).
 
-import { float16Value } from '../builder/float16.js';
+import { bfloat16Value, float16Value } from '../builder/float16.js';
 
 export type SafeDtype = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 export type WritableDtype = 'F32' | 'F64' | 'I64' | 'I32';
@@ -270,7 +270,7 @@ function elementReader(dtype: SafeDtype, view: DataView, reject: Reject): (offse
     case 'F64': return (o) => view.getFloat64(o, true);
     case 'F32': return (o) => view.getFloat32(o, true);
     case 'F16': return (o) => float16Value(view.getUint16(o, true));
-    case 'BF16': return (o) => bfloat16ToNumber(view.getUint16(o, true));
+    case 'BF16': return (o) => bfloat16Value(view.getUint16(o, true));
     case 'I64': return (o) => int64ToNumber(view.getBigInt64(o, true), o, reject);
     case 'I32': return (o) => view.getInt32(o, true);
     case 'I16': return (o) => view.getInt16(o, true);
@@ -278,14 +278,6 @@ function elementReader(dtype: SafeDtype, view: DataView, reject: Reject): (offse
     case 'U8': return (o) => view.getUint8(o);
     case 'BOOL': return (o) => boolByteToNumber(view.getUint8(o), o, reject);
   }
-}
-
-const bfloat16Scratch = new DataView(new ArrayBuffer(4));
-
-/** bfloat16 is the top half of a float32, so widening is a 16-bit shift. */
-export function bfloat16ToNumber(bits: number): number {
-  bfloat16Scratch.setUint32(0, bits << 16 >>> 0);
-  return bfloat16Scratch.getFloat32(0);
 }
 
 const INT64_EXACT_LIMIT = BigInt(TWO_POW_53);

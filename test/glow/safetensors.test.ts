@@ -1,7 +1,7 @@
-import { float16Value } from '../../src/builder/float16.js';
+import { bfloat16Value, float16Value } from '../../src/builder/float16.js';
 import { expect } from 'chai';
 import {
-  SafetensorsError, WritableTensor, bfloat16ToNumber, readSafetensors, writeSafetensors,
+  SafetensorsError, WritableTensor, readSafetensors, writeSafetensors,
 } from '../../src/glow/safetensors.js';
 import { Rng } from '../../src/glow/rng.js';
 
@@ -204,7 +204,7 @@ describe('safetensors', () => {
       const read = readSafetensors(bytes).tensors.get('b')!;
       expect(Array.from(read.data.subarray(0, expected.length))).to.deep.equal(expected.map(([, value]) => value));
       expect(read.data[expected.length]).to.be.NaN;
-      expect(Object.is(bfloat16ToNumber(0x8000), -0)).to.equal(true);
+      expect(Object.is(bfloat16Value(0x8000), -0)).to.equal(true);
     });
 
     it('keeps header order for integer-like names and tolerates whitespace', () => {

@@ -1,0 +1,64 @@
+// One entry for every weights file a user may hand us: the native checkpoint (safetensors with
+// our config in its metadata), a y0ast or chaiyujin PyTorch checkpoint (.pt/.pth zip), or a
+// safetensors file of either port's state_dict.
+
+import { checkShuffles, checkWeights, parseCheckpoint } from '../params.js';
+import { GlowWeights } from '../model.js';
+import { readSafetensors } from '../safetensors.js';
+import { HostTensor } from '../tensor.js';
+import { CheckpointError } from './errors.js';
+import { ConfigOverrides, detectPort, inferConfig, Port, toNativeNames } from './ports.js';
+import { readWeightsFile } from './torch.js';
+
+export { CheckpointError };
+
+export interface ImportOptions extends ConfigOverrides {
+  /** Shuffle permutations by step prefix ('flow.layers.N'), which the ports do not store. */
+  shuffles?: Map<string, number[]>;
+}
+
+export interface Imported {
+  weights: GlowWeights;
+  /** Where the weights came from: 'native' or the PyTorch port. */
+  origin: 'native' | Port;
+  notes: string[];
+}
+
+function isNativeCheckpoint(bytes: Uint8Array): boolean {
+  try {
+    return 'glow_onnx.config' in readSafetensors(bytes).metadata;
+  } catch {
+    return false;
+  }
+}
+
+export function importWeights(bytes: Uint8Array, source: string, options: ImportOptions = {}): Imported {
+  if (isNativeCheckpoint(bytes)) return { weights: parseCheckpoint(bytes, source), origin: 'native', notes: [] };
+  const file = readWeightsFile(bytes, source);
+  const port = withSource(source, () => detectPort([...file.keys()]));
+  const tensors = new Map<string, HostTensor>();
+  for (const [name, t] of file) {
+    if (!['float32', 'float64', 'float16', 'bfloat16'].includes(t.dtype)) {
+      throw new CheckpointError(`${source}: ${name} is ${t.dtype}; Glow weights are floating point`);
+    }
+    tensors.set(name, { shape: t.shape, data: t.data });
+  }
+  const native = toNativeNames(port, tensors);
+  const { config, notes } = withSource(source, () => inferConfig(native, options));
+  if (config.permutation === 'shuffle' && !options.shuffles) {
+    throw new CheckpointError(`${source}: shuffle permutations are not stored in ${port} checkpoints: pass them with --shuffles FILE (JSON {"flow.layers.N": [indices]})`);
+  }
+  const weights: GlowWeights = { config, params: native, shuffles: config.permutation === 'shuffle' ? options.shuffles : undefined };
+  checkWeights(config, native, source);
+  if (weights.shuffles) checkShuffles(config, weights.shuffles, source);
+  return { weights, origin: port, notes };
+}
+
+function withSource<T>(source: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof CheckpointError && !e.message.startsWith(source)) throw new CheckpointError(`${source}: ${e.message}`);
+    throw e;
+  }
+}

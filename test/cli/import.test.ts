@@ -1,0 +1,69 @@
+// glow-onnx import / export --weights FILE.pt, as a user runs them.
+
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readSafetensors } from '../../src/glow/safetensors.js';
+
+const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const fixture = (name: string) => join(ROOT, 'test/fixtures', name);
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function fails(r: ReturnType<typeof cli>, fragments: string[]): void {
+  expect(r.code, r.stderr).to.equal(1);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines, r.stderr).to.have.length(1);
+  for (const f of fragments) expect(lines[0]).to.contain(f);
+}
+
+describe('glow-onnx import', function () {
+  this.timeout(60000);
+  let dir: string;
+  before(() => (dir = mkdtempSync(join(tmpdir(), 'glow-import-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('turns a chaiyujin .pt into a native checkpoint with y0ast names, then exports it', () => {
+    const out = join(dir, 'native');
+    const r = cli('import', fixture('glow-torch/chaiyujin_affine_lu_learntop.pt'), '--out', out);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.contain('imported a chaiyujin checkpoint');
+    expect(r.stderr).to.contain('n_bits is not stored in PyTorch checkpoints: assuming 8');
+    const file = readSafetensors(readFileSync(join(out, 'weights.safetensors')));
+    expect([...file.tensors.keys()]).to.include('learn_top_fn.conv.weight').and.to.include('flow.layers.1.invconv.lower');
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).nBits).to.equal(8);
+    const exp = cli('export', '--weights', join(out, 'weights.safetensors'), '--out', join(dir, 'model'));
+    expect(exp.code, exp.stderr).to.equal(0);
+  });
+
+  it('export takes a .pt directly, with the overrides a PyTorch file needs', () => {
+    const r = cli('export', '--weights', fixture('glow-torch/y0ast_reverse_additive.pt'), '--permutation', 'reverse', '--n-bits', '3', '--out', join(dir, 'rev'));
+    expect(r.code, r.stderr).to.equal(0);
+    const json = JSON.parse(readFileSync(join(dir, 'rev', 'glow.json'), 'utf8'));
+    expect(json.config.permutation).to.equal('reverse');
+    expect(json.config.nBits).to.equal(3);
+    expect(json.provenance.origin).to.equal('y0ast');
+  });
+
+  it('gives one precise line for every file it cannot take, and writes nothing', () => {
+    const out = join(dir, 'never');
+    fails(cli('import', fixture('glow-torch/y0ast_shuffle_affine.pt'), '--out', out), ['no 1x1 convolutions', '--permutation']);
+    fails(cli('import', fixture('glow-torch/y0ast_shuffle_affine.pt'), '--permutation', 'shuffle', '--out', out), ['shuffle permutations are not stored', '--shuffles FILE']);
+    const badShuffles = join(dir, 'shuffles.json');
+    writeFileSync(badShuffles, JSON.stringify({ 'flow.layers.1': [0, 0, 1, 2, 3, 4, 5, 6] }));
+    fails(cli('import', fixture('glow-torch/y0ast_shuffle_affine.pt'), '--permutation', 'shuffle', '--shuffles', badShuffles, '--out', out), ['is not a permutation']);
+    fails(cli('import', fixture('torch-io/legacy.pt'), '--out', out), ['legacy.pt', 'legacy torch.save format']);
+    fails(cli('import', fixture('torch-io/custom_class.pt'), '--out', out), ['custom_class.pt', 'torch.save(model.state_dict()']);
+    fails(cli('import', fixture('torch-io/plain.pt'), '--out', out), ['not those of a y0ast or chaiyujin Glow state_dict']);
+    fails(cli('import', fixture('torch-io/plain_pickle.pkl'), '--out', out), ['plain_pickle.pkl']);
+    fails(cli('import', join(dir, 'missing.pt'), '--out', out), ['ENOENT']);
+    expect(existsSync(out)).to.equal(false);
+  });
+});

@@ -1,0 +1,132 @@
+// PyTorch checkpoints of both ports, written by an independent PyTorch reference
+// (scripts/torch_reference), imported, exported and run in onnxruntime-node: they must reproduce
+// the reference's bits/dim, latents and decodes.
+
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GlowConfig } from '../../../src/glow/config.js';
+import { importWeights } from '../../../src/glow/import/index.js';
+import { buildDecode, buildEncode } from '../../../src/glow/model.js';
+import { paramSpecs } from '../../../src/glow/names.js';
+import { checkpointBytes } from '../../../src/glow/params.js';
+import { HostTensor } from '../../../src/glow/tensor.js';
+import { Feeds, maxAbsDiff, runGraph } from '../../helpers.js';
+
+const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+const FIXTURES = join(ROOT, 'test/fixtures/glow-torch');
+
+interface Fixture {
+  case: string;
+  naming: 'y0ast' | 'chaiyujin';
+  checkpoint: string;
+  config: GlowConfig;
+  stateDict: { name: string; shape: number[] }[];
+  permutations?: Record<string, number[]>;
+  inputs: { x: HostTensor; y?: HostTensor };
+  encode: { eps: HostTensor[]; logdet: HostTensor; log_px: HostTensor; bpd: HostTensor; y_logits?: HostTensor };
+  decode: { name: string; temperature: number; eps: HostTensor[]; x: HostTensor }[];
+}
+
+function tensorOf(t: { shape: number[]; data: number[] }): HostTensor {
+  return { shape: t.shape, data: Float64Array.from(t.data) };
+}
+
+function loadFixture(file: string): Fixture {
+  const raw = JSON.parse(readFileSync(join(FIXTURES, file), 'utf8'));
+  const convert = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(convert);
+    if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      if (Array.isArray(o.shape) && Array.isArray(o.data)) return tensorOf(o as { shape: number[]; data: number[] });
+      return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, convert(x)]));
+    }
+    return v;
+  };
+  return { ...raw, inputs: convert(raw.inputs), encode: convert(raw.encode), decode: convert(raw.decode) } as Fixture;
+}
+
+function relative(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  return maxAbsDiff(a, b) / Math.max(1, ...Array.from(b, Math.abs));
+}
+
+const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith('.json')).sort().map(loadFixture);
+
+function importFixture(f: Fixture) {
+  const bytes = readFileSync(join(FIXTURES, f.checkpoint));
+  const permutation = f.config.permutation === 'invconv' ? undefined : f.config.permutation;
+  const shuffles = f.permutations ? new Map(Object.entries(f.permutations)) : undefined;
+  return importWeights(bytes, f.checkpoint, { nBits: f.config.nBits, permutation, shuffles });
+}
+
+describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', function () {
+  this.timeout(60000);
+
+  it('covers both ports and every option the issue names', () => {
+    const has = (p: (f: Fixture) => boolean) => fixtures.some(p);
+    for (const naming of ['y0ast', 'chaiyujin']) {
+      expect(has((f) => f.naming === naming && f.config.coupling === 'affine' && f.config.lu), `${naming} affine+LU`).to.equal(true);
+      expect(has((f) => f.naming === naming && f.config.coupling === 'additive' && f.config.permutation === 'invconv' && !f.config.lu), `${naming} additive+plain`).to.equal(true);
+      expect(has((f) => f.naming === naming && f.config.numClasses > 0), `${naming} class-conditional`).to.equal(true);
+      expect(has((f) => f.naming === naming && f.config.permutation === 'reverse'), `${naming} reverse`).to.equal(true);
+      expect(has((f) => f.naming === naming && f.config.learnTop) && has((f) => f.naming === naming && !f.config.learnTop), `${naming} learn_top on/off`).to.equal(true);
+    }
+  });
+
+  for (const f of fixtures) {
+    describe(f.case, () => {
+      it('infers the config and port from the tensors alone', () => {
+        const imported = importFixture(f);
+        expect(imported.origin).to.equal(f.naming);
+        expect(imported.weights.config).to.deep.equal(f.config);
+        if (f.naming === 'y0ast') expect(paramSpecs(f.config).map((s) => s.name), 'state_dict order').to.deep.equal(f.stateDict.map((s) => s.name));
+      });
+
+      for (const fold of [true, false]) {
+        it(`reproduces encode and decode in onnxruntime-node (fold=${fold})`, async () => {
+          const { weights } = importFixture(f);
+          const feeds: Feeds = f.inputs.y ? { x: f.inputs.x, y: f.inputs.y } : { x: f.inputs.x };
+          const enc = await runGraph(buildEncode(weights, { fold }), feeds);
+          f.encode.eps.forEach((e, l) => expect(maxAbsDiff(enc[`eps_${l + 1}`].data, e.data), `eps_${l + 1}`).to.be.below(1e-4));
+          expect(maxAbsDiff(enc.bpd.data, f.encode.bpd.data), 'bpd').to.be.below(1e-4);
+          expect(relative(enc.log_px.data, f.encode.log_px.data), 'log_px').to.be.below(1e-5);
+          expect(relative(enc.logdet.data, f.encode.logdet.data), 'logdet').to.be.below(1e-5);
+          if (f.encode.y_logits) expect(maxAbsDiff(enc.y_logits.data, f.encode.y_logits.data), 'y_logits').to.be.below(1e-4);
+          const decoder = buildDecode(weights, { fold });
+          for (const d of f.decode) {
+            const decodeFeeds: Feeds = { temperature: d.temperature, ...(f.inputs.y ? { y: f.inputs.y } : {}) };
+            d.eps.forEach((e, l) => (decodeFeeds[`eps_${l + 1}`] = e));
+            const out = await runGraph(decoder, decodeFeeds);
+            expect(maxAbsDiff(out.x.data, d.x.data), `decode ${d.name}`).to.be.below(1e-4);
+          }
+        });
+      }
+    });
+  }
+
+  it('the native checkpoint loads into the PyTorch reference with strict=True and gives the same outputs', () => {
+    const python = '/usr/bin/python3';
+    const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
+    if (probe.status !== 0) {
+      throw new Error(`PyTorch is missing for ${python}: install Debian's python3-torch (apt-get install python3-torch); ${probe.stderr.trim().split('\n').at(-1)}`);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'glow-native-'));
+    try {
+      for (const f of fixtures) {
+        const { weights } = importFixture(f);
+        const checkpoint = join(dir, `${f.case}.safetensors`);
+        writeFileSync(checkpoint, checkpointBytes(weights));
+        const r = spawnSync(python, [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(FIXTURES, `${f.case}.json`)], { encoding: 'utf8', cwd: ROOT });
+        expect(r.status, `${f.case}: ${r.stderr}`).to.equal(0);
+        const out = JSON.parse(r.stdout) as { eps: HostTensor[]; bpd: HostTensor };
+        expect(maxAbsDiff(out.bpd.data, f.encode.bpd.data), `${f.case} bpd`).to.be.below(1e-6);
+        out.eps.forEach((e, l) => expect(maxAbsDiff(e.data, f.encode.eps[l].data), `${f.case} eps_${l + 1}`).to.be.below(1e-6));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
