@@ -20,7 +20,7 @@ import {
 } from './layers/networks.js';
 import { Gaussian, sample, standardize } from './layers/priors.js';
 import * as squeeze from './layers/squeeze.js';
-import { splitPrefix, stepPrefix } from './names.js';
+import { paramSpecs, splitPrefix, stepPrefix } from './names.js';
 import { HostTensor } from './tensor.js';
 
 export interface GlowWeights {
@@ -244,21 +244,30 @@ interface Assembly {
   priors: Priors;
 }
 
-/** The steps and priors of a model; `actnorms` replaces the checkpoint's ActNorms (literal
- * form only), as data-dependent initialisation does. */
-function assemble(w: GlowWeights, g: GraphBuilder, fold: boolean, actnormOverride?: ActNormSource): Assembly {
+interface AssemblyOptions {
+  fold: boolean;
+  /** Replaces the checkpoint's ActNorms (literal form only), as data-dependent initialisation does. */
+  actnorms?: ActNormSource;
+  /** Checkpoint tensors that become graph inputs instead of initializers (training). */
+  asInputs?: ReadonlySet<string>;
+}
+
+/** The steps and priors of a model. Each checkpoint tensor becomes one initializer (or input)
+ * named as in the checkpoint, registered on first use. */
+function assemble(w: GlowWeights, g: GraphBuilder, options: AssemblyOptions): Assembly {
   const { config } = w;
+  const { fold } = options;
   const registered = new Map<string, Value>();
   const src: ParamSource = (name) => {
     let v = registered.get(name);
     if (!v) {
       const t = hostParam(w.params, name);
-      v = g.initializer(name, tensor('float32', t.shape, t.data));
+      v = options.asInputs?.has(name) ? g.input(name, 'float32', t.shape) : g.initializer(name, tensor('float32', t.shape, t.data));
       registered.set(name, v);
     }
     return v;
   };
-  const actnorms = actnormOverride ?? checkpointActNorms(src);
+  const actnorms = options.actnorms ?? checkpointActNorms(src);
   const steps = Array.from({ length: config.L }, (_, level) => {
     const C = levelChannels(config, level + 1);
     return Array.from({ length: config.K }, (_, k) => {
@@ -269,12 +278,18 @@ function assemble(w: GlowWeights, g: GraphBuilder, fold: boolean, actnormOverrid
   return { steps, priors: fold ? foldedPriors(w) : literalPriors(w, src) };
 }
 
+/** a + b + ...: pairwise Add rather than one Sum node, which the WebGPU execution provider
+ * lacks (it would send the log-det terms to the CPU and back). */
+function addAll(g: GraphBuilder, values: Value[]): Value {
+  return values.reduce((acc, v) => op.add(g, acc, v));
+}
+
 /** Sums per-example terms and host constants into one [N] value. */
 function total(g: GraphBuilder, terms: LogDet[], batchOf: Value, hint: string): Value {
   return g.scope(hint, () => {
     const constant = terms.filter((t): t is number => typeof t === 'number').reduce((a, b) => a + b, 0);
     const values = terms.filter((t): t is Value => typeof t !== 'number');
-    const summed = op.sum(g, [...values, scalarConstant(g, constant, 'constant')]);
+    const summed = addAll(g, [...values, scalarConstant(g, constant, 'constant')]);
     if (summed.rank === 1) return summed;
     // No term depends on the example: broadcast to the batch, known at run time only.
     const batch = op.gather(g, g.node('Shape', [batchOf], {}, [{ dtype: 'int64', shape: [batchOf.rank] }])[0], [0], 0);
@@ -291,7 +306,7 @@ function finish(g: GraphBuilder, fold: boolean, doc: string): Graph {
   return fold ? chain(toposort, foldConstants, cleanup)(graph) : chain(toposort, cleanup)(graph);
 }
 
-interface EncodeValues {
+export interface EncodeValues {
   eps: Value[];
   logdet: Value;
   logPx: Value;
@@ -340,7 +355,7 @@ function encodeBody(w: GlowWeights, g: GraphBuilder, assembly: Assembly): Encode
 
   const logdet = total(g, flowLogdet, x, 'logdet');
   const D = dimensions(config);
-  const sumSquares = g.scope('log_px', () => op.mul(g, op.sum(g, squares), scalarConstant(g, -0.5, 'minus_half')));
+  const sumSquares = g.scope('log_px', () => op.mul(g, addAll(g, squares), scalarConstant(g, -0.5, 'minus_half')));
   const logPx = total(g, [logdet, sumSquares, ...priorLogs, -D * (0.5 * Math.log(2 * Math.PI) + config.nBits * LN2)], x, 'log_px');
   const bpd = g.scope('bpd', () => op.mul(g, logPx, scalarConstant(g, -1 / (D * LN2), 'scale')));
   return { eps, logdet, logPx, bpd, yLogits: y ? priors.classLogits(g, zTop) : undefined };
@@ -351,7 +366,7 @@ export function buildEncode(w: GlowWeights, options: BuildOptions = {}): Graph {
   const fold = options.fold ?? true;
   const g = new GraphBuilder('glow_encode', { opset: options.opset });
   g.metadata = configMetadata(config, fold);
-  const out = encodeBody(w, g, assemble(w, g, fold));
+  const out = encodeBody(w, g, assemble(w, g, { fold }));
   out.eps.forEach((e, i) => g.output(e, `eps_${i + 1}`, `standardised latent of level ${i + 1} [N, ${latentShape(config, i + 1).join(', ')}]`));
   g.output(out.logdet, 'logdet', 'sum of log|det J| of the flow layers');
   g.output(out.logPx, 'log_px', 'log-likelihood of the discretised data in nats');
@@ -374,7 +389,7 @@ export function buildActNormInit(w: GlowWeights, options: { opset?: number } = {
     stats.push([`${prefix}.bias`, s.bias], [`${prefix}.logs`, s.logs]);
     return s;
   };
-  encodeBody(w, g, assemble(w, g, false, fromData));
+  encodeBody(w, g, assemble(w, g, { fold: false, actnorms: fromData }));
   for (const [name, value] of stats) g.output(value, name);
   return finish(g, false, 'Glow ActNorm data-dependent initialisation');
 }
@@ -388,7 +403,7 @@ export function buildDecode(w: GlowWeights, options: BuildOptions = {}): Graph {
     g.input(`eps_${i + 1}`, 'float32', ['N', ...latentShape(config, i + 1)], `standardised latent of level ${i + 1}`));
   const temperature = g.input('temperature', 'float32', [], 'scale of the prior standard deviations (1 reproduces encode inputs)');
   const y = config.numClasses > 0 ? g.input('y', 'float32', ['N', config.numClasses], 'one-hot class') : undefined;
-  const { steps, priors } = assemble(w, g, fold);
+  const { steps, priors } = assemble(w, g, { fold });
   let z = g.scope('top', () => sample(g, eps[config.L - 1], temperature, priors.top(g, y)));
   for (let level = config.L - 1; level >= 0; level--) {
     if (level < config.L - 1) {
@@ -404,4 +419,21 @@ export function buildDecode(w: GlowWeights, options: BuildOptions = {}): Graph {
   }
   g.output(z, 'x', 'decoded pixels, same scale as the encode input');
   return finish(g, fold, 'Glow decode: eps_1..eps_L, temperature -> x');
+}
+
+/**
+ * The literal encode pass with every trainable checkpoint tensor as a graph input named as in
+ * the checkpoint (fixed buffers such as P, sign_s and prior_h stay initializers). Returns the
+ * open builder so that a caller can add a loss and its gradients.
+ */
+export function trainableEncode(w: GlowWeights, options: { opset?: number } = {}): { g: GraphBuilder; values: EncodeValues; trainable: string[] } {
+  const { config } = w;
+  if (config.permutation === 'invconv' && !config.lu) {
+    throw new Error('training a plain 1x1 convolution would need log|det W| and its gradient W^-T in the graph, and ONNX has no inverse: train with lu: true');
+  }
+  const trainable = paramSpecs(config).filter((s) => s.trainable).map((s) => s.name);
+  const g = new GraphBuilder('glow_training', { opset: options.opset });
+  g.metadata = configMetadata(config, false);
+  const values = encodeBody(w, g, assemble(w, g, { fold: false, asInputs: new Set(trainable) }));
+  return { g, values, trainable };
 }

@@ -65,12 +65,24 @@ export function sessionOptions(provider: ProviderName, opts: ProviderOptions): o
   };
 }
 
-/** onnxruntime-node reads TensorRT's fp16 and engine-cache switches from the environment. */
-function applyTensorrtEnvironment(opts: ProviderOptions): void {
-  if (opts.tensorrtFp16) process.env.ORT_TENSORRT_FP16_ENABLE = '1';
-  if (opts.tensorrtEngineCacheDir) {
-    process.env.ORT_TENSORRT_ENGINE_CACHE_ENABLE = '1';
-    process.env.ORT_TENSORRT_CACHE_PATH = opts.tensorrtEngineCacheDir;
+/** onnxruntime-node reads TensorRT's fp16 and engine-cache switches from the environment when
+ * the provider is created: set them for that moment only, so one session's choice does not leak
+ * into the next. */
+export async function withTensorrtEnvironment<T>(opts: ProviderOptions, create: () => Promise<T>): Promise<T> {
+  const settings: Record<string, string | undefined> = {
+    ORT_TENSORRT_FP16_ENABLE: opts.tensorrtFp16 ? '1' : undefined,
+    ORT_TENSORRT_ENGINE_CACHE_ENABLE: opts.tensorrtEngineCacheDir ? '1' : undefined,
+    ORT_TENSORRT_CACHE_PATH: opts.tensorrtEngineCacheDir,
+  };
+  const saved = Object.fromEntries(Object.keys(settings).map((k) => [k, process.env[k]]));
+  for (const [k, v] of Object.entries(settings)) if (v !== undefined) process.env[k] = v;
+  try {
+    return await create();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   }
 }
 
@@ -89,9 +101,9 @@ export async function createSession(model: Uint8Array, opts: ProviderOptions = {
   const candidates = opts.strict ? order.slice(0, 1) : order;
   const failures: ProviderFailure[] = [];
   for (const provider of candidates) {
-    if (provider === 'tensorrt') applyTensorrtEnvironment(opts);
     try {
-      const session = await ort.InferenceSession.create(model, sessionOptions(provider, opts));
+      const create = () => ort.InferenceSession.create(model, sessionOptions(provider, opts));
+      const session = provider === 'tensorrt' ? await withTensorrtEnvironment(opts, create) : await create();
       return { session, provider, failures };
     } catch (e) {
       failures.push({ provider, reason: explainFailure(provider, e) });

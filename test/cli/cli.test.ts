@@ -87,7 +87,7 @@ describe('glow-onnx CLI', function () {
     expectOneLineError(cli('init', '--out', join(dir, 'x'), '--K', '0', '--data', 'none'), 2, 'K must be a positive integer');
     expectOneLineError(cli('init', '--out', join(dir, 'x'), '--image-shape', '1,30,30', '--data', 'none'), 2, 'multiples of 2^L');
     expectOneLineError(cli('init', '--out', join(dir, 'x'), '--lu', 'maybe'), 2, '--lu must be true or false');
-    expectOneLineError(cli('init', '--out', join(dir, 'x'), '--image-shape', '3,8,8', '--data', 'mnist'), 2, '--data mnist needs imageShape [1, 28, 28]');
+    expectOneLineError(cli('init', '--out', join(dir, 'x'), '--image-shape', '3,8,8', '--data', 'mnist'), 2, 'MNIST needs a model of imageShape [1, 28, 28]');
     expectOneLineError(cli('export', '--weights', 'w'), 2, '--out is required');
     expectOneLineError(cli('export', '--weights', 'w', '--out', join(dir, 'y'), '--opset', '12'), 2, '--opset 12 is not supported');
     expectOneLineError(cli('inspect'), 2, 'expected 1 argument');
@@ -106,7 +106,7 @@ describe('glow-onnx CLI', function () {
     const badConfig = join(dir, 'bad.json');
     writeFileSync(badConfig, '{"K": 2,');
     expectOneLineError(cli('init', '--out', out, '--config', badConfig), 1, 'is not valid JSON');
-    expectOneLineError(cli('verify', join(dir, 'nowhere')), 1, 'glow.json');
+    expectOneLineError(cli('verify', join(dir, 'nowhere')), 1, 'ENOENT');
     expect(existsSync(out)).to.equal(false);
   });
 });
