@@ -118,6 +118,27 @@ export class GraphBuilder {
     }
   }
 
+  /**
+   * A builder that continues an existing graph: same name, opset and metadata, with all its
+   * inputs, outputs, nodes and initializers, and every name it uses reserved. The graph itself
+   * is not modified; pass its doc string to build() to keep it.
+   */
+  static extend(graph: Graph): GraphBuilder {
+    const g = new GraphBuilder(graph.name, { opset: graph.opset });
+    g.metadata = { ...graph.metadata };
+    g.inputs.push(...graph.inputs);
+    g.outputs.push(...graph.outputs);
+    g.nodes.push(...graph.nodes);
+    for (const [value, t] of graph.initializers) g.initializers.set(value, t);
+    const values = [
+      ...graph.inputs.map((io) => io.value), ...graph.outputs.map((io) => io.value),
+      ...graph.initializers.keys(), ...graph.nodes.flatMap((n) => n.outputs),
+    ];
+    for (const v of values) g.names.add(v.name);
+    for (const n of graph.nodes) g.names.add(n.name);
+    return g;
+  }
+
   /** Runs fn with names prefixed by `name/`. */
   scope<T>(name: string, fn: () => T): T {
     this.scopes.push(name);

@@ -286,3 +286,157 @@ function reduce(g: GraphBuilder, op: 'ReduceSum' | 'ReduceMean', x: Value, axes:
 
 export const reduceSum = (g: GraphBuilder, x: Value, axes: number[], keepdims: boolean) => reduce(g, 'ReduceSum', x, axes, keepdims);
 export const reduceMean = (g: GraphBuilder, x: Value, axes: number[], keepdims: boolean) => reduce(g, 'ReduceMean', x, axes, keepdims);
+
+// ---------------------------------------------------------------- comparisons and selection
+
+function compare(g: GraphBuilder, op: 'Greater' | 'Less' | 'Equal', a: Value, b: Value): Value {
+  sameDtype(op, [a, b]);
+  const shape = broadcastShapes(a.shape, b.shape, () => `${op}(${a}, ${b})`);
+  return g.node(op, [a, b], {}, [{ dtype: 'bool', shape }])[0];
+}
+
+export const greater = (g: GraphBuilder, a: Value, b: Value) => compare(g, 'Greater', a, b);
+export const less = (g: GraphBuilder, a: Value, b: Value) => compare(g, 'Less', a, b);
+export const equal = (g: GraphBuilder, a: Value, b: Value) => compare(g, 'Equal', a, b);
+
+/** cond ? a : b, elementwise with numpy broadcasting of all three. */
+export function where(g: GraphBuilder, cond: Value, a: Value, b: Value): Value {
+  if (cond.dtype !== 'bool') throw new Error(`Where: condition ${cond} must be bool`);
+  const dtype = sameDtype('Where', [a, b]);
+  const ctx = () => `Where(${cond}, ${a}, ${b})`;
+  const shape = broadcastShapes(cond.shape, broadcastShapes(a.shape, b.shape, ctx), ctx);
+  return g.node('Where', [cond, a, b], {}, [{ dtype, shape }])[0];
+}
+
+export const sign = (g: GraphBuilder, x: Value) => unary(g, 'Sign', x);
+export const tanh = (g: GraphBuilder, x: Value) => unary(g, 'Tanh', x);
+export const reciprocal = (g: GraphBuilder, x: Value) => unary(g, 'Reciprocal', x);
+export const softplus = (g: GraphBuilder, x: Value) => unary(g, 'Softplus', x);
+
+// ---------------------------------------------------------------- shapes known at run time
+
+/** Shape(x): int64 [rank]. */
+export function shapeOf(g: GraphBuilder, x: Value): Value {
+  return g.node('Shape', [x], {}, [{ dtype: 'int64', shape: [x.rank] }])[0];
+}
+
+/** Expand (numpy broadcast) to a static target shape. */
+export function expand(g: GraphBuilder, x: Value, target: number[]): Value {
+  const shape = broadcastShapes(x.shape, target, () => `Expand(${x}, [${target.join(', ')}])`);
+  return g.node('Expand', [x, int64(g, target, 'shape')], {}, [{ dtype: x.dtype, shape }])[0];
+}
+
+/** Expand x to the run-time shape of `like` (through Shape(like)), for symbolic dimensions. */
+export function expandAs(g: GraphBuilder, x: Value, like: Value): Value {
+  const shape = broadcastShapes(x.shape, like.shape, () => `Expand(${x}) as ${like}`);
+  return g.node('Expand', [x, shapeOf(g, like)], {}, [{ dtype: x.dtype, shape }])[0];
+}
+
+/** Reshape x to the run-time shape of `like` (through Shape(like)), for symbolic dimensions. */
+export function reshapeAs(g: GraphBuilder, x: Value, like: Value): Value {
+  const attributes: Record<string, Attribute> = g.opset >= 14 ? { allowzero: attr.int(0) } : {};
+  return g.node('Reshape', [x, shapeOf(g, like)], attributes, [{ dtype: x.dtype, shape: like.shape }])[0];
+}
+
+export function unsqueeze(g: GraphBuilder, x: Value, axes: number[]): Value {
+  const rank = x.rank + axes.length;
+  const norm = axes.map((a) => normAxis(a, rank, 'Unsqueeze'));
+  const rest = [...x.shape!];
+  const shape = Array.from({ length: rank }, (_, i) => (norm.includes(i) ? 1 : rest.shift()!));
+  return g.node('Unsqueeze', [x, int64(g, axes, 'axes')], {}, [{ dtype: x.dtype, shape }])[0];
+}
+
+/**
+ * Slice with constant starts/ends/axes/steps (inputs, opset 10+), clamped as ONNX clamps them.
+ * Sliced axes must be static.
+ */
+export function slice(g: GraphBuilder, x: Value, starts: number[], ends: number[], axes: number[], steps?: number[]): Value {
+  const st = steps ?? axes.map(() => 1);
+  const shape = [...x.shape!];
+  axes.forEach((axis, i) => {
+    const a = normAxis(axis, x.rank, 'Slice');
+    const d = shape[a];
+    if (typeof d !== 'number') throw new Error(`Slice: axis ${axis} of ${x} is symbolic`);
+    const s = st[i];
+    if (s === 0) throw new Error('Slice: step cannot be 0');
+    const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v < 0 ? v + d : v, lo), hi);
+    const start = s > 0 ? clamp(starts[i], 0, d) : clamp(starts[i], 0, d - 1);
+    const end = s > 0 ? clamp(ends[i], 0, d) : clamp(ends[i], -1, d - 1);
+    shape[a] = Math.max(0, Math.ceil((end - start) / s));
+  });
+  const inputs = [x, int64(g, starts, 'starts'), int64(g, ends, 'ends'), int64(g, axes, 'axes'), int64(g, st, 'steps')];
+  return g.node('Slice', inputs, {}, [{ dtype: x.dtype, shape }])[0];
+}
+
+// ---------------------------------------------------------------- convolution, more forms
+
+export interface ConvTransposeOptions extends ConvOptions {
+  /** Extra rows/columns at the end of the output (each < stride). */
+  outputPadding?: [number, number];
+}
+
+/** 2-D transposed convolution, NCHW. Weight [C, M/group, kH, kW] must have a static shape; no
+ * output_shape attribute: the size follows from pads and output_padding. */
+export function convTranspose(g: GraphBuilder, x: Value, weight: Value, bias: Value | undefined, opts: ConvTransposeOptions = {}): Value {
+  const [C, Mg, kH, kW] = weight.staticShape();
+  const pads = opts.pads ?? [0, 0, 0, 0];
+  const strides = opts.strides ?? [1, 1];
+  const dilations = opts.dilations ?? [1, 1];
+  const outputPadding = opts.outputPadding ?? [0, 0];
+  const group = opts.group ?? 1;
+  const xs = x.shape;
+  if (!xs || xs.length !== 4) throw new Error(`ConvTranspose: input ${x} must be 4-D NCHW`);
+  if (typeof xs[1] === 'number' && xs[1] !== C) throw new Error(`ConvTranspose: input ${x} has ${xs[1]} channels, weight ${weight} expects ${C}`);
+  if (bias && bias.staticShape()[0] !== Mg * group) throw new Error(`ConvTranspose: bias ${bias} does not match ${Mg * group} output channels`);
+  const spatial = (d: Dim, k: number, i: number): Dim =>
+    typeof d === 'number' ? strides[i] * (d - 1) + outputPadding[i] + dilations[i] * (k - 1) + 1 - pads[i] - pads[i + 2] : `${d}_convT`;
+  const shape: Dim[] = [xs[0], Mg * group, spatial(xs[2], kH, 0), spatial(xs[3], kW, 1)];
+  const attributes: Record<string, Attribute> = {
+    dilations: attr.ints(dilations),
+    group: attr.int(group),
+    kernel_shape: attr.ints([kH, kW]),
+    output_padding: attr.ints(outputPadding),
+    pads: attr.ints(pads),
+    strides: attr.ints(strides),
+  };
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  return g.node('ConvTranspose', inputs, attributes, [{ dtype: sameDtype('ConvTranspose', [x, weight]), shape }])[0];
+}
+
+/**
+ * 2-D convolution whose weight is computed at run time with symbolic channel dimensions (e.g. a
+ * weight gradient that contracts over the batch); its kernel height and width must be static.
+ */
+export function convDynamicWeight(g: GraphBuilder, x: Value, weight: Value, opts: ConvOptions = {}): Value {
+  const ws = weight.shape;
+  if (!ws || ws.length !== 4 || typeof ws[2] !== 'number' || typeof ws[3] !== 'number') {
+    throw new Error(`Conv: weight ${weight} needs a static kernel size`);
+  }
+  const [M, , kH, kW] = ws as [Dim, Dim, number, number];
+  const pads = opts.pads ?? [0, 0, 0, 0];
+  const strides = opts.strides ?? [1, 1];
+  const dilations = opts.dilations ?? [1, 1];
+  const group = opts.group ?? 1;
+  const xs = x.shape;
+  if (!xs || xs.length !== 4) throw new Error(`Conv: input ${x} must be 4-D NCHW`);
+  const spatial = (d: Dim, k: number, i: number): Dim =>
+    typeof d === 'number' ? Math.floor((d + pads[i] + pads[i + 2] - dilations[i] * (k - 1) - 1) / strides[i]) + 1 : `${d}_conv`;
+  const shape: Dim[] = [xs[0], M, spatial(xs[2], kH, 0), spatial(xs[3], kW, 1)];
+  const attributes: Record<string, Attribute> = {
+    dilations: attr.ints(dilations),
+    group: attr.int(group),
+    kernel_shape: attr.ints([kH, kW]),
+    pads: attr.ints(pads),
+    strides: attr.ints(strides),
+  };
+  return g.node('Conv', [x, weight], attributes, [{ dtype: sameDtype('Conv', [x, weight]), shape }])[0];
+}
+
+/** Zero padding of the two spatial axes of an NCHW tensor: pads = [top, left, bottom, right]. */
+export function padSpatial(g: GraphBuilder, x: Value, pads: [number, number, number, number]): Value {
+  const [n, c, h, w] = x.shape!;
+  const grow = (d: Dim, a: number, b: number): Dim => (typeof d === 'number' ? d + a + b : `${d}_padded`);
+  const shape = [n, c, grow(h, pads[0], pads[2]), grow(w, pads[1], pads[3])];
+  const onnxPads = int64(g, [0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]], 'pads');
+  return g.node('Pad', [x, onnxPads], { mode: attr.string('constant') }, [{ dtype: x.dtype, shape }])[0];
+}

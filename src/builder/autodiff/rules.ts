@@ -1,0 +1,395 @@
+// Gradient rules, one per op: given the gradients of a node's outputs, the gradients of its
+// inputs, written with the builder's op helpers (standard ONNX only, nothing from the training
+// or contrib domains, so the result runs wherever the forward graph runs).
+//
+// A rule may return a gradient with the shape of the broadcast output for an input of smaller
+// (broadcast) shape: the engine reduces it to the input's shape. Contributions to a value used
+// several times are summed by the engine too. Rules only compute gradients for the inputs that
+// `needs` marks (the others may be left undefined).
+
+import { Attribute, GraphBuilder, Node, tensor, Tensor, Value } from '../graph.js';
+import * as op from '../ops.js';
+
+export interface RuleContext {
+  g: GraphBuilder;
+  node: Node;
+  /** The gradient of each output of the node (zeros for an output no gradient reaches). */
+  dy: readonly Value[];
+  /** Which inputs need a gradient. */
+  needs: readonly boolean[];
+  /** The data of input i when it is an initializer (indices, axes, shapes), else undefined. */
+  constant(i: number): Tensor | undefined;
+}
+
+/** Returns the gradient of each input of the node, aligned with node.inputs. */
+export type GradientRule = (ctx: RuleContext) => (Value | undefined)[];
+
+/** An op's attributes or inputs are outside what its rule supports. */
+export class UnsupportedGradientError extends Error {
+  override name = 'UnsupportedGradientError';
+  constructor(node: Node, why: string) {
+    super(`cannot differentiate ${node.op} node ${node.name}: ${why}`);
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+function scalarOf(g: GraphBuilder, like: Value, value: number, hint = 'c'): Value {
+  return g.constant(tensor(like.dtype, [], [value]), hint);
+}
+
+/** An int or float attribute. */
+function numAttr(node: Node, name: string, fallback: number): number {
+  const a = node.attributes[name];
+  return a && (a.kind === 'int' || a.kind === 'float') ? a.value : fallback;
+}
+
+function intsAttr(node: Node, name: string): number[] | undefined {
+  const a: Attribute | undefined = node.attributes[name];
+  return a?.kind === 'ints' ? a.value : undefined;
+}
+
+function normAxis(axis: number, rank: number): number {
+  return axis < 0 ? axis + rank : axis;
+}
+
+/** Integer data of a constant input (axes, indices, starts...), required. */
+function constantInts(ctx: RuleContext, i: number, what: string): number[] {
+  const t = ctx.constant(i);
+  if (!t) throw new UnsupportedGradientError(ctx.node, `${what} (input ${i}) must be a constant initializer`);
+  return Array.from(t.data);
+}
+
+function staticDim(ctx: RuleContext, v: Value, axis: number): number {
+  const d = v.shape?.[axis];
+  if (typeof d !== 'number') throw new UnsupportedGradientError(ctx.node, `axis ${axis} of ${v} must be static`);
+  return d;
+}
+
+function inversePerm(perm: readonly number[]): number[] {
+  const inv = new Array<number>(perm.length);
+  perm.forEach((p, i) => (inv[p] = i));
+  return inv;
+}
+
+const isStatic = (v: Value) => v.shape !== undefined && v.shape.every((d) => typeof d === 'number');
+
+/** Broadcasts v up to the shape of `like` (static target when known, else Shape(like)). */
+function broadcastTo(g: GraphBuilder, v: Value, like: Value): Value {
+  return isStatic(like) ? op.expand(g, v, like.staticShape()) : op.expandAs(g, v, like);
+}
+
+/** Reshapes v to the shape of `like` (static target when known, else Shape(like)). */
+function reshapeTo(g: GraphBuilder, v: Value, like: Value): Value {
+  return isStatic(like) ? op.reshape(g, v, like.staticShape()) : op.reshapeAs(g, v, like);
+}
+
+/** Swaps the last two axes. */
+function transposeLast2(g: GraphBuilder, v: Value): Value {
+  const r = v.rank;
+  const perm = Array.from({ length: r }, (_, i) => (i < r - 2 ? i : i === r - 2 ? r - 1 : r - 2));
+  return op.transpose(g, v, perm);
+}
+
+/**
+ * The adjoint of selecting `indices` along `axis`: dx[..., j, ...] = sum over i with
+ * indices[i] = j of dy[..., i, ...], as a MatMul with a constant one-hot [k, dim] matrix (the
+ * axis moved last around it). Standard, and exact: repeated and missing indices included.
+ */
+function scatterAlongAxis(g: GraphBuilder, dy: Value, indices: readonly number[], axis: number, dim: number): Value {
+  const k = indices.length;
+  const oneHot = new Float64Array(k * dim);
+  indices.forEach((j, i) => (oneHot[i * dim + j] = 1));
+  const matrix = g.constant(tensor(dy.dtype, [k, dim], oneHot), 'one_hot');
+  const r = dy.rank;
+  if (r === 1) return op.reshape(g, op.matmul(g, op.reshape(g, dy, [1, k]), matrix), [dim]);
+  if (axis === r - 1) return op.matmul(g, dy, matrix);
+  const perm = [...Array.from({ length: r }, (_, i) => i).filter((i) => i !== axis), axis];
+  const moved = op.matmul(g, op.transpose(g, dy, perm), matrix);
+  return op.transpose(g, moved, inversePerm(perm));
+}
+
+/** Reduction axes (input from ReduceSum-13 / ReduceMean-18, else the attribute), normalised;
+ * undefined means the node is an identity (empty axes with noop_with_empty_axes). */
+function reductionAxes(ctx: RuleContext): number[] | undefined {
+  const { node } = ctx;
+  const x = node.inputs[0]!;
+  const given = node.inputs[1] ? constantInts(ctx, 1, 'axes') : intsAttr(node, 'axes');
+  if (!given || given.length === 0) {
+    if (numAttr(node, 'noop_with_empty_axes', 0) === 1) return undefined;
+    return Array.from({ length: x.rank }, (_, i) => i);
+  }
+  return given.map((a) => normAxis(a, x.rank)).sort((a, b) => a - b);
+}
+
+/** dy of a reduction put back to the input's shape: the reduced axes restored, then expanded. */
+function unreduce(g: GraphBuilder, node: Node, dy: Value, axes: number[]): Value {
+  const x = node.inputs[0]!;
+  const kept = numAttr(node, 'keepdims', 1) === 1 || axes.length === 0 ? dy : op.unsqueeze(g, dy, axes);
+  return broadcastTo(g, kept, x);
+}
+
+/** The number of elements a ReduceMean averages, as a scalar of x's dtype; symbolic dimensions
+ * (the batch) are read from Shape(x) at run time. */
+function reductionCount(g: GraphBuilder, x: Value, axes: number[]): Value {
+  const fixed = axes.reduce((p, a) => (typeof x.shape![a] === 'number' ? p * (x.shape![a] as number) : p), 1);
+  const symbolic = axes.filter((a) => typeof x.shape![a] !== 'number');
+  const sizes = symbolic.map((a) => op.reshape(g, op.cast(g, op.gather(g, op.shapeOf(g, x), [a], 0), x.dtype), []));
+  if (fixed !== 1 || sizes.length === 0) sizes.push(scalarOf(g, x, fixed, 'count'));
+  return sizes.slice(1).reduce((p, s) => op.mul(g, p, s), sizes[0]);
+}
+
+// ---------------------------------------------------------------- convolution
+
+interface ConvAttributes {
+  pads: [number, number, number, number];
+  strides: [number, number];
+  dilations: [number, number];
+  group: number;
+}
+
+function convAttributes(ctx: RuleContext): ConvAttributes {
+  const { node } = ctx;
+  const autoPad = node.attributes.auto_pad;
+  if (autoPad && !(autoPad.kind === 'string' && autoPad.value === 'NOTSET')) {
+    throw new UnsupportedGradientError(node, 'auto_pad is not supported; give explicit pads');
+  }
+  if (node.inputs[0]!.rank !== 4) throw new UnsupportedGradientError(node, 'only 2-D convolution (NCHW) is supported');
+  return {
+    pads: (intsAttr(node, 'pads') ?? [0, 0, 0, 0]) as ConvAttributes['pads'],
+    strides: (intsAttr(node, 'strides') ?? [1, 1]) as ConvAttributes['strides'],
+    dilations: (intsAttr(node, 'dilations') ?? [1, 1]) as ConvAttributes['dilations'],
+    group: numAttr(node, 'group', 1),
+  };
+}
+
+/**
+ * Y = Conv(X, W). Rows of X past the last window (when (H + pads - span) is not a multiple of
+ * the stride) get no gradient: `excess` counts them per spatial axis.
+ */
+const conv: GradientRule = (ctx) => {
+  const { g, node, needs } = ctx;
+  const [dy] = ctx.dy;
+  const [x, w] = node.inputs as Value[];
+  const a = convAttributes(ctx);
+  const [M, Cg, kH, kW] = w.staticShape();
+  const [H, W] = [staticDim(ctx, x, 2), staticDim(ctx, x, 3)];
+  const [oH, oW] = [staticDim(ctx, dy, 2), staticDim(ctx, dy, 3)];
+  const excess = [
+    H + a.pads[0] + a.pads[2] - a.dilations[0] * (kH - 1) - 1 - a.strides[0] * (oH - 1),
+    W + a.pads[1] + a.pads[3] - a.dilations[1] * (kW - 1) - 1 - a.strides[1] * (oW - 1),
+  ] as [number, number];
+
+  // dX: the transposed convolution with the same weight and attributes, output_padding giving
+  // back the excess rows, so that the result has exactly X's shape.
+  const dx = needs[0] ? op.convTranspose(g, dy, w, undefined, { ...a, outputPadding: excess }) : undefined;
+
+  // dW[m, c, p, q] = sum_{n,i,j} dY[n, m, i, j] X[n, c', i*s - pad + p*d, ...].
+  let dw: Value | undefined;
+  if (needs[1] && a.group === 1 && [...a.strides, ...a.dilations].every((v) => v === 1)) {
+    dw = weightGradientByGemm(g, x, dy, [M, Cg, kH, kW], a.pads, excess);
+  } else if (needs[1]) {
+    // General case: a convolution of X (channels <- batch, per group) by dY (kernel = output
+    // plane), strides and dilations swapped. ONNX Runtime runs such huge kernels slowly.
+    const G = a.group;
+    const Mg = M / G;
+    const xT = op.reshape(g, op.transpose(g, op.reshape(g, x, [0, G, Cg, H, W]), [2, 1, 0, 3, 4]), [Cg, -1, H, W]);
+    const dyT = op.reshape(g, op.transpose(g, op.reshape(g, dy, [0, G, Mg, oH, oW]), [1, 2, 0, 3, 4]), [M, -1, oH, oW]);
+    const pads: ConvAttributes['pads'] = [a.pads[0], a.pads[1], Math.max(0, a.pads[2] - excess[0]), Math.max(0, a.pads[3] - excess[1])];
+    let out = op.convDynamicWeight(g, xT, dyT, { pads, strides: a.dilations, dilations: a.strides, group: G }); // [Cg, M, >=kH, >=kW]
+    if (out.shape![2] !== kH || out.shape![3] !== kW) out = op.slice(g, out, [0, 0], [kH, kW], [2, 3]);
+    dw = op.transpose(g, out, [1, 0, 2, 3]);
+  }
+  const db = needs[2] ? op.reduceSum(g, dy, [0, 2, 3], false) : undefined;
+  return [dx, dw, db];
+};
+
+/**
+ * The weight gradient of a stride-1, undilated, ungrouped convolution as one GEMM over an
+ * im2col of X built from kH*kW shifted slices: [M, N*oH*oW] x [N*oH*oW, C*kH*kW]. It does the
+ * same arithmetic as the convolution formulation but lets ONNX Runtime use its matrix multiply
+ * (measured about 10x faster on the coupling networks' 1x1 and 3x3 convolutions).
+ */
+function weightGradientByGemm(
+  g: GraphBuilder, x: Value, dy: Value, [M, C, kH, kW]: number[], pads: ConvAttributes['pads'], excess: [number, number],
+): Value {
+  const [oH, oW] = [dy.shape![2] as number, dy.shape![3] as number];
+  // Rows past the last window never reach the output: drop them instead of padding them.
+  const padded = pads.some((p) => p > 0) ? op.padSpatial(g, x, [pads[0], pads[1], Math.max(0, pads[2] - excess[0]), Math.max(0, pads[3] - excess[1])]) : x;
+  let columns: Value;
+  if (kH === 1 && kW === 1) {
+    columns = op.slice(g, padded, [0, 0], [oH, oW], [2, 3]);
+  } else {
+    const shifted: Value[] = [];
+    for (let p = 0; p < kH; p++) {
+      for (let q = 0; q < kW; q++) shifted.push(op.unsqueeze(g, op.slice(g, padded, [p, q], [p + oH, q + oW], [2, 3]), [2]));
+    }
+    columns = op.concat(g, shifted, 2); // [N, C, kH*kW, oH, oW]
+  }
+  const cols = op.reshape(g, op.transpose(g, op.reshape(g, columns, [0, C * kH * kW, oH * oW]), [1, 0, 2]), [C * kH * kW, -1]);
+  const grads = op.reshape(g, op.transpose(g, op.reshape(g, dy, [0, M, oH * oW]), [1, 0, 2]), [M, -1]);
+  return op.reshape(g, op.matmul(g, grads, op.transpose(g, cols, [1, 0])), [M, C, kH, kW]);
+}
+
+// ---------------------------------------------------------------- the table
+
+export const RULES: Record<string, GradientRule> = {
+  // ---- elementwise
+  Add: ({ dy: [d] }) => [d, d],
+  Sub: ({ g, dy: [d], needs }) => [d, needs[1] ? op.neg(g, d) : undefined],
+  Mul: ({ g, node, dy: [d], needs }) => {
+    const [a, b] = node.inputs as Value[];
+    return [needs[0] ? op.mul(g, d, b) : undefined, needs[1] ? op.mul(g, d, a) : undefined];
+  },
+  Div: ({ g, node, dy: [d], needs }) => {
+    const [, b] = node.inputs as Value[];
+    const y = node.outputs[0];
+    // d(a/b)/db = -y/b.
+    return [needs[0] ? op.div(g, d, b) : undefined, needs[1] ? op.neg(g, op.div(g, op.mul(g, d, y), b)) : undefined];
+  },
+  Pow: ({ g, node, dy: [d], needs }) => {
+    const [a, b] = node.inputs as Value[];
+    const y = node.outputs[0];
+    // d(a^b)/da = b a^(b-1); d(a^b)/db = a^b log(a) (defined for a > 0).
+    const da = needs[0] ? op.mul(g, d, op.mul(g, b, op.pow(g, a, op.sub(g, b, scalarOf(g, b, 1, 'one'))))) : undefined;
+    const db = needs[1] ? op.mul(g, d, op.mul(g, y, op.log(g, a))) : undefined;
+    return [da, db];
+  },
+  Neg: ({ g, dy: [d] }) => [op.neg(g, d)],
+  Exp: ({ g, node, dy: [d] }) => [op.mul(g, d, node.outputs[0])],
+  Log: ({ g, node, dy: [d] }) => [op.div(g, d, node.inputs[0]!)],
+  Sqrt: ({ g, node, dy: [d] }) => [op.div(g, op.mul(g, d, scalarOf(g, d, 0.5, 'half')), node.outputs[0])],
+  Reciprocal: ({ g, node, dy: [d] }) => {
+    const y = node.outputs[0];
+    return [op.neg(g, op.mul(g, d, op.mul(g, y, y)))];
+  },
+  Sigmoid: ({ g, node, dy: [d] }) => {
+    const y = node.outputs[0];
+    return [op.mul(g, d, op.mul(g, y, op.sub(g, scalarOf(g, y, 1, 'one'), y)))];
+  },
+  Tanh: ({ g, node, dy: [d] }) => {
+    const y = node.outputs[0];
+    return [op.mul(g, d, op.sub(g, scalarOf(g, y, 1, 'one'), op.mul(g, y, y)))];
+  },
+  Softplus: ({ g, node, dy: [d] }) => [op.mul(g, d, op.sigmoid(g, node.inputs[0]!))],
+  // Subgradient 0 at x = 0 (as PyTorch).
+  Relu: ({ g, node, dy: [d] }) => {
+    const x = node.inputs[0]!;
+    return [op.where(g, op.greater(g, x, scalarOf(g, x, 0, 'zero')), d, scalarOf(g, d, 0, 'zero'))];
+  },
+  Abs: ({ g, node, dy: [d] }) => [op.mul(g, d, op.sign(g, node.inputs[0]!))],
+  Identity: ({ dy: [d] }) => [d],
+  Cast: ({ g, node, dy: [d] }) => [op.cast(g, d, node.inputs[0]!.dtype)],
+  Sum: ({ node, dy: [d] }) => node.inputs.map(() => d),
+  Mean: ({ g, node, dy: [d] }) => {
+    const scaled = op.mul(g, d, scalarOf(g, d, 1 / node.inputs.length, 'inv_count'));
+    return node.inputs.map(() => scaled);
+  },
+  Where: ({ g, node, dy: [d], needs }) => {
+    const cond = node.inputs[0]!;
+    const zero = scalarOf(g, d, 0, 'zero');
+    return [undefined, needs[1] ? op.where(g, cond, d, zero) : undefined, needs[2] ? op.where(g, cond, zero, d) : undefined];
+  },
+  Expand: ({ dy: [d] }) => [d],
+
+  // ---- linear algebra
+  Conv: conv,
+  MatMul: ({ g, node, dy: [d], needs }) => {
+    const [a, b] = node.inputs as Value[];
+    if (a.rank < 2 || b.rank < 2) throw new UnsupportedGradientError(node, '1-D operands are not supported');
+    return [needs[0] ? op.matmul(g, d, transposeLast2(g, b)) : undefined, needs[1] ? op.matmul(g, transposeLast2(g, a), d) : undefined];
+  },
+  // Y = alpha A' B' + beta C, A' = A or A^T, B' = B or B^T.
+  Gemm: ({ g, node, dy: [d], needs }) => {
+    const [a, b, c] = node.inputs;
+    const alpha = numAttr(node, 'alpha', 1);
+    const beta = numAttr(node, 'beta', 1);
+    const transA = numAttr(node, 'transA', 0) === 1;
+    const transB = numAttr(node, 'transB', 0) === 1;
+    // dA' = alpha dY B'^T, dB' = alpha A'^T dY, transposed back where A or B was.
+    const da = !needs[0] ? undefined : transA
+      ? op.gemm(g, b!, d, undefined, { transA: transB, transB: true, alpha })
+      : op.gemm(g, d, b!, undefined, { transB: !transB, alpha });
+    const db = !needs[1] ? undefined : transB
+      ? op.gemm(g, d, a!, undefined, { transA: true, transB: transA, alpha })
+      : op.gemm(g, a!, d, undefined, { transA: !transA, alpha });
+    const dc = !needs[2] || !c ? undefined : beta === 1 ? d : op.mul(g, d, scalarOf(g, d, beta, 'beta'));
+    return [da, db, dc];
+  },
+
+  // ---- layout
+  Reshape: ({ g, node, dy: [d] }) => [reshapeTo(g, d, node.inputs[0]!)],
+  Flatten: ({ g, node, dy: [d] }) => [reshapeTo(g, d, node.inputs[0]!)],
+  Squeeze: ({ g, node, dy: [d] }) => [reshapeTo(g, d, node.inputs[0]!)],
+  Unsqueeze: ({ g, node, dy: [d] }) => [reshapeTo(g, d, node.inputs[0]!)],
+  Transpose: ({ g, node, dy: [d] }) => {
+    const rank = node.inputs[0]!.rank;
+    const perm = intsAttr(node, 'perm') ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
+    return [op.transpose(g, d, inversePerm(perm))];
+  },
+  Concat: (ctx) => {
+    const { g, node, dy: [d] } = ctx;
+    const axis = normAxis(numAttr(node, 'axis', 0), d.rank);
+    const sizes = node.inputs.map((v) => staticDim(ctx, v!, axis));
+    return op.split(g, d, sizes, axis);
+  },
+  Split: ({ g, node, dy }) => [op.concat(g, [...dy], normAxis(numAttr(node, 'axis', 0), dy[0].rank))],
+  Slice: (ctx) => {
+    const { node, dy: [d] } = ctx;
+    const x = node.inputs[0]!;
+    const starts = constantInts(ctx, 1, 'starts');
+    const ends = constantInts(ctx, 2, 'ends');
+    const axes = node.inputs[3] ? constantInts(ctx, 3, 'axes') : starts.map((_, i) => i);
+    const steps = node.inputs[4] ? constantInts(ctx, 4, 'steps') : starts.map(() => 1);
+    // Each sliced axis is a selection of indices; undo them one axis at a time.
+    let dx = d;
+    axes.forEach((axisIn, i) => {
+      const axis = normAxis(axisIn, x.rank);
+      const dim = staticDim(ctx, x, axis);
+      const s = steps[i];
+      const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v < 0 ? v + dim : v, lo), hi);
+      const start = s > 0 ? clamp(starts[i], 0, dim) : clamp(starts[i], 0, dim - 1);
+      const end = s > 0 ? clamp(ends[i], 0, dim) : clamp(ends[i], -1, dim - 1);
+      const indices: number[] = [];
+      for (let j = start; s > 0 ? j < end : j > end; j += s) indices.push(j);
+      dx = scatterAlongAxis(ctx.g, dx, indices, axis, dim);
+    });
+    return [dx];
+  },
+  Gather: (ctx) => {
+    const { g, node, dy: [d] } = ctx;
+    const x = node.inputs[0]!;
+    const axis = normAxis(numAttr(node, 'axis', 0), x.rank);
+    const dim = staticDim(ctx, x, axis);
+    const indices = constantInts(ctx, 1, 'indices').map((i) => (i < 0 ? i + dim : i));
+    const rank = ctx.constant(1)!.shape.length;
+    if (rank > 1) throw new UnsupportedGradientError(node, 'indices of rank > 1 are not supported');
+    // Scalar indices drop the axis: put it back first.
+    const dyAxis = rank === 0 ? op.unsqueeze(g, d, [axis]) : d;
+    return [scatterAlongAxis(g, dyAxis, indices, axis, dim)];
+  },
+  // The inverse rearrangement (SpaceToDepth for mode CRD, written as Reshape/Transpose).
+  DepthToSpace: (ctx) => {
+    const { g, node, dy: [d] } = ctx;
+    const b = numAttr(node, 'blocksize', 0);
+    const mode = node.attributes.mode?.kind === 'string' ? node.attributes.mode.value : 'DCR';
+    const x = node.inputs[0]!;
+    const [C, h, w] = [1, 2, 3].map((i) => staticDim(ctx, x, i));
+    const c = C / (b * b);
+    const blocks = op.reshape(g, d, [0, c, h, b, w, b]);
+    const moved = mode === 'CRD' ? op.transpose(g, blocks, [0, 1, 3, 5, 2, 4]) : op.transpose(g, blocks, [0, 3, 5, 1, 2, 4]);
+    return [op.reshape(g, moved, [0, C, h, w])];
+  },
+
+  // ---- reductions
+  ReduceSum: (ctx) => {
+    const axes = reductionAxes(ctx);
+    return [axes ? unreduce(ctx.g, ctx.node, ctx.dy[0], axes) : ctx.dy[0]];
+  },
+  ReduceMean: (ctx) => {
+    const { g, node, dy: [d] } = ctx;
+    const axes = reductionAxes(ctx);
+    if (!axes) return [d];
+    return [unreduce(g, node, op.div(g, d, reductionCount(g, node.inputs[0]!, axes)), axes)];
+  },
+};

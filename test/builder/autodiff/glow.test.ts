@@ -1,0 +1,200 @@
+// The gradient of a whole Glow loss: the literal encode graph (every checkpoint tensor an
+// initializer under its own name), loss = mean bpd over the batch, differentiated with respect
+// to every trainable checkpoint tensor and checked element by element against central finite
+// differences in float64 (all elements of small tensors, a random subset of bigger ones).
+// Random non-trivial parameters: the paper's initialisation zeroes whole gradients.
+
+import { expect } from 'chai';
+import { addGradients } from '../../../src/builder/autodiff/index.js';
+import { Graph, GraphBuilder, Tensor, Value } from '../../../src/builder/graph.js';
+import * as op from '../../../src/builder/ops.js';
+import { GlowConfig } from '../../../src/glow/config.js';
+import { buildEncode } from '../../../src/glow/model.js';
+import { paramSpecs } from '../../../src/glow/names.js';
+import { runGraph } from '../../helpers.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles, Rng } from '../../reference/random-params.js';
+import { evaluateGraph as evaluate } from '../../../src/builder/evaluate.js';
+
+const STEP = 1e-6;
+const REL = 1e-5;
+/** Central differences of a loss of order 1 carry ~1e-10 of float64 rounding: below this, an
+ * absolute difference passes whatever the relative one. */
+const ABS = 1e-8;
+/** Tensors up to this size are checked in full; bigger ones on SAMPLES random elements. */
+const SMALL = 16;
+const SAMPLES = 10;
+/** Conv weights 3x the default spread (std 0.15), the loss staying of order 10. */
+const SCALE = 3;
+
+interface Case {
+  name: string;
+  config: GlowConfig;
+  batch: number;
+  opset?: number;
+  /** Adds a class term mean(y * y_logits) to the loss, which alone reaches project_class.*;
+   * without it, mean bpd does not depend on those tensors and their gradients are zeros. */
+  classTerm?: boolean;
+}
+
+const base: Omit<GlowConfig, 'imageShape' | 'K' | 'L' | 'hiddenChannels'> = {
+  coupling: 'affine', permutation: 'invconv', lu: true, learnTop: true, numClasses: 0, nBits: 5, actnormScale: 1,
+};
+
+const CASES: Case[] = [
+  {
+    name: '[1,4,4] K=2 L=2 hidden 4, affine, LU, learnTop',
+    config: { ...base, imageShape: [1, 4, 4], K: 2, L: 2, hiddenChannels: 4 },
+    batch: 2,
+  },
+  {
+    name: '[2,4,4] K=1 L=2 hidden 3, additive, reverse, class-conditional (2 classes)',
+    config: { ...base, imageShape: [2, 4, 4], K: 1, L: 2, hiddenChannels: 3, coupling: 'additive', permutation: 'reverse', lu: false, learnTop: false, numClasses: 2 },
+    batch: 3,
+  },
+  {
+    name: '[2,4,4] K=2 L=1 hidden 4, affine, shuffle, learnTop, class-conditional (2 classes), opset 18, class term in the loss',
+    config: { ...base, imageShape: [2, 4, 4], K: 2, L: 1, hiddenChannels: 4, permutation: 'shuffle', numClasses: 2 },
+    batch: 2,
+    opset: 18,
+    classTerm: true,
+  },
+];
+
+interface Prepared {
+  graph: Graph;
+  withGrads: Graph;
+  params: Value[];
+  feeds: Record<string, Tensor>;
+}
+
+/** The encode graph with loss = mean bpd over the batch. */
+function withMeanBpd(encode: Graph): Graph {
+  const g = GraphBuilder.extend(encode);
+  const bpd = encode.outputs.find((io) => io.value.name === 'bpd')!.value;
+  g.output(op.reduceMean(g, bpd, [0], false), 'loss');
+  return g.build();
+}
+
+function prepare(c: Case, seed: number): Prepared {
+  const { config } = c;
+  // prior_h random too: with the PyTorch zero buffer, learn_top_fn.conv.weight gets no gradient.
+  const params = randomParams(config, seed, SCALE, { priorHStd: 0.5 });
+  // With 3-4 hidden channels and small weights, the ActNorm biases decide the ReLUs: a block
+  // whose biases happen to be all negative passes no gradient at all. Positive biases keep most
+  // units alive (the convolutions still switch some off).
+  for (const [name, t] of params) {
+    if (/block\.[02]\.actnorm\.bias$/.test(name)) params.set(name, { ...t, data: t.data.map((b) => Math.abs(b) + 0.05) });
+  }
+  const encode = buildEncode({ config, params, shuffles: randomShuffles(config, seed + 1) }, { fold: false, opset: c.opset });
+  const g = GraphBuilder.extend(encode);
+  const output = (name: string) => encode.outputs.find((io) => io.value.name === name)!.value;
+  let loss = op.reduceMean(g, output('bpd'), [0], false);
+  if (c.classTerm) {
+    const y = encode.inputs.find((io) => io.value.name === 'y')!.value;
+    loss = op.add(g, loss, op.reduceMean(g, op.mul(g, output('y_logits'), y), [0, 1], false));
+  }
+  g.output(loss, 'loss');
+  const graph = g.build();
+  const trainable = new Set(paramSpecs(config).filter((s) => s.trainable).map((s) => s.name));
+  const wrt = [...graph.initializers.keys()].filter((v) => trainable.has(v.name));
+  const feeds: Record<string, Tensor> = { x: { dtype: 'float32', ...randomImages(config, c.batch, seed + 2) } };
+  if (config.numClasses > 0) feeds.y = { dtype: 'float32', ...randomOneHot(config, c.batch, seed + 3) };
+  return { graph, withGrads: addGradients(graph, loss, wrt), params: wrt, feeds };
+}
+
+/** project_class.* feeds y_logits only, not bpd. */
+function isUnreached(c: Case, v: Value): boolean {
+  return !c.classTerm && v.name.startsWith('project_class.');
+}
+
+function lossWith(p: Prepared, v: Value, k: number, delta: number): number {
+  const t = p.graph.initializers.get(v)!;
+  const data = Float64Array.from(t.data);
+  data[k] += delta;
+  const initializers = new Map(p.graph.initializers).set(v, { ...t, data });
+  return evaluate({ ...p.graph, initializers }, p.feeds).loss.data[0];
+}
+
+describe('autodiff: the gradient of a whole Glow loss (literal encode graph, mean bpd)', function () {
+  this.timeout(60_000);
+
+  for (const [index, c] of CASES.entries()) {
+    describe(c.name, () => {
+      const seed = 40 + 10 * index;
+      let p: Prepared;
+      let grads: Record<string, Tensor>;
+
+      before(() => {
+        p = prepare(c, seed);
+        grads = evaluate(p.withGrads, p.feeds);
+      });
+
+      it('has a gradient output for every trainable checkpoint tensor', () => {
+        const trainable = paramSpecs(c.config).filter((s) => s.trainable);
+        expect(p.params.map((v) => v.name).sort()).to.deep.equal(trainable.map((s) => s.name).sort());
+        for (const s of trainable) expect(grads[`${s.name}_grad`].shape, s.name).to.deep.equal(s.shape);
+      });
+
+      it('every gradient matches float64 finite differences (relative 1e-5)', () => {
+        const rng = new Rng(seed + 5);
+        let checked = 0;
+        let worstRel = 0;
+        let worstAbs = 0;
+        for (const v of p.params) {
+          const grad = grads[`${v.name}_grad`].data;
+          const n = grad.length;
+          const elements = n <= SMALL ? Array.from({ length: n }, (_, k) => k) : Array.from({ length: SAMPLES }, () => rng.int(n));
+          const largest = Math.max(...Array.from(grad, Math.abs));
+          if (isUnreached(c, v)) {
+            expect(largest, `${v.name}_grad: the loss does not depend on it`).to.equal(0);
+          } else {
+            expect(largest, `${v.name}_grad is all zeros`).to.be.above(1e-6);
+          }
+          for (const k of elements) {
+            const fd = (lossWith(p, v, k, STEP) - lossWith(p, v, k, -STEP)) / (2 * STEP);
+            const err = Math.abs(fd - grad[k]);
+            const rel = err / Math.max(Math.abs(fd), Math.abs(grad[k]), 1e-300);
+            worstAbs = Math.max(worstAbs, err);
+            if (Math.abs(fd) > 1e-3) worstRel = Math.max(worstRel, rel);
+            expect(err <= ABS || rel <= REL, `${v.name}[${k}]: autodiff ${grad[k]} vs finite differences ${fd}`).to.equal(true);
+            checked++;
+          }
+        }
+        console.log(`      ${checked} elements of ${p.params.length} tensors: max |error| ${worstAbs.toExponential(1)}, `
+          + `max relative error ${worstRel.toExponential(1)} (where |gradient| > 1e-3), loss ${grads.loss.data[0].toFixed(3)}`);
+      });
+
+      it('the gradient with respect to the input x, in the folded graph too', () => {
+        const folded = buildEncode({ config: c.config, params: randomParams(c.config, seed), shuffles: randomShuffles(c.config, seed + 1) }, { opset: c.opset });
+        for (const graph of [p.graph, withMeanBpd(folded)]) {
+          const x = graph.inputs.find((io) => io.value.name === 'x')!.value;
+          const loss = graph.outputs.find((io) => io.value.name === 'loss')!.value;
+          const dx = evaluate(addGradients(graph, loss, [x]), p.feeds).x_grad;
+          expect(dx.shape).to.deep.equal(p.feeds.x.shape);
+          const lossAt = (k: number, delta: number) => {
+            const data = Float64Array.from(p.feeds.x.data);
+            data[k] += delta;
+            return evaluate(graph, { ...p.feeds, x: { ...p.feeds.x, data } }).loss.data[0];
+          };
+          for (let k = 0; k < dx.data.length; k++) {
+            const fd = (lossAt(k, STEP) - lossAt(k, -STEP)) / (2 * STEP);
+            const err = Math.abs(fd - dx.data[k]);
+            expect(err <= ABS || err <= REL * Math.abs(fd), `x[${k}] (${graph === p.graph ? 'literal' : 'folded'}): autodiff ${dx.data[k]} vs ${fd}`).to.equal(true);
+          }
+        }
+      });
+
+      it('onnxruntime (float32) computes the same gradients within 1e-4 relative', async () => {
+        const feeds = Object.fromEntries(Object.entries(p.feeds).map(([k, t]) => [k, { shape: t.shape, data: Float64Array.from(t.data) }]));
+        const out = await runGraph(p.withGrads, feeds);
+        for (const v of p.params) {
+          const name = `${v.name}_grad`;
+          const ref = grads[name].data;
+          const scale = Math.max(...Array.from(ref, Math.abs), 1e-12);
+          const diff = Math.max(...Array.from(ref, (r, i) => Math.abs(r - out[name].data[i])));
+          expect(diff / scale, `${name}: max |diff| ${diff}, scale ${scale}`).to.be.at.most(1e-4);
+        }
+      });
+    });
+  }
+});
