@@ -7,6 +7,7 @@ import { cmdExport, cmdImport, cmdInit, cmdInspect } from './model-commands.js';
 import {
   cmdDecode, cmdDirection, cmdEncode, cmdEval, cmdInterpolate, cmdManipulate, cmdReconstruct, cmdSample, cmdVerify,
 } from './run-commands.js';
+import { cmdArtifacts, cmdTrain } from './train-commands.js';
 
 export { UsageError };
 
@@ -17,7 +18,17 @@ make and describe models:
   import       FILE.pt|FILE.safetensors --out DIR [import flags]
                a y0ast or chaiyujin PyTorch checkpoint -> native checkpoint + config.json
   export       --weights FILE --out DIR [--config FILE] [--opset N] [--no-fold] [import flags]
+               [--dtype float32|float16] [--batch N] [--external-data]
+               [--triton DIR [--triton-max-batch 64] [--triton-instances 1] [--triton-device gpu|cpu]]
   inspect      FILE.onnx
+
+train:
+  train        --out DIR (--epochs N | --minutes M) [--data mnist|DIR] [--test-data DIR] [config flags | --weights FILE]
+               [--batch-size 64] [--lr 1e-3] [--warmup 200] [--clip 50] [--ema 0.999] [--weight-decay 0]
+               [--class-weight 0.01] [--checkpoint-every 200] [--seed N] [--init-batch 256] [--eval-limit 10000]
+               [--threads N] [--resume]
+  artifacts    --weights FILE --out DIR [--opset N]
+               training_model.onnx, eval_model.onnx, optimizer_model.onnx and checkpoint (ORT's layout)
 
 run a model (--model DIR, default: the shipped models/mnist):
   sample       --out grid.png [--n 64] [--temperature 0.7] [--class C] [--seed N] [--columns N]
@@ -42,6 +53,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
   init: cmdInit, import: cmdImport, export: cmdExport, inspect: cmdInspect,
   sample: cmdSample, encode: cmdEncode, decode: cmdDecode, reconstruct: cmdReconstruct, interpolate: cmdInterpolate,
   direction: cmdDirection, manipulate: cmdManipulate, eval: cmdEval, verify: cmdVerify,
+  train: cmdTrain, artifacts: cmdArtifacts,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,151 @@
+// glow-onnx train and glow-onnx artifacts.
+
+import cliProgress from 'cli-progress';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { serializeModel } from '../builder/serialize.js';
+import { exportModel } from '../glow/export.js';
+import { importWeights } from '../glow/import/index.js';
+import { paramSpecs } from '../glow/names.js';
+import { initWeights } from '../glow/params.js';
+import { buildEvalModel, buildOptimizerModel, buildTrainingModel, DEFAULT_CLASS_WEIGHT } from '../glow/training.js';
+import { writeFilesAtomic } from '../runtime/files.js';
+import { loadMnist } from '../runtime/mnist.js';
+import { CHECKPOINT_FILE, Dataset, initialCheckpoint, readTrainCheckpoint, StepReport, train, TrainOptions } from '../runtime/train.js';
+import { integer, number, parse, readBytes, required, UsageError, Values } from './args.js';
+import { isMnist, readImages } from './data.js';
+import { CONFIG_FLAGS, configFromFlags } from './model-commands.js';
+
+function positive(values: Values, name: string): number | undefined {
+  return number(values, name, (n) => Number.isFinite(n) && n > 0, 'a number > 0');
+}
+
+function fraction(values: Values, name: string): number | undefined {
+  return number(values, name, (n) => n >= 0 && n < 1, 'a number in [0, 1)');
+}
+
+async function datasets(source: string, config: ReturnType<typeof configFromFlags>, testSource?: string): Promise<{ train: Dataset; test?: Dataset }> {
+  if (isMnist(source)) {
+    const [C, H, W] = config.imageShape;
+    if (C !== 1 || H !== 28 || W !== 28) throw new UsageError(`MNIST needs imageShape [1, 28, 28], the config has [${config.imageShape}]`);
+    return { train: loadMnist('train'), test: loadMnist('test') };
+  }
+  const train = await readImages([source], config);
+  const test = testSource ? await readImages([testSource], config) : undefined;
+  return { train, test };
+}
+
+function progressPrinter(): { onStep: (r: StepReport) => void; stop: () => void } {
+  const started = Date.now();
+  let lastLine = 0;
+  if (!process.stderr.isTTY) {
+    // Logs get a line every 30 s instead of a bar.
+    return {
+      onStep: (r) => {
+        if (Date.now() - lastLine < 30000) return;
+        lastLine = Date.now();
+        console.error(`step ${r.step} epoch ${r.epoch} loss ${r.loss.toFixed(4)} bits/dim, ${r.imagesPerSecond.toFixed(0)} img/s, ${((Date.now() - started) / 60000).toFixed(1)} min`);
+      },
+      stop: () => {},
+    };
+  }
+  const bar = new cliProgress.SingleBar({
+    format: 'train [{bar}] step {value}{of} | epoch {epoch} | loss {loss} bits/dim | {rate} img/s | ETA {eta_formatted}',
+    stream: process.stderr,
+    hideCursor: true,
+    etaBuffer: 50,
+  }, cliProgress.Presets.shades_classic);
+  let running = false;
+  return {
+    onStep: (r) => {
+      if (!running) {
+        bar.start(r.totalSteps ?? 0, r.step, { of: r.totalSteps ? `/${r.totalSteps}` : '', epoch: r.epoch, loss: '-', rate: '-' });
+        running = true;
+      }
+      bar.update(r.step, { epoch: r.epoch, loss: r.loss.toFixed(4), rate: r.imagesPerSecond.toFixed(0) });
+    },
+    stop: () => running && bar.stop(),
+  };
+}
+
+export async function cmdTrain(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    data: { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, config: { type: 'string' }, ...CONFIG_FLAGS,
+    weights: { type: 'string' }, epochs: { type: 'string' }, minutes: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
+    warmup: { type: 'string' }, clip: { type: 'string' }, ema: { type: 'string' }, 'weight-decay': { type: 'string' },
+    'class-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, seed: { type: 'string' }, 'init-batch': { type: 'string' },
+    'eval-limit': { type: 'string' }, threads: { type: 'string' }, resume: { type: 'boolean' },
+  });
+  const out = required(values, 'out');
+  const data = (values.data as string | undefined) ?? 'mnist';
+  const epochs = integer(values, 'epochs', 1);
+  const minutes = positive(values, 'minutes');
+  if (epochs === undefined && minutes === undefined) throw new UsageError('give a budget: --epochs N or --minutes M');
+  const checkpointPath = join(out, CHECKPOINT_FILE);
+  if (!values.resume && existsSync(checkpointPath)) throw new UsageError(`${checkpointPath} exists: pass --resume to continue that run, or choose another --out`);
+  const start = values.resume ? readTrainCheckpoint(readBytes(checkpointPath), checkpointPath)
+    : values.weights ? importWeights(readBytes(values.weights as string), values.weights as string).weights
+      : initWeights(configFromFlags(values), integer(values, 'seed', 0) ?? 0);
+  const config = 'state' in start ? start.weights.config : start.config;
+  const options: TrainOptions = {
+    out,
+    batchSize: integer(values, 'batch-size', 2) ?? 64,
+    learningRate: positive(values, 'lr') ?? 1e-3,
+    warmupSteps: integer(values, 'warmup', 0) ?? 200,
+    clipNorm: number(values, 'clip', (n) => n >= 0, 'a number >= 0 (0: off)') ?? 50,
+    emaDecay: fraction(values, 'ema') ?? 0.999,
+    weightDecay: number(values, 'weight-decay', (n) => n >= 0, 'a number >= 0') ?? 0,
+    classWeight: number(values, 'class-weight', (n) => n >= 0, 'a number >= 0') ?? DEFAULT_CLASS_WEIGHT,
+    checkpointEvery: integer(values, 'checkpoint-every', 1) ?? 200,
+    seed: integer(values, 'seed', 0) ?? 0,
+    initBatch: integer(values, 'init-batch', 2) ?? 256,
+    evalLimit: integer(values, 'eval-limit', 0) ?? 10000,
+    threads: integer(values, 'threads', 1),
+    epochs,
+    minutes,
+  };
+  const sets = await datasets(data, config, values['test-data'] as string | undefined);
+  const progress = progressPrinter();
+  let stopRequested = false;
+  const onSigint = () => {
+    if (stopRequested) process.exit(130);
+    stopRequested = true;
+    console.error('\nstopping after this step and writing a checkpoint (Ctrl-C again to abort at once)');
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const result = await train(start, sets, options, {
+      onStep: progress.onStep,
+      onEpoch: (r) => {
+        progress.stop();
+        console.error(`epoch ${r.epoch} (step ${r.step}): test ${r.testBpd?.toFixed(4) ?? '-'} bits/dim, samples ${r.samplePath}`);
+      },
+      shouldStop: () => stopRequested,
+    });
+    progress.stop();
+    writeFilesAtomic(join(out, 'model'), { ...exportModel(result.weights, {}, { trainedSteps: String(result.steps) }) });
+    console.log(`${result.stoppedEarly ? 'stopped' : 'finished'} at step ${result.steps}: weights in ${join(out, 'weights.safetensors')}, model in ${join(out, 'model')}, `
+      + `resume with: glow-onnx train --out ${out} --resume --data ${data} ${epochs ? `--epochs ${epochs}` : `--minutes ${minutes}`}`);
+    if (result.stoppedEarly) process.exitCode = 130;
+  } finally {
+    progress.stop();
+    process.off('SIGINT', onSigint);
+  }
+}
+
+export async function cmdArtifacts(argv: string[]): Promise<void> {
+  const { values } = parse(argv, { weights: { type: 'string' }, out: { type: 'string' }, opset: { type: 'string' }, 'class-weight': { type: 'string' } });
+  const out = required(values, 'out');
+  const weightsPath = required(values, 'weights');
+  const { weights } = importWeights(readBytes(weightsPath), weightsPath);
+  const opset = integer(values, 'opset', 13);
+  const lossOptions = { opset, classWeight: number(values, 'class-weight', (n) => n >= 0, 'a number >= 0') };
+  const shapes = new Map(paramSpecs(weights.config).filter((s) => s.trainable).map((s) => [s.name, s.shape]));
+  writeFilesAtomic(out, {
+    'training_model.onnx': serializeModel(buildTrainingModel(weights, lossOptions)),
+    'eval_model.onnx': serializeModel(buildEvalModel(weights, lossOptions)),
+    'optimizer_model.onnx': serializeModel(buildOptimizerModel(shapes, { opset })),
+    checkpoint: initialCheckpoint(weights),
+  });
+  console.log(`wrote ${out}/{training_model.onnx, eval_model.onnx, optimizer_model.onnx, checkpoint} for ${shapes.size} trainable tensors`);
+}

@@ -1,0 +1,181 @@
+// Training artifacts in ONNX Runtime's on-device-training layout, built from standard ONNX ops
+// only (onnxruntime-node/-web 1.30 have no training ops):
+//   training_model.onnx   x (, y), trainable parameters -> loss, <param>_grad
+//   eval_model.onnx       x (, y), trainable parameters -> loss, bpd
+//   optimizer_model.onnx  learning_rate, step, per parameter p: p, p_grad, p.exp_avg, p.exp_avg_sq
+//                         -> p.updated, p.exp_avg.updated, p.exp_avg_sq.updated (Adam)
+// and the fused train step (forward, backward and Adam in one graph), which the loop uses.
+
+import { addGradients } from '../builder/autodiff/index.js';
+import { Graph, GraphBuilder, Value } from '../builder/graph.js';
+import * as op from '../builder/ops.js';
+import { chain, cleanup, toposort } from '../builder/passes/index.js';
+import { scalarConstant } from './layers/common.js';
+import { GlowWeights, trainableEncode } from './model.js';
+
+export interface OptimizerOptions {
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+  /** Decoupled weight decay (AdamW); 0 by default. */
+  weightDecay?: number;
+  /** Gradients are scaled so that their global norm is at most this; 0 turns clipping off. */
+  clipNorm?: number;
+}
+
+export interface LossOptions {
+  /** Weight of the class cross-entropy for class-conditional models (the paper's y_logits loss). */
+  classWeight?: number;
+  opset?: number;
+}
+
+const DEFAULT_OPTIMIZER: Required<OptimizerOptions> = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0, clipNorm: 50 };
+export const DEFAULT_CLASS_WEIGHT = 0.01;
+
+export const momentNames = (param: string) => ({ m: `${param}.exp_avg`, v: `${param}.exp_avg_sq` });
+export const updatedName = (name: string) => `${name}.updated`;
+export const gradName = (param: string) => `${param}_grad`;
+
+interface LossGraph {
+  g: GraphBuilder;
+  loss: Value;
+  bpd: Value;
+  params: Map<string, Value>;
+}
+
+/** Forward pass and loss: mean bits/dim, plus the weighted class cross-entropy when the model is
+ * class-conditional. */
+function lossGraph(w: GlowWeights, options: LossOptions): LossGraph {
+  const { g, values, trainable } = trainableEncode(w, { opset: options.opset });
+  const params = new Map<string, Value>();
+  for (const io of g.build().inputs) if (trainable.includes(io.value.name)) params.set(io.value.name, io.value);
+  const loss = g.scope('loss', () => {
+    const bpdMean = op.reduceMean(g, values.bpd, [0], false);
+    if (!values.yLogits) return bpdMean;
+    const y = g.build().inputs.find((io) => io.value.name === 'y')!.value;
+    // log softmax = logits - log(sum(exp(logits))): logits of a zero-initialised projection stay small.
+    const logNormaliser = op.log(g, op.reduceSum(g, op.exp(g, values.yLogits), [1], true));
+    const logSoftmax = op.sub(g, values.yLogits, logNormaliser);
+    const crossEntropy = op.neg(g, op.reduceMean(g, op.reduceSum(g, op.mul(g, y, logSoftmax), [1], false), [0], false));
+    return op.add(g, bpdMean, op.mul(g, crossEntropy, scalarConstant(g, options.classWeight ?? DEFAULT_CLASS_WEIGHT, 'class_weight')));
+  });
+  return { g, loss, bpd: values.bpd, params };
+}
+
+function sorted(graph: Graph): Graph {
+  return chain(toposort, cleanup)(graph);
+}
+
+export function buildEvalModel(w: GlowWeights, options: LossOptions = {}): Graph {
+  const { g, loss, bpd } = lossGraph(w, options);
+  g.output(loss, 'loss', 'mean bits/dim (+ weighted class cross-entropy)');
+  g.output(bpd, 'bpd', 'bits/dim per example');
+  return sorted(g.build('Glow eval model'));
+}
+
+function withGradients(w: GlowWeights, options: LossOptions): { graph: Graph; params: Map<string, Value> } {
+  const { g, loss, params } = lossGraph(w, options);
+  const lossOut = g.output(loss, 'loss', 'mean bits/dim (+ weighted class cross-entropy)');
+  const graph = addGradients(g.build('Glow training model'), lossOut, [...params.values()], { outputNames: (v) => gradName(v.name) });
+  return { graph: sorted(graph), params };
+}
+
+export function buildTrainingModel(w: GlowWeights, options: LossOptions = {}): Graph {
+  return withGradients(w, options).graph;
+}
+
+interface AdamSlot {
+  name: string;
+  param: Value;
+  grad: Value;
+  m: Value;
+  v: Value;
+}
+
+function elementwise(g: GraphBuilder, opType: 'Min' | 'Max', a: Value, b: Value): Value {
+  return g.node(opType, [a, b], {}, [{ dtype: a.dtype, shape: op.broadcastShapes(a.shape, b.shape) }])[0];
+}
+
+/** Adam with bias correction (and decoupled weight decay), after scaling all gradients by
+ * min(1, clip / global norm). Registers the updated tensors as outputs. */
+function adam(g: GraphBuilder, slots: AdamSlot[], learningRate: Value, step: Value, options: OptimizerOptions): void {
+  const o = { ...DEFAULT_OPTIMIZER, ...options };
+  const c = (value: number, hint: string) => scalarConstant(g, value, hint);
+  g.scope('adam', () => {
+    let scale: Value | undefined;
+    if (o.clipNorm > 0) {
+      const squares = slots.map((s) => op.reduceSum(g, op.mul(g, s.grad, s.grad), s.grad.shape!.map((_, i) => i), false));
+      const norm = op.sqrt(g, op.sum(g, squares));
+      scale = elementwise(g, 'Min', c(1, 'one'), op.div(g, c(o.clipNorm, 'clip_norm'), op.add(g, norm, c(1e-6, 'tiny'))));
+      g.output(norm, 'grad_norm', 'global gradient norm before clipping');
+    }
+    const correction1 = op.sub(g, c(1, 'one'), op.pow(g, c(o.beta1, 'beta1'), step));
+    const correction2 = op.sub(g, c(1, 'one'), op.pow(g, c(o.beta2, 'beta2'), step));
+    const stepSize = op.div(g, learningRate, correction1);
+    for (const s of slots) {
+      g.scope(s.name, () => {
+        const grad = scale ? op.mul(g, s.grad, scale) : s.grad;
+        const m = op.add(g, op.mul(g, s.m, c(o.beta1, 'beta1')), op.mul(g, grad, c(1 - o.beta1, 'one_minus_beta1')));
+        const v = op.add(g, op.mul(g, s.v, c(o.beta2, 'beta2')), op.mul(g, op.mul(g, grad, grad), c(1 - o.beta2, 'one_minus_beta2')));
+        const denominator = op.add(g, op.sqrt(g, op.div(g, v, correction2)), c(o.epsilon, 'epsilon'));
+        let param = op.sub(g, s.param, op.mul(g, stepSize, op.div(g, m, denominator)));
+        if (o.weightDecay > 0) param = op.sub(g, param, op.mul(g, op.mul(g, learningRate, c(o.weightDecay, 'weight_decay')), s.param));
+        g.output(param, updatedName(s.name));
+        g.output(m, updatedName(momentNames(s.name).m));
+        g.output(v, updatedName(momentNames(s.name).v));
+      });
+    }
+  });
+}
+
+function optimizerInputs(g: GraphBuilder): { learningRate: Value; step: Value } {
+  return {
+    learningRate: g.input('learning_rate', 'float32', [], 'learning rate of this step'),
+    step: g.input('step', 'float32', [], 'Adam step, counted from 1'),
+  };
+}
+
+/** The optimizer alone, for parameters of the given shapes. */
+export function buildOptimizerModel(shapes: ReadonlyMap<string, number[]>, options: OptimizerOptions & { opset?: number } = {}): Graph {
+  const g = new GraphBuilder('glow_optimizer', { opset: options.opset });
+  const { learningRate, step } = optimizerInputs(g);
+  const slots = [...shapes].map(([name, shape]) => ({
+    name,
+    param: g.input(name, 'float32', shape),
+    grad: g.input(gradName(name), 'float32', shape),
+    m: g.input(momentNames(name).m, 'float32', shape),
+    v: g.input(momentNames(name).v, 'float32', shape),
+  }));
+  adam(g, slots, learningRate, step, options);
+  return sorted(g.build('Adam'));
+}
+
+/** Forward, backward and Adam in one graph: one session run per step and no gradient ever
+ * leaves the runtime. Outputs loss, grad_norm and the updated parameters and moments. */
+export function buildFusedTrainStep(w: GlowWeights, options: LossOptions & OptimizerOptions = {}): Graph {
+  const { graph, params } = withGradients(w, options);
+  const g = GraphBuilder.extend({ ...graph, outputs: graph.outputs.filter((io) => io.value.name === 'loss') });
+  const grads = new Map(graph.outputs.map((io) => [io.value.name, io.value]));
+  const { learningRate, step } = optimizerInputs(g);
+  const slots = [...params].map(([name, param]) => ({
+    name,
+    param,
+    grad: grads.get(gradName(name))!,
+    m: g.input(momentNames(name).m, 'float32', param.shape!),
+    v: g.input(momentNames(name).v, 'float32', param.shape!),
+  }));
+  adam(g, slots, learningRate, step, options);
+  return sorted(g.build('Glow train step: forward, backward, Adam'));
+}
+
+/** Zero moments for every trainable parameter. */
+export function zeroMoments(shapes: ReadonlyMap<string, number[]>): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    out.set(momentNames(name).m, new Float32Array(n));
+    out.set(momentNames(name).v, new Float32Array(n));
+  }
+  return out;
+}
+

@@ -1,0 +1,361 @@
+// The training loop: data-dependent ActNorm init, then Adam steps of the fused train-step graph
+// in ONNX Runtime, with warm-up, gradient clipping, optional EMA, atomic checkpoints that resume
+// exactly, and a stop that never loses the last good state.
+
+import ort from 'onnxruntime-node';
+import { join } from 'node:path';
+import { serializeModel } from '../builder/serialize.js';
+import { GlowConfig, validateConfig } from '../glow/config.js';
+import { exportModel } from '../glow/export.js';
+import { GlowWeights } from '../glow/model.js';
+import { paramSpecs } from '../glow/names.js';
+import { checkpointBytes } from '../glow/params.js';
+import { Rng } from '../glow/rng.js';
+import { readSafetensors, writeSafetensors } from '../glow/safetensors.js';
+import { HostTensor } from '../glow/tensor.js';
+import { buildFusedTrainStep, LossOptions, momentNames, OptimizerOptions, updatedName, zeroMoments } from '../glow/training.js';
+import { GlowModel } from './core.js';
+import { writeFileAtomic, writeFilesAtomic } from './files.js';
+import { sampleEps } from './generate.js';
+import { writeGrid } from './images.js';
+import { initActNorms } from './init.js';
+import { dequantize, quantize } from './quantize.js';
+
+export interface Dataset {
+  /** 8-bit CHW pixels, image after image. */
+  pixels: Uint8Array;
+  labels?: Uint8Array;
+  count: number;
+}
+
+export interface TrainOptions extends OptimizerOptions, LossOptions {
+  out: string;
+  batchSize: number;
+  learningRate: number;
+  warmupSteps: number;
+  epochs?: number;
+  minutes?: number;
+  /** Exponential moving average of the weights used for evaluation, samples and the exported
+   * weights; 0 turns it off. */
+  emaDecay: number;
+  checkpointEvery: number;
+  seed: number;
+  initBatch: number;
+  threads?: number;
+  /** Test images evaluated at the end of every epoch (0: none). */
+  evalLimit: number;
+}
+
+export interface StepReport {
+  step: number;
+  epoch: number;
+  loss: number;
+  gradNorm: number;
+  imagesPerSecond: number;
+  /** Steps in the whole run, when the budget is epochs. */
+  totalSteps?: number;
+}
+
+export interface EpochReport {
+  epoch: number;
+  step: number;
+  testBpd?: number;
+  samplePath?: string;
+}
+
+export interface TrainHooks {
+  onStep?: (r: StepReport) => void;
+  onEpoch?: (r: EpochReport) => void;
+  onCheckpoint?: (path: string, step: number) => void;
+  /** Polled after every step; true stops the run at the next checkpoint boundary. */
+  shouldStop?: () => boolean;
+}
+
+export class TrainingError extends Error {
+  override name = 'TrainingError';
+}
+
+interface TrainState {
+  step: number;
+  epoch: number;
+  /** Batches of the current epoch already consumed. */
+  batchInEpoch: number;
+  noise: number[];
+  elapsedSeconds: number;
+}
+
+export const CHECKPOINT_FILE = 'checkpoint.safetensors';
+
+function floats(t: { data: Float64Array }): Float32Array {
+  return Float32Array.from(t.data);
+}
+
+/** The order of an epoch's examples: a permutation fixed by the seed and the epoch number. */
+function epochOrder(count: number, seed: number, epoch: number): number[] {
+  return new Rng(seed * 1000003 + epoch).permutation(count);
+}
+
+function trainableShapes(config: GlowConfig): Map<string, number[]> {
+  return new Map(paramSpecs(config).filter((s) => s.trainable).map((s) => [s.name, s.shape]));
+}
+
+/** Everything a run needs to continue exactly: parameters, moments, EMA, counters, RNG. */
+function checkpointFile(w: GlowWeights, params: ReadonlyMap<string, Float32Array>, moments: ReadonlyMap<string, Float32Array>, ema: ReadonlyMap<string, Float32Array> | undefined, state: TrainState, options: object): Uint8Array {
+  const tensors: [string, { dtype: 'F32'; shape: number[]; data: ArrayLike<number> }][] = [];
+  for (const spec of paramSpecs(w.config)) {
+    tensors.push([spec.name, { dtype: 'F32', shape: spec.shape, data: params.get(spec.name) ?? w.params.get(spec.name)!.data }]);
+  }
+  const shapes = trainableShapes(w.config);
+  for (const [name, shape] of shapes) {
+    tensors.push([momentNames(name).m, { dtype: 'F32', shape, data: moments.get(momentNames(name).m)! }]);
+    tensors.push([momentNames(name).v, { dtype: 'F32', shape, data: moments.get(momentNames(name).v)! }]);
+    if (ema) tensors.push([`ema.${name}`, { dtype: 'F32', shape, data: ema.get(name)! }]);
+  }
+  return writeSafetensors(tensors, {
+    'glow_onnx.config': JSON.stringify(w.config),
+    ...(w.shuffles ? { 'glow_onnx.shuffles': JSON.stringify(Object.fromEntries(w.shuffles)) } : {}),
+    'glow_onnx.train_state': JSON.stringify(state),
+    'glow_onnx.train_options': JSON.stringify(options),
+  });
+}
+
+export interface TrainCheckpoint {
+  weights: GlowWeights;
+  params: Map<string, Float32Array>;
+  moments: Map<string, Float32Array>;
+  ema?: Map<string, Float32Array>;
+  state: TrainState;
+}
+
+/** The checkpoint of a run that has not started: the weights, zero moments, step 0. */
+export function initialCheckpoint(w: GlowWeights, seed = 0): Uint8Array {
+  const shapes = trainableShapes(w.config);
+  const params = new Map([...shapes.keys()].map((name) => [name, floats(w.params.get(name)!)]));
+  const state: TrainState = { step: 0, epoch: 0, batchInEpoch: 0, noise: new Rng(seed + 2).state(), elapsedSeconds: 0 };
+  return checkpointFile(w, params, zeroMoments(shapes), undefined, state, { seed });
+}
+
+/** A training checkpoint: the model (every checkpoint tensor, trained ones at their latest
+ * values) and the optimizer state. */
+export function readTrainCheckpoint(bytes: Uint8Array, source: string): TrainCheckpoint {
+  const file = readSafetensors(bytes, source);
+  const raw = file.metadata['glow_onnx.train_state'];
+  const rawConfig = file.metadata['glow_onnx.config'];
+  if (!raw || !rawConfig) throw new TrainingError(`${source} is not a training checkpoint (no train state)`);
+  const config = validateConfig(JSON.parse(rawConfig));
+  const get = (name: string) => {
+    const t = file.tensors.get(name);
+    if (!t) throw new TrainingError(`${source} has no ${name}`);
+    return t;
+  };
+  const modelParams = new Map<string, HostTensor>(paramSpecs(config).map((spec) => [spec.name, { shape: spec.shape, data: get(spec.name).data }]));
+  const shufflesRaw = file.metadata['glow_onnx.shuffles'];
+  const weights: GlowWeights = {
+    config,
+    params: modelParams,
+    shuffles: shufflesRaw ? new Map(Object.entries(JSON.parse(shufflesRaw) as Record<string, number[]>)) : undefined,
+  };
+  const params = new Map<string, Float32Array>();
+  const moments = new Map<string, Float32Array>();
+  const hasEma = [...file.tensors.keys()].some((k) => k.startsWith('ema.'));
+  const ema = hasEma ? new Map<string, Float32Array>() : undefined;
+  for (const name of trainableShapes(config).keys()) {
+    params.set(name, floats(get(name)));
+    moments.set(momentNames(name).m, floats(get(momentNames(name).m)));
+    moments.set(momentNames(name).v, floats(get(momentNames(name).v)));
+    if (ema) ema.set(name, floats(get(`ema.${name}`)));
+  }
+  return { weights, params, moments, ema, state: JSON.parse(raw) as TrainState };
+}
+
+/** Host weights (for export) from the trained tensors; fixed buffers come from `base`. */
+export function weightsWith(base: GlowWeights, trained: ReadonlyMap<string, Float32Array>): GlowWeights {
+  const params = new Map(base.params);
+  for (const [name, data] of trained) params.set(name, { shape: base.params.get(name)!.shape, data: Float64Array.from(data) });
+  return { ...base, params };
+}
+
+async function evaluate(w: GlowWeights, test: Dataset | undefined, options: TrainOptions, epoch: number): Promise<{ testBpd?: number; samplePath: string }> {
+  const files = exportModel(w);
+  const sessionOptions = { executionProviders: ['cpu'], ...(options.threads ? { intraOpNumThreads: options.threads } : {}) };
+  const model = new GlowModel(
+    w.config,
+    await ort.InferenceSession.create(files['encode.onnx'], sessionOptions),
+    await ort.InferenceSession.create(files['decode.onnx'], sessionOptions),
+    ort,
+    256,
+  );
+  try {
+    const { config } = w;
+    let testBpd: number | undefined;
+    if (test && options.evalLimit > 0) {
+      const count = Math.min(test.count, options.evalLimit);
+      const size = config.imageShape.reduce((a, b) => a * b, 1);
+      const x = dequantize(test.pixels.subarray(0, count * size), config.nBits, new Rng(options.seed + 7));
+      const y = labelsOf(test, 0, count, config.numClasses);
+      const enc = await model.encode(x, [count, ...config.imageShape], y);
+      testBpd = enc.bpd.reduce((a, b) => a + b, 0) / count;
+    }
+    const n = 64;
+    const y = config.numClasses ? oneHotCycle(n, config.numClasses) : undefined;
+    const xs = await model.decode(sampleEps(config, n, options.seed), 0.7, y);
+    const size = config.imageShape.reduce((a, b) => a * b, 1);
+    const pixels = quantize(xs, config.nBits);
+    const samplePath = join(options.out, 'samples', `epoch-${String(epoch).padStart(3, '0')}.png`);
+    await writeGrid(samplePath, Array.from({ length: n }, (_, i) => pixels.subarray(i * size, (i + 1) * size)), config.imageShape, { columns: 8, scale: Math.max(1, Math.round(56 / config.imageShape[1])) });
+    return { testBpd, samplePath };
+  } finally {
+    await model.release();
+  }
+}
+
+function oneHotCycle(n: number, classes: number): Float32Array {
+  const y = new Float32Array(n * classes);
+  for (let i = 0; i < n; i++) y[i * classes + (i % classes)] = 1;
+  return y;
+}
+
+function labelsOf(data: Dataset, start: number, count: number, classes: number, order?: number[]): Float32Array | undefined {
+  if (!classes) return undefined;
+  if (!data.labels) throw new TrainingError('a class-conditional model needs labelled data');
+  const y = new Float32Array(count * classes);
+  for (let i = 0; i < count; i++) {
+    const label = data.labels[order ? order[start + i] : start + i];
+    if (label < classes) y[i * classes + label] = 1;
+  }
+  return y;
+}
+
+export interface TrainResult {
+  weights: GlowWeights;
+  steps: number;
+  losses: number[];
+  stoppedEarly: boolean;
+}
+
+/**
+ * Trains from fresh weights (after data-dependent ActNorm initialisation) or continues a
+ * training checkpoint exactly: same data order, noise, optimizer state and EMA.
+ */
+export async function train(start: GlowWeights | TrainCheckpoint, data: { train: Dataset; test?: Dataset }, options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
+  const resumed = 'state' in start ? start : undefined;
+  const initial = resumed ? resumed.weights : (start as GlowWeights);
+  const { config } = initial;
+  const size = config.imageShape.reduce((a, b) => a * b, 1);
+  const classes = config.numClasses;
+  if (data.train.count < options.batchSize) throw new TrainingError(`the training set has ${data.train.count} images, fewer than one batch of ${options.batchSize}`);
+  if (!options.epochs && !options.minutes) throw new TrainingError('give a budget: epochs or minutes');
+
+  let base = initial;
+  let params: Map<string, Float32Array>;
+  let moments: Map<string, Float32Array>;
+  let ema: Map<string, Float32Array> | undefined;
+  let state: TrainState;
+  const shapes = trainableShapes(config);
+  if (resumed) {
+    ({ params, moments, ema, state } = resumed);
+  } else {
+    const initRng = new Rng(options.seed + 1);
+    const initCount = Math.min(options.initBatch, data.train.count);
+    const order = epochOrder(data.train.count, options.seed, -1).slice(0, initCount);
+    const initPixels = new Uint8Array(initCount * size);
+    order.forEach((idx, i) => initPixels.set(data.train.pixels.subarray(idx * size, (idx + 1) * size), i * size));
+    base = await initActNorms(initial, dequantize(initPixels, config.nBits, initRng), labelsOf(data.train, 0, initCount, classes, order));
+    params = new Map([...shapes.keys()].map((name) => [name, floats(base.params.get(name)!)]));
+    moments = zeroMoments(shapes);
+    ema = options.emaDecay > 0 ? new Map([...params].map(([k, v]) => [k, v.slice()])) : undefined;
+    state = { step: 0, epoch: 0, batchInEpoch: 0, noise: new Rng(options.seed + 2).state(), elapsedSeconds: 0 };
+  }
+
+  const session = await ort.InferenceSession.create(serializeModel(buildFusedTrainStep(base, options)), {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+  });
+  const batchesPerEpoch = Math.floor(data.train.count / options.batchSize);
+  const totalSteps = options.epochs ? options.epochs * batchesPerEpoch : undefined;
+  const noise = Rng.fromState(state.noise);
+  const losses: number[] = [];
+  const started = Date.now() - state.elapsedSeconds * 1000;
+  const elapsed = () => (Date.now() - started) / 1000;
+  let lastCheckpoint = state.step;
+  const saveCheckpoint = () => {
+    const path = join(options.out, CHECKPOINT_FILE);
+    writeFileAtomic(path, checkpointFile(base, params, moments, ema, { ...state, noise: noise.state(), elapsedSeconds: elapsed() }, options));
+    lastCheckpoint = state.step;
+    hooks.onCheckpoint?.(path, state.step);
+  };
+  const budgetLeft = () => (options.epochs === undefined || state.epoch < options.epochs) && (options.minutes === undefined || elapsed() < options.minutes * 60);
+
+  let stoppedEarly = false;
+  try {
+    let order = epochOrder(data.train.count, options.seed, state.epoch);
+    const x = new Float32Array(options.batchSize * size);
+    const pixels = new Uint8Array(options.batchSize * size);
+    while (budgetLeft()) {
+      const stepStart = Date.now();
+      const start = state.batchInEpoch * options.batchSize;
+      for (let i = 0; i < options.batchSize; i++) {
+        const idx = order[start + i];
+        pixels.set(data.train.pixels.subarray(idx * size, (idx + 1) * size), i * size);
+      }
+      x.set(dequantize(pixels, config.nBits, noise));
+      const stepNumber = state.step + 1;
+      const lr = options.learningRate * Math.min(1, stepNumber / Math.max(1, options.warmupSteps));
+      const feeds: Record<string, ort.Tensor> = {
+        x: new ort.Tensor('float32', x, [options.batchSize, ...config.imageShape]),
+        learning_rate: new ort.Tensor('float32', Float32Array.of(lr), []),
+        step: new ort.Tensor('float32', Float32Array.of(stepNumber), []),
+      };
+      const y = labelsOf(data.train, start, options.batchSize, classes, order);
+      if (y) feeds.y = new ort.Tensor('float32', y, [options.batchSize, classes]);
+      for (const [name, shape] of shapes) {
+        feeds[name] = new ort.Tensor('float32', params.get(name)!, shape);
+        feeds[momentNames(name).m] = new ort.Tensor('float32', moments.get(momentNames(name).m)!, shape);
+        feeds[momentNames(name).v] = new ort.Tensor('float32', moments.get(momentNames(name).v)!, shape);
+      }
+      const out = await session.run(feeds);
+      const loss = (out.loss.data as Float32Array)[0];
+      const gradNorm = out.grad_norm ? (out.grad_norm.data as Float32Array)[0] : NaN;
+      if (!Number.isFinite(loss) || (out.grad_norm && !Number.isFinite(gradNorm))) {
+        throw new TrainingError(`the loss became ${loss} (gradient norm ${gradNorm}) at step ${stepNumber}: stopped without applying it; `
+          + `the last good checkpoint (step ${lastCheckpoint}) is intact in ${options.out}. Try a lower learning rate or more warm-up`);
+      }
+      for (const name of shapes.keys()) {
+        params.set(name, out[updatedName(name)].data as Float32Array);
+        moments.set(momentNames(name).m, out[updatedName(momentNames(name).m)].data as Float32Array);
+        moments.set(momentNames(name).v, out[updatedName(momentNames(name).v)].data as Float32Array);
+        if (ema) {
+          const e = ema.get(name)!;
+          const p = params.get(name)!;
+          for (let i = 0; i < e.length; i++) e[i] = options.emaDecay * e[i] + (1 - options.emaDecay) * p[i];
+        }
+      }
+      state.step = stepNumber;
+      state.batchInEpoch++;
+      losses.push(loss);
+      hooks.onStep?.({ step: state.step, epoch: state.epoch, loss, gradNorm, imagesPerSecond: options.batchSize / Math.max(1e-3, (Date.now() - stepStart) / 1000), totalSteps });
+
+      const epochDone = state.batchInEpoch === batchesPerEpoch;
+      if (epochDone) {
+        const finished = state.epoch;
+        state.epoch++;
+        state.batchInEpoch = 0;
+        order = epochOrder(data.train.count, options.seed, state.epoch);
+        const report = await evaluate(weightsWith(base, ema ?? params), data.test, options, finished + 1);
+        hooks.onEpoch?.({ epoch: finished + 1, step: state.step, ...report });
+      }
+      if (state.step % options.checkpointEvery === 0 || epochDone) saveCheckpoint();
+      if (hooks.shouldStop?.()) {
+        stoppedEarly = true;
+        break;
+      }
+    }
+    saveCheckpoint();
+  } finally {
+    await session.release();
+  }
+  const weights = weightsWith(base, ema ?? params);
+  writeFilesAtomic(options.out, { 'weights.safetensors': checkpointBytes(weights), 'config.json': `${JSON.stringify(config, null, 2)}\n` });
+  return { weights, steps: state.step, losses, stoppedEarly };
+}
