@@ -1,0 +1,379 @@
+// The browser page for real: built with esbuild into a temporary static folder, served by the
+// project's own static server on a free loopback port, and driven in Debian's Chromium by
+// playwright-core. WebGPU runs headless on the CPU through Chromium's SwiftShader adapter
+// (--enable-unsafe-webgpu). Samples drawn in the page are compared with onnxruntime-node's CPU
+// provider on the same eps (sampleEps with the same seed) and the same model files.
+//
+// Screenshots land in test-artifacts/web/ (gitignored) for a person to look at.
+
+import { expect } from 'chai';
+import ort from 'onnxruntime-node';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
+import { buildWeb, ORT_FILES, repoRoot } from '../../scripts/web-build.js';
+import { MIME_TYPES, serveStatic, StaticServer } from '../../scripts/web-serve.js';
+import { GlowConfig } from '../../src/glow/config.js';
+import { exportModel, ModelFiles } from '../../src/glow/export.js';
+import { GlowModel } from '../../src/runtime/core.js';
+import { oneHotRows, sampleEps } from '../../src/runtime/generate.js';
+import { createSession } from '../../src/runtime/providers.js';
+import { maxAbsDiff } from '../helpers.js';
+import { randomParams } from '../reference/random-params.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+/** What makes WebGPU available in headless Debian Chromium here (navigator.gpu.requestAdapter()
+ * returns SwiftShader's adapter): --enable-unsafe-webgpu; --no-sandbox because CI runs as root.
+ * playwright adds --headless (the new headless mode in Chromium 156). */
+const CHROMIUM_ARGS = [
+  '--enable-unsafe-webgpu',
+  '--no-sandbox',
+  '--disable-gpu-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  // Containers often have a small /dev/shm.
+  '--disable-dev-shm-usage',
+];
+const TOLERANCE = 1e-3;
+const SEED = 1234;
+const N = 4;
+
+const MODEL: GlowConfig = {
+  imageShape: [1, 28, 28], K: 2, L: 2, hiddenChannels: 16, coupling: 'affine', permutation: 'invconv',
+  lu: true, learnTop: true, numClasses: 0, nBits: 5, actnormScale: 1,
+};
+const CONDITIONAL: GlowConfig = {
+  imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'additive', permutation: 'invconv',
+  lu: true, learnTop: true, numClasses: 4, nBits: 5, actnormScale: 1,
+};
+
+/** The page's test hook (web/main.ts), as seen from page.evaluate. */
+interface Hook {
+  ready: Promise<{ backend: string; config: GlowConfig; note?: string }>;
+  sample(seed: number, temperature: number, n: number, labels?: number[]): Promise<number[]>;
+  backend(): string | undefined;
+  gridRenders(): number;
+  error(): string | null;
+}
+type HookWindow = { glowTest: Hook };
+
+function writeModel(dir: string, files: ModelFiles): void {
+  mkdirSync(dir, { recursive: true });
+  for (const [name, data] of Object.entries(files)) if (data !== undefined) writeFileSync(join(dir, name), data);
+}
+
+/** Decoded x on onnxruntime-node's CPU provider for sampleEps(config, n, seed). */
+async function nodeSample(config: GlowConfig, files: ModelFiles, seed: number, temperature: number, n: number, labels?: number[]): Promise<Float32Array> {
+  const encode = await createSession(files['encode.onnx'], { executionProviders: ['cpu'] });
+  const decode = await createSession(files['decode.onnx'], { executionProviders: ['cpu'] });
+  const model = new GlowModel(config, encode.session, decode.session, ort);
+  try {
+    const y = config.numClasses ? oneHotRows(config.numClasses, labels ?? Array.from({ length: n }, () => 0)) : undefined;
+    return await model.decode(sampleEps(config, n, seed), temperature, y);
+  } finally {
+    await model.release();
+  }
+}
+
+/** Size, distinct grey levels and a fingerprint of the sample grid canvas. */
+function gridPixels(page: Page): Promise<{ width: number; height: number; levels: number; fingerprint: string }> {
+  return page.evaluate(() => {
+    const canvas = document.getElementById('grid') as HTMLCanvasElement;
+    const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+    const levels = new Set<number>();
+    let hash = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      levels.add(data[i]);
+      hash = (Math.imul(hash, 31) + data[i]) | 0;
+    }
+    return { width: canvas.width, height: canvas.height, levels: levels.size, fingerprint: `${hash}` };
+  });
+}
+
+describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () {
+  this.timeout(180_000);
+  const root = repoRoot();
+  const artifacts = join(root, 'test-artifacts', 'web');
+  const files = exportModel({ config: MODEL, params: randomParams(MODEL, 7) });
+  const conditionalFiles = exportModel({ config: CONDITIONAL, params: randomParams(CONDITIONAL, 8) });
+  let tmp: string;
+  let site: string;
+  let server: StaticServer;
+  let browser: Browser;
+  let started = Date.now();
+
+  before(async () => {
+    started = Date.now();
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(`${CHROMIUM} is missing: the browser tests need Debian's Chromium; install it with \`apt-get install chromium\``);
+    }
+    tmp = mkdtempSync(join(tmpdir(), 'glow-web-'));
+    site = join(tmp, 'site');
+    const built = await buildWeb({ outDir: site, copyModels: false });
+    writeModel(join(site, 'models', 'test'), files);
+    writeModel(join(site, 'models', 'conditional'), conditionalFiles);
+    // The float32 graphs under a glow.json that says float16: what the page decides from glow.json.
+    const json = JSON.parse(conditionalFiles['glow.json']);
+    writeModel(join(site, 'models', 'labelled-float16'), { ...conditionalFiles, 'glow.json': JSON.stringify({ ...json, dtype: 'float16' }) });
+    writeModel(join(tmp, 'picked'), files);
+    server = await serveStatic({ root: site });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+    mkdirSync(artifacts, { recursive: true });
+    console.log(`      built in ${built.ms} ms, served at ${server.url}, chromium ${browser.version()} up after ${Date.now() - started} ms`);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    console.log(`      web tests took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  });
+
+  /** A fresh page at `query`, with the page's console errors collected. */
+  async function open(query: string): Promise<{ page: Page; context: BrowserContext; errors: string[] }> {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 1300 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(90_000);
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    });
+    await page.goto(`${server.url}${query}`);
+    return { page, context, errors };
+  }
+
+  async function ready(page: Page): Promise<{ backend: string; note?: string }> {
+    return page.evaluate(async () => {
+      const r = await (window as unknown as HookWindow).glowTest.ready;
+      return { backend: r.backend, note: r.note };
+    });
+  }
+
+  async function parity(page: Page, config: GlowConfig, modelFiles: ModelFiles, temperature: number, labels?: number[]): Promise<number> {
+    const inPage = await page.evaluate(
+      ([seed, t, n, l]) => (window as unknown as HookWindow).glowTest.sample(seed, t, n, l),
+      [SEED, temperature, N, labels] as [number, number, number, number[] | undefined],
+    );
+    const reference = await nodeSample(config, modelFiles, SEED, temperature, N, labels);
+    expect(inPage.length).to.equal(reference.length);
+    // A trivial output would make the comparison meaningless.
+    expect(Math.max(...reference) - Math.min(...reference), 'spread of the reference x').to.be.above(0.1);
+    return maxAbsDiff(inPage, reference);
+  }
+
+  it('builds a relocatable static folder: bundles, onnxruntime-web wasm, built-in images, relative URLs', async () => {
+    for (const f of ['index.html', 'style.css', 'main.js', 'worker.js', 'images/index.json', ...ORT_FILES.map((f) => `ort/${f}`)]) {
+      expect(existsSync(join(site, f)), f).to.equal(true);
+    }
+    const html = readFileSync(join(site, 'index.html'), 'utf8');
+    expect(html).to.not.match(/(src|href)="\/(?!\/)/, 'absolute paths in index.html');
+    const images = JSON.parse(readFileSync(join(site, 'images', 'index.json'), 'utf8')) as { file: string }[];
+    expect(images.length).to.be.at.least(2);
+    for (const [path, type] of [['ort/ort-wasm-simd-threaded.jsep.wasm', 'application/wasm'], ['ort/ort-wasm-simd-threaded.jsep.mjs', 'text/javascript'], ['worker.js', 'text/javascript'], ['', 'text/html']]) {
+      const response = await fetch(`${server.url}${path}`, { method: 'HEAD' });
+      expect(response.status, path).to.equal(200);
+      expect(response.headers.get('content-type'), path).to.contain(type);
+    }
+    expect(MIME_TYPES['.wasm']).to.equal('application/wasm');
+    expect((await fetch(`${server.url}..%2f..%2fetc%2fpasswd`)).status, 'path traversal').to.equal(404);
+  });
+
+  it('type-checks web/ against DOM types only (the shared src/ modules it imports are browser-safe)', () => {
+    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+    const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'web')], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, `${r.stdout}${r.stderr}`).to.equal(0);
+  });
+
+  describe('default backend (WebGPU)', () => {
+    let page: Page;
+    let context: BrowserContext;
+    let errors: string[];
+
+    before(async () => {
+      ({ page, context, errors } = await open('?model=models/test/'));
+    });
+    after(async () => {
+      await context?.close();
+    });
+
+    it('loads the model and reports the webgpu backend on the page', async () => {
+      const r = await ready(page);
+      expect(r.backend, r.note).to.equal('webgpu');
+      expect(await page.textContent('#backend')).to.equal('webgpu');
+      expect(await page.isVisible('#error')).to.equal(false);
+    });
+
+    it('renders a sample grid (8 x 8 MNIST-sized samples, not a blank canvas)', async () => {
+      const t = Date.now();
+      await page.waitForFunction(() => (window as unknown as HookWindow).glowTest.gridRenders() > 0);
+      const grid = await gridPixels(page);
+      console.log(`      first 64-sample grid on webgpu after ${Date.now() - t} ms more (shader compilation on SwiftShader); ${grid.levels} grey levels`);
+      expect([grid.width, grid.height]).to.deep.equal([8 * 29 + 1, 8 * 29 + 1]);
+      expect(grid.levels).to.be.above(8);
+      await page.waitForFunction(() => !document.getElementById('interp-status')!.textContent!.startsWith('Encoding') && document.getElementById('interp-status')!.textContent !== '');
+      await page.screenshot({ path: join(artifacts, 'webgpu.png'), fullPage: true });
+    });
+
+    it(`a fixed-seed sample matches onnxruntime-node CPU on the same eps within ${TOLERANCE}`, async () => {
+      for (const t of [0.7, 1]) {
+        const err = await parity(page, MODEL, files, t);
+        console.log(`      webgpu vs node cpu, seed ${SEED}, T=${t}, ${N} samples: max |dx| ${err.toExponential(2)}`);
+        expect(err).to.be.below(TOLERANCE);
+      }
+    });
+
+    it('moving the temperature slider draws new samples', async () => {
+      const before = await gridPixels(page);
+      const renders = await page.evaluate(() => (window as unknown as HookWindow).glowTest.gridRenders());
+      await page.locator('#temperature').fill('1.2');
+      await page.waitForFunction((n) => (window as unknown as HookWindow).glowTest.gridRenders() > n, renders);
+      const after = await gridPixels(page);
+      expect(after.fingerprint).to.not.equal(before.fingerprint);
+      expect(await page.textContent('#sample-status')).to.contain('temperature 1.20');
+      expect(await page.textContent('#temperature-value')).to.equal('1.20');
+      expect(errors, errors.join('\n')).to.deep.equal([]);
+    });
+  });
+
+  describe('?backend=wasm', () => {
+    let page: Page;
+    let context: BrowserContext;
+    let errors: string[];
+
+    before(async () => {
+      ({ page, context, errors } = await open('?model=models/test/&backend=wasm'));
+    });
+    after(async () => {
+      await context?.close();
+    });
+
+    it('reports the wasm backend', async () => {
+      const r = await ready(page);
+      expect(r.backend).to.equal('wasm');
+      expect(await page.textContent('#backend')).to.equal('wasm');
+    });
+
+    it(`a fixed-seed sample matches onnxruntime-node CPU within ${TOLERANCE}, and the grid is drawn`, async () => {
+      const err = await parity(page, MODEL, files, 0.7);
+      console.log(`      wasm vs node cpu, seed ${SEED}, T=0.7, ${N} samples: max |dx| ${err.toExponential(2)}`);
+      expect(err).to.be.below(TOLERANCE);
+      await page.waitForFunction(() => (window as unknown as HookWindow).glowTest.gridRenders() > 0);
+      expect((await gridPixels(page)).levels).to.be.above(8);
+      await page.screenshot({ path: join(artifacts, 'wasm.png'), fullPage: true });
+    });
+
+    it('reconstructs a built-in test image and shows its bits/dim', async () => {
+      await page.waitForFunction(() => /bits\/dim/.test(document.getElementById('recon-status')!.textContent ?? ''));
+      const text = (await page.textContent('#recon-status'))!;
+      const bpd = Number(/([\d.]+) bits\/dim/.exec(text)![1]);
+      const error = Number(/round-trip error ([\d.e+-]+)/.exec(text)![1]);
+      expect(bpd).to.be.above(0);
+      expect(error).to.be.below(1e-3);
+    });
+
+    it('opens a model from the file picker', async () => {
+      const renders = await page.evaluate(() => (window as unknown as HookWindow).glowTest.gridRenders());
+      await page.setInputFiles('#model-files', ['glow.json', 'encode.onnx', 'decode.onnx'].map((f) => join(tmp, 'picked', f)));
+      await page.waitForFunction((n) => (window as unknown as HookWindow).glowTest.gridRenders() > n, renders);
+      expect(await page.textContent('#model-status')).to.contain('local files');
+      expect(await page.textContent('#backend')).to.equal('wasm');
+      expect(errors, errors.join('\n')).to.deep.equal([]);
+    });
+  });
+
+  describe('class-conditional model', () => {
+    let page: Page;
+    let context: BrowserContext;
+
+    before(async () => {
+      ({ page, context } = await open('?model=models/conditional/&backend=wasm'));
+    });
+    after(async () => {
+      await context?.close();
+    });
+
+    it('offers a class choice and samples the chosen classes like Node', async () => {
+      await ready(page);
+      expect(await page.isVisible('#class-control')).to.equal(true);
+      expect(await page.$$eval('#sample-class option', (o) => o.length)).to.equal(1 + CONDITIONAL.numClasses);
+      const err = await parity(page, CONDITIONAL, conditionalFiles, 0.8, [0, 1, 2, 3]);
+      console.log(`      class-conditional wasm vs node cpu: max |dx| ${err.toExponential(2)}`);
+      expect(err).to.be.below(TOLERANCE);
+    });
+  });
+
+  /** What WebGPU the page's worker would find: no adapter, or an adapter and its shader-f16. */
+  async function adapterIn(page: Page): Promise<{ adapter: boolean; shaderF16: boolean }> {
+    return page.evaluate(async () => {
+      const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<{ features: Set<string> } | null> } }).gpu;
+      const adapter = gpu ? await gpu.requestAdapter() : null;
+      return { adapter: !!adapter, shaderF16: !!adapter?.features.has('shader-f16') };
+    });
+  }
+
+  describe('a browser without a WebGPU adapter', () => {
+    it('falls back to wasm on its own and says why', async () => {
+      // Without --enable-unsafe-webgpu, headless Chromium here has navigator.gpu but no adapter.
+      const plain = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu'), timeout: 60_000 });
+      try {
+        const page = await plain.newPage();
+        page.setDefaultTimeout(90_000);
+        await page.goto(`${server.url}?model=models/conditional/`);
+        const r = await ready(page);
+        if ((await adapterIn(page)).adapter) {
+          // A machine whose GPU Chromium enables WebGPU for by default: auto must take it.
+          expect(r.backend).to.equal('webgpu');
+          return;
+        }
+        expect(r.backend).to.equal('wasm');
+        expect(r.note).to.match(/WebGPU/);
+        expect(await page.textContent('#backend')).to.equal('wasm');
+        expect(await page.textContent('#backend-note')).to.contain('using wasm');
+      } finally {
+        await plain.close();
+      }
+    });
+  });
+
+  describe('a float16 model', () => {
+    it('runs on WebGPU only where the adapter has shader-f16, else on wasm (onnxruntime-web would return zeros)', async () => {
+      const { page, context } = await open('?model=models/labelled-float16/');
+      try {
+        const r = await ready(page);
+        const { shaderF16 } = await adapterIn(page);
+        if (shaderF16) {
+          expect(r.backend).to.equal('webgpu');
+        } else {
+          // SwiftShader has no shader-f16.
+          expect(r.backend).to.equal('wasm');
+          expect(r.note).to.contain('shader-f16');
+        }
+      } finally {
+        await context.close();
+      }
+    });
+  });
+
+  describe('a broken model URL', () => {
+    it('shows a readable error on the page instead of a blank canvas', async () => {
+      const { page, context } = await open('?model=models/does-not-exist/');
+      try {
+        await page.waitForSelector('#error:not([hidden])');
+        const text = (await page.textContent('#error-text'))!;
+        expect(text).to.contain('glow.json');
+        expect(text).to.contain('404');
+        expect(text).to.contain('models/does-not-exist/');
+        expect(await page.isVisible('#grid')).to.equal(false);
+        expect(await page.textContent('#backend')).to.equal('no model');
+        await page.screenshot({ path: join(artifacts, 'broken-model-url.png'), fullPage: true });
+      } finally {
+        await context.close();
+      }
+    });
+  });
+});

@@ -1,0 +1,60 @@
+// Messages between the page (main.ts) and the inference worker (worker.ts). Every request
+// carries an id; the worker answers it with progress messages and then one result or one error.
+
+import type { GlowConfig } from '../src/glow/config.js';
+
+export type BackendChoice = 'auto' | 'webgpu' | 'wasm';
+export type Backend = 'webgpu' | 'wasm';
+
+export type ModelSource =
+  /** A model directory by URL (absolute, ending in '/'): glow.json, encode.onnx, decode.onnx. */
+  | { kind: 'url'; base: string; name?: string }
+  /** The files picked by the user: the three of every model, and any others (external data). */
+  | { kind: 'files'; name: string; glowJson: string; encode: ArrayBuffer; decode: ArrayBuffer; others: Record<string, ArrayBuffer> };
+
+export interface LoadRequest { op: 'load'; source: ModelSource; backend: BackendChoice }
+export interface LoadResult {
+  config: GlowConfig;
+  /** Weights and compute precision from glow.json ('float32' when it does not say). */
+  dtype: string;
+  backend: Backend;
+  /** Why the backend is not the preferred one (auto mode falling back to wasm). */
+  note?: string;
+  /** Where the model came from, for display. */
+  name: string;
+  ms: number;
+}
+
+export interface SampleRequest { op: 'sample'; seed: number; temperature: number; n: number; labels?: number[] }
+export interface SampleResult { x: Float32Array; pixels: Uint8Array; ms: number }
+
+export interface ReconstructRequest {
+  op: 'reconstruct';
+  /** One image, 8-bit CHW at the model's shape. */
+  pixels: Uint8Array;
+  label?: number;
+  /** Seed of the uniform dequantisation noise that bits/dim is measured with. */
+  seed: number;
+}
+export interface ReconstructResult { pixels: Uint8Array; bpd: number; maxError: number; ms: number }
+
+export interface InterpolateRequest { op: 'interpolate'; a: Uint8Array; b: Uint8Array; steps: number; labelA?: number; labelB?: number }
+export interface InterpolateResult { pixels: Uint8Array; ms: number }
+
+export type Request = LoadRequest | SampleRequest | ReconstructRequest | InterpolateRequest;
+
+export interface ResultOf {
+  load: LoadResult;
+  sample: SampleResult;
+  reconstruct: ReconstructResult;
+  interpolate: InterpolateResult;
+}
+
+export type Phase = 'download' | 'init' | 'encode' | 'decode';
+
+export type WorkerMessage =
+  | { id: number; type: 'progress'; phase: Phase; done: number; total: number; what?: string }
+  | { id: number; type: 'result'; result: unknown }
+  | { id: number; type: 'error'; message: string };
+
+export type Envelope = { id: number; request: Request };
