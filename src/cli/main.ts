@@ -49,7 +49,8 @@ config flags: --image-shape C,H,W --K N --L N --hidden N --coupling additive|aff
   --permutation invconv|shuffle|reverse --lu true|false --learn-top true|false
   --classes N --n-bits N --actnorm-scale X`;
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
+/** A command resolves to its exit code when it is not 0 (a run stopped by Ctrl-C: 130). */
+const COMMANDS: Record<string, (argv: string[]) => Promise<void | number>> = {
   init: cmdInit, import: cmdImport, export: cmdExport, inspect: cmdInspect,
   sample: cmdSample, encode: cmdEncode, decode: cmdDecode, reconstruct: cmdReconstruct, interpolate: cmdInterpolate,
   direction: cmdDirection, manipulate: cmdManipulate, eval: cmdEval, verify: cmdVerify,
@@ -65,8 +66,7 @@ export async function main(argv: string[]): Promise<number> {
   const run = COMMANDS[command];
   try {
     if (!run) throw new UsageError(`unknown command '${command}' (commands: ${Object.keys(COMMANDS).join(', ')})`);
-    await run(rest);
-    return 0;
+    return (await run(rest)) ?? 0;
   } catch (e) {
     const err = e as Error;
     console.error(`glow-onnx ${command}: ${String(err.message).split('\n')[0]}`);

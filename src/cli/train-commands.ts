@@ -68,7 +68,7 @@ function progressPrinter(): { onStep: (r: StepReport) => void; stop: () => void 
   };
 }
 
-export async function cmdTrain(argv: string[]): Promise<void> {
+export async function cmdTrain(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     data: { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, config: { type: 'string' }, ...CONFIG_FLAGS,
     weights: { type: 'string' }, epochs: { type: 'string' }, minutes: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
@@ -87,20 +87,23 @@ export async function cmdTrain(argv: string[]): Promise<void> {
     : values.weights ? importWeights(readBytes(values.weights as string), values.weights as string).weights
       : initWeights(configFromFlags(values), integer(values, 'seed', 0) ?? 0);
   const config = 'state' in start ? start.weights.config : start.config;
+  // A resumed run keeps its own settings unless a flag says otherwise.
+  const stored = 'state' in start ? start.options : {};
+  const pick = <T>(flag: T | undefined, key: keyof TrainOptions, fallback: T): T => flag ?? (stored[key] as T | undefined) ?? fallback;
   const options: TrainOptions = {
     out,
-    batchSize: integer(values, 'batch-size', 2) ?? 64,
-    learningRate: positive(values, 'lr') ?? 1e-3,
-    warmupSteps: integer(values, 'warmup', 0) ?? 200,
-    clipNorm: number(values, 'clip', (n) => n >= 0, 'a number >= 0 (0: off)') ?? 50,
-    emaDecay: fraction(values, 'ema') ?? 0.999,
-    weightDecay: number(values, 'weight-decay', (n) => n >= 0, 'a number >= 0') ?? 0,
-    classWeight: number(values, 'class-weight', (n) => n >= 0, 'a number >= 0') ?? DEFAULT_CLASS_WEIGHT,
-    checkpointEvery: integer(values, 'checkpoint-every', 1) ?? 200,
-    seed: integer(values, 'seed', 0) ?? 0,
-    initBatch: integer(values, 'init-batch', 2) ?? 256,
-    evalLimit: integer(values, 'eval-limit', 0) ?? 10000,
-    threads: integer(values, 'threads', 1),
+    batchSize: pick(integer(values, 'batch-size', 2), 'batchSize', 64),
+    learningRate: pick(positive(values, 'lr'), 'learningRate', 1e-3),
+    warmupSteps: pick(integer(values, 'warmup', 0), 'warmupSteps', 200),
+    clipNorm: pick(number(values, 'clip', (n) => n >= 0, 'a number >= 0 (0: off)'), 'clipNorm', 50),
+    emaDecay: pick(fraction(values, 'ema'), 'emaDecay', 0.999),
+    weightDecay: pick(number(values, 'weight-decay', (n) => n >= 0, 'a number >= 0'), 'weightDecay', 0),
+    classWeight: pick(number(values, 'class-weight', (n) => n >= 0, 'a number >= 0'), 'classWeight', DEFAULT_CLASS_WEIGHT),
+    checkpointEvery: pick(integer(values, 'checkpoint-every', 1), 'checkpointEvery', 200),
+    seed: pick(integer(values, 'seed', 0), 'seed', 0),
+    initBatch: pick(integer(values, 'init-batch', 2), 'initBatch', 256),
+    evalLimit: pick(integer(values, 'eval-limit', 0), 'evalLimit', 10000),
+    threads: pick(integer(values, 'threads', 1), 'threads', undefined),
     epochs,
     minutes,
   };
@@ -126,7 +129,7 @@ export async function cmdTrain(argv: string[]): Promise<void> {
     writeFilesAtomic(join(out, 'model'), { ...exportModel(result.weights, {}, { trainedSteps: String(result.steps) }) });
     console.log(`${result.stoppedEarly ? 'stopped' : 'finished'} at step ${result.steps}: weights in ${join(out, 'weights.safetensors')}, model in ${join(out, 'model')}, `
       + `resume with: glow-onnx train --out ${out} --resume --data ${data} ${epochs ? `--epochs ${epochs}` : `--minutes ${minutes}`}`);
-    if (result.stoppedEarly) process.exitCode = 130;
+    return result.stoppedEarly ? 130 : 0;
   } finally {
     progress.stop();
     process.off('SIGINT', onSigint);

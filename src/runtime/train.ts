@@ -121,6 +121,8 @@ function checkpointFile(w: GlowWeights, params: ReadonlyMap<string, Float32Array
 
 export interface TrainCheckpoint {
   weights: GlowWeights;
+  /** The options the run was started with (a resume reuses them unless told otherwise). */
+  options: Partial<TrainOptions>;
   params: Map<string, Float32Array>;
   moments: Map<string, Float32Array>;
   ema?: Map<string, Float32Array>;
@@ -165,7 +167,8 @@ export function readTrainCheckpoint(bytes: Uint8Array, source: string): TrainChe
     moments.set(momentNames(name).v, floats(get(momentNames(name).v)));
     if (ema) ema.set(name, floats(get(`ema.${name}`)));
   }
-  return { weights, params, moments, ema, state: JSON.parse(raw) as TrainState };
+  const options = JSON.parse(file.metadata['glow_onnx.train_options'] ?? '{}') as Partial<TrainOptions>;
+  return { weights, options, params, moments, ema, state: JSON.parse(raw) as TrainState };
 }
 
 /** Host weights (for export) from the trained tensors; fixed buffers come from `base`. */

@@ -1,0 +1,76 @@
+// glow-onnx train and artifacts as processes: an image-folder dataset, Ctrl-C, resume.
+
+import { expect } from 'chai';
+import { Jimp } from 'jimp';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('glow-onnx train', function () {
+  this.timeout(300000);
+  let dir: string;
+  let images: string;
+  const model = ['--image-shape', '1,8,8', '--K', '1', '--L', '2', '--hidden', '4', '--n-bits', '5', '--batch-size', '8', '--eval-limit', '0', '--threads', '1'];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'glow-train-cli-'));
+    images = join(dir, 'images');
+    mkdirSync(images);
+    for (let i = 0; i < 40; i++) {
+      const img = new Jimp({ width: 8, height: 8, color: 0x000000ff });
+      for (let p = 0; p < 64; p++) {
+        const v = Math.round(255 * Math.exp(-(((p >> 3) - (i % 6) - 1) ** 2 + ((p & 7) - 3) ** 2) / 3));
+        img.bitmap.data.set([v, v, v, 255], 4 * p);
+      }
+      writeFileSync(join(images, `b${String(i).padStart(2, '0')}.png`), await img.getBuffer('image/png'));
+    }
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('survives Ctrl-C with a checkpoint, then resumes', async () => {
+    const out = join(dir, 'run');
+    const child = spawn(process.execPath, [BIN, 'train', '--data', images, '--out', out, '--minutes', '10', '--checkpoint-every', '2', ...model]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 120000;
+    while (!existsSync(join(out, 'checkpoint.safetensors')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(existsSync(join(out, 'checkpoint.safetensors')), stderr).to.equal(true);
+    child.kill('SIGINT');
+    expect(await exited, stderr).to.equal(130);
+    expect(stderr).to.contain('stopping after this step and writing a checkpoint');
+    expect(stdout).to.match(/stopped at step \d+/);
+    expect(readdirSync(out).sort()).to.include.members(['checkpoint.safetensors', 'config.json', 'model', 'weights.safetensors']);
+    expect(readdirSync(out).filter((f) => f.endsWith('.tmp')), 'no temporary files left').to.deep.equal([]);
+
+    const again = cli('train', '--data', images, '--out', out, '--minutes', '1', ...model);
+    expect(again.code).to.equal(2);
+    expect(again.stderr).to.contain('pass --resume to continue that run');
+    const resumed = cli('train', '--data', images, '--out', out, '--resume', '--epochs', '2', '--threads', '1', '--eval-limit', '0');
+    expect(resumed.code, resumed.stderr).to.equal(0);
+    expect(resumed.stdout).to.contain('finished at step 10');
+    const verify = cli('verify', join(out, 'model'), '--data', images, '--limit', '8');
+    expect(verify.code, verify.stderr).to.equal(0);
+  });
+
+  it('refuses a run without a budget, and writes training artifacts', () => {
+    const r = cli('train', '--data', images, '--out', join(dir, 'none'), ...model);
+    expect(r.code).to.equal(2);
+    expect(r.stderr).to.contain('give a budget');
+    expect(cli('init', '--out', join(dir, 'init'), '--data', 'none', ...model.slice(0, 10)).code).to.equal(0);
+    const a = cli('artifacts', '--weights', join(dir, 'init', 'weights.safetensors'), '--out', join(dir, 'artifacts'));
+    expect(a.code, a.stderr).to.equal(0);
+    expect(readdirSync(join(dir, 'artifacts')).sort()).to.deep.equal(['checkpoint', 'eval_model.onnx', 'optimizer_model.onnx', 'training_model.onnx']);
+  });
+});

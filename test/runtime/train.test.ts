@@ -1,0 +1,178 @@
+// The training loop and its artifacts: exact resume, stops that keep the last good checkpoint,
+// Adam against a direct implementation, and artifacts that agree with each other and run on
+// WebGPU.
+
+import { expect } from 'chai';
+import ort from 'onnxruntime-node';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serializeModel } from '../../src/builder/serialize.js';
+import { GlowConfig } from '../../src/glow/config.js';
+import { GlowWeights } from '../../src/glow/model.js';
+import { paramSpecs } from '../../src/glow/names.js';
+import { initWeights } from '../../src/glow/params.js';
+import { Rng } from '../../src/glow/rng.js';
+import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/glow/training.js';
+import { CHECKPOINT_FILE, Dataset, readTrainCheckpoint, train, TrainingError, TrainOptions } from '../../src/runtime/train.js';
+import { maxAbsDiff } from '../helpers.js';
+
+const config: GlowConfig = {
+  imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv',
+  lu: true, learnTop: true, numClasses: 3, nBits: 5, actnormScale: 1,
+};
+
+/** Blurry blobs: learnable, unlike noise, so losses move. */
+function dataset(count: number, seed: number): Dataset {
+  const rng = new Rng(seed);
+  const pixels = new Uint8Array(count * 64);
+  const labels = new Uint8Array(count);
+  for (let n = 0; n < count; n++) {
+    const [cy, cx] = [1 + rng.int(6), 1 + rng.int(6)];
+    labels[n] = rng.int(3);
+    for (let i = 0; i < 8; i++) for (let j = 0; j < 8; j++) pixels[n * 64 + i * 8 + j] = Math.min(255, Math.round(255 * Math.exp(-((i - cy) ** 2 + (j - cx) ** 2) / 4) + 20 * rng.uniform()));
+  }
+  return { pixels, labels, count };
+}
+
+function options(out: string, extra: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    out, batchSize: 8, learningRate: 2e-3, warmupSteps: 3, emaDecay: 0.9, checkpointEvery: 5, seed: 3, initBatch: 16,
+    evalLimit: 16, epochs: 1, threads: 1, ...extra,
+  };
+}
+
+function feedsFor(w: GlowWeights, rng: Rng): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {
+    x: new ort.Tensor('float32', new Float32Array(4 * 64).map(() => rng.uniform() - 0.5), [4, 1, 8, 8]),
+    y: new ort.Tensor('float32', Float32Array.from({ length: 12 }, (_, i) => (i % 3 === Math.floor(i / 3) % 3 ? 1 : 0)), [4, 3]),
+  };
+  for (const spec of paramSpecs(w.config).filter((s) => s.trainable)) {
+    feeds[spec.name] = new ort.Tensor('float32', Float32Array.from(w.params.get(spec.name)!.data, (v) => v + 0.05 * rng.normal()), spec.shape);
+  }
+  return feeds;
+}
+
+describe('training loop', function () {
+  this.timeout(300000);
+  let dir: string;
+  const data = { train: dataset(48, 1), test: dataset(16, 2) };
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'glow-train-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('learns, and a resumed run reproduces the uninterrupted run exactly', async () => {
+    const straight = await train(initWeights(config, 1), data, options(join(dir, 'a'), { epochs: 4 }));
+    expect(straight.steps).to.equal(24);
+    expect(straight.losses.slice(-6).reduce((a, b) => a + b) / 6).to.be.below(straight.losses.slice(0, 6).reduce((a, b) => a + b) / 6 - 0.2);
+
+    const first = await train(initWeights(config, 1), data, options(join(dir, 'b'), { epochs: 2 }));
+    const path = join(dir, 'b', CHECKPOINT_FILE);
+    const resumed = await train(readTrainCheckpoint(readFileSync(path), path), data, options(join(dir, 'b'), { epochs: 4 }));
+    expect([...first.losses, ...resumed.losses]).to.deep.equal(straight.losses);
+    for (const [name, t] of straight.weights.params) expect(maxAbsDiff(resumed.weights.params.get(name)!.data, t.data), name).to.equal(0);
+    expect(existsSync(join(dir, 'b', 'samples', 'epoch-004.png'))).to.equal(true);
+  });
+
+  it('a stop request ends at a checkpoint from which the run continues', async () => {
+    let steps = 0;
+    const stopped = await train(initWeights(config, 1), data, options(dir, { epochs: 3 }), { shouldStop: () => ++steps === 7 });
+    expect(stopped.stoppedEarly).to.equal(true);
+    const checkpoint = readTrainCheckpoint(readFileSync(join(dir, CHECKPOINT_FILE)), 'checkpoint');
+    expect(checkpoint.state.step).to.equal(7);
+    const rest = await train(checkpoint, data, options(dir, { epochs: 3 }));
+    expect(rest.steps).to.equal(18);
+  });
+
+  it('a non-finite loss stops the run and leaves the last good checkpoint intact', async () => {
+    const out = join(dir, 'nan');
+    let error: unknown;
+    await train(initWeights(config, 1), data, options(out, { learningRate: 1e4, warmupSteps: 0, clipNorm: 0, checkpointEvery: 1, epochs: 20 })).catch((e) => (error = e));
+    expect(error).to.be.instanceOf(TrainingError);
+    const message = (error as Error).message;
+    const step = Number(/at step (\d+)/.exec(message)![1]);
+    expect(message).to.match(/the last good checkpoint \(step \d+\) is intact/);
+    const saved = readTrainCheckpoint(readFileSync(join(out, CHECKPOINT_FILE)), 'checkpoint');
+    expect(saved.state.step).to.equal(step - 1);
+    for (const t of saved.params.values()) expect(t.every(Number.isFinite)).to.equal(true);
+  });
+});
+
+describe('training artifacts', function () {
+  this.timeout(120000);
+  const w = initWeights(config, 2);
+  // Non-zero last convolutions, so that every gradient is non-trivial.
+  // A non-zero prior_h too, or learn_top_fn.conv.weight (applied to it) would get no gradient.
+  for (const [name, t] of w.params) if (/block\.4|conv\.conv|learn_top_fn|project_|\.logs$|prior_h/.test(name)) t.data.forEach((_, i) => (t.data[i] = 0.02 * Math.sin(i + name.length)));
+
+  it('Adam in the optimizer graph matches a direct implementation, clipping included', async () => {
+    const shapes = new Map([['a', [3, 4]], ['b', [5]]]);
+    const session = await ort.InferenceSession.create(serializeModel(buildOptimizerModel(shapes, { clipNorm: 1, weightDecay: 0.01 })));
+    const rng = new Rng(5);
+    const values = (n: number, s = 1) => new Float32Array(n).map(() => s * rng.normal());
+    const feeds: Record<string, ort.Tensor> = { learning_rate: new ort.Tensor('float32', Float32Array.of(0.01), []), step: new ort.Tensor('float32', Float32Array.of(3), []) };
+    const host: Record<string, Float32Array> = {};
+    for (const [name, shape] of shapes) {
+      const n = shape.reduce((p, q) => p * q, 1);
+      for (const [key, data] of [[name, values(n)], [gradName(name), values(n, 3)], [momentNames(name).m, values(n, 0.1)], [momentNames(name).v, values(n, 0.1).map(Math.abs)]] as const) {
+        host[key] = data;
+        feeds[key] = new ort.Tensor('float32', data, shape);
+      }
+    }
+    const out = await session.run(feeds);
+    const norm = Math.sqrt([...shapes.keys()].reduce((s, name) => s + host[gradName(name)].reduce((a, g) => a + g * g, 0), 0));
+    const scale = Math.min(1, 1 / (norm + 1e-6));
+    for (const name of shapes.keys()) {
+      host[gradName(name)].forEach((g0, i) => {
+        const g = g0 * scale;
+        const m = 0.9 * host[momentNames(name).m][i] + 0.1 * g;
+        const v = 0.999 * host[momentNames(name).v][i] + 0.001 * g * g;
+        const p = host[name][i] - (0.01 * (m / (1 - 0.9 ** 3))) / (Math.sqrt(v / (1 - 0.999 ** 3)) + 1e-8) - 0.01 * 0.01 * host[name][i];
+        expect((out[updatedName(name)].data as Float32Array)[i]).to.be.closeTo(p, 1e-6);
+        expect((out[updatedName(momentNames(name).m)].data as Float32Array)[i]).to.be.closeTo(m, 1e-6);
+      });
+    }
+    expect((out.grad_norm.data as Float32Array)[0]).to.be.closeTo(norm, 1e-4 * norm);
+  });
+
+  it('training, eval and optimizer models compose to the fused step', async () => {
+    const feeds = feedsFor(w, new Rng(9));
+    const trainingSession = await ort.InferenceSession.create(serializeModel(buildTrainingModel(w)));
+    const evalSession = await ort.InferenceSession.create(serializeModel(buildEvalModel(w)));
+    const fusedSession = await ort.InferenceSession.create(serializeModel(buildFusedTrainStep(w)));
+    const shapes = new Map(paramSpecs(config).filter((s) => s.trainable).map((s) => [s.name, s.shape]));
+    const optimizerSession = await ort.InferenceSession.create(serializeModel(buildOptimizerModel(shapes)));
+    const grads = await trainingSession.run(feeds);
+    const evaluation = await evalSession.run(feeds);
+    expect((grads.loss.data as Float32Array)[0]).to.be.closeTo((evaluation.loss.data as Float32Array)[0], 1e-6);
+    expect(evaluation.bpd.dims).to.deep.equal([4]);
+    const step = { learning_rate: new ort.Tensor('float32', Float32Array.of(1e-3), []), step: new ort.Tensor('float32', Float32Array.of(1), []) };
+    const optimizerFeeds: Record<string, ort.Tensor> = { ...step };
+    const fusedFeeds: Record<string, ort.Tensor> = { ...feeds, ...step };
+    for (const [name, shape] of shapes) {
+      const zeros = new ort.Tensor('float32', new Float32Array(shape.reduce((p, q) => p * q, 1)), shape);
+      const g = grads[gradName(name)].data as Float32Array;
+      expect(g.some((v) => v !== 0), `${name} gradient`).to.equal(true);
+      Object.assign(optimizerFeeds, { [name]: feeds[name], [gradName(name)]: grads[gradName(name)], [momentNames(name).m]: zeros, [momentNames(name).v]: zeros });
+      Object.assign(fusedFeeds, { [momentNames(name).m]: zeros, [momentNames(name).v]: zeros });
+    }
+    const separate = await optimizerSession.run(optimizerFeeds);
+    const fused = await fusedSession.run(fusedFeeds);
+    for (const name of shapes.keys()) {
+      expect(maxAbsDiff(fused[updatedName(name)].data as Float32Array, separate[updatedName(name)].data as Float32Array), name).to.be.below(1e-6);
+    }
+  });
+
+  it('the training model runs on WebGPU with the CPU results', async () => {
+    process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json';
+    if (!existsSync(process.env.VK_ICD_FILENAMES)) throw new Error('no Vulkan driver for WebGPU: apt-get install chromium libvulkan1');
+    const model = serializeModel(buildTrainingModel(w));
+    const feeds = feedsFor(w, new Rng(4));
+    const cpu = await (await ort.InferenceSession.create(model)).run(feeds);
+    const gpu = await (await ort.InferenceSession.create(model, { executionProviders: ['webgpu'] })).run(feeds);
+    for (const name of Object.keys(cpu)) {
+      const reference = cpu[name].data as Float32Array;
+      const scale = Math.max(1e-3, ...Array.from(reference, Math.abs));
+      expect(maxAbsDiff(gpu[name].data as Float32Array, reference) / scale, name).to.be.below(1e-4);
+    }
+  });
+});
