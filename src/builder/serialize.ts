@@ -1,6 +1,8 @@
 // Graph <-> ModelProto bytes through onnx-proto (protobufjs). Tensors are written as
 // little-endian raw_data, attributes and metadata in a fixed order, so the same graph always
-// gives the same bytes.
+// gives the same bytes. Initializers can also go to a side file (ONNX external data): the
+// model then holds each tensor's location, offset and length, and stays small whatever the
+// size of the weights (a ModelProto cannot pass protobuf's 2 GiB).
 
 import onnxProto from 'onnx-proto';
 import { float16Bits, float16Value } from './float16.js';
@@ -60,23 +62,99 @@ function toTensorProto(name: string, t: Tensor): onnxProto.onnx.ITensorProto {
   return { name, dims: t.shape, dataType: ONNX_TYPE[t.dtype], rawData: tensorBytes(t) };
 }
 
+const ITEM_SIZE: Readonly<Record<Tensor['dtype'], number>> = { float32: 4, float64: 8, float16: 2, int64: 8, int32: 4, bool: 1 };
+
+/** Bytes of a tensor's raw data. */
+export function tensorByteLength(t: Tensor): number {
+  return t.data.length * ITEM_SIZE[t.dtype];
+}
+
+/** The size a ModelProto cannot reach: protobuf messages are limited to 2 GiB - 1. */
+export const PROTOBUF_LIMIT = 2 ** 31 - 1;
+/** Room kept below PROTOBUF_LIMIT for everything but the initializers' data (nodes, value_info,
+ * names, metadata: a few megabytes even for very deep models). */
+const STRUCTURE_HEADROOM = 64 * 2 ** 20;
+
+/** Whether the graph's initializers are too big for one ModelProto (limit: for tests). */
+export function needsExternalData(graph: Graph, limit = PROTOBUF_LIMIT): boolean {
+  let bytes = 0;
+  for (const t of graph.initializers.values()) bytes += tensorByteLength(t);
+  return bytes > limit - STRUCTURE_HEADROOM;
+}
+
+export interface ExternalDataOptions {
+  /** The side file's name, relative to the model file's directory: e.g. 'encode.onnx.data'. */
+  location: string;
+  /** Initializers of fewer bytes stay inside the model (default 1024, as onnx's own converter). */
+  sizeThreshold?: number;
+}
+
+/** Offsets are multiples of 64 bytes (SIMD loads); tensors of 1 MiB or more start on a 64 KiB
+ * boundary, the mmap granularity of every platform, so that runtimes can map them in place. */
+const ALIGN = 64;
+const LARGE_TENSOR = 2 ** 20;
+const LARGE_ALIGN = 2 ** 16;
+
+function checkLocation(location: string, where: string): void {
+  const parts = location.split(/[\\/]/);
+  if (location === '' || location.includes('\0') || /^([\\/]|[A-Za-z]:)/.test(location) || parts.some((p) => p === '..' || p === '')) {
+    throw new OnnxFormatError(`${where}: external data location ${JSON.stringify(location)} must be a relative path inside the model's directory`);
+  }
+}
+
 function numbersOf(list: unknown[] | null | undefined): number[] {
   return (list ?? []).map((v) => Number(v));
 }
 
-export function fromTensorProto(p: onnxProto.onnx.ITensorProto, where: string): Tensor {
+/** The side files of a model with external data: their bytes by location, or a function that
+ * reads one (e.g. from the model's directory). */
+export type ExternalDataSource = Readonly<Record<string, Uint8Array>> | ((location: string) => Uint8Array);
+
+/** The raw bytes of an external tensor: checked location, offset and length. */
+function externalBytes(p: onnxProto.onnx.ITensorProto, byteLength: number, where: string, source: ExternalDataSource | undefined): Uint8Array {
+  const entries = new Map((p.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
+  const location = entries.get('location');
+  if (location === undefined) throw new OnnxFormatError(`${where}: external tensor ${p.name} names no location`);
+  checkLocation(location, where);
+  const offsetOf = (key: string): number | undefined => {
+    const text = entries.get(key);
+    if (text === undefined) return undefined;
+    const v = Number(text);
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(v)) throw new OnnxFormatError(`${where}: external tensor ${p.name} has invalid ${key} ${JSON.stringify(text)}`);
+    return v;
+  };
+  const offset = offsetOf('offset') ?? 0;
+  const length = offsetOf('length') ?? byteLength;
+  if (length !== byteLength) {
+    throw new OnnxFormatError(`${where}: external tensor ${p.name} has length ${length}, its shape needs ${byteLength} bytes`);
+  }
+  if (!source) {
+    throw new OnnxFormatError(`${where}: tensor ${p.name} is stored in the external file ${location}: give its bytes or the model's directory`);
+  }
+  let file: Uint8Array;
+  if (typeof source === 'function') {
+    file = source(location);
+  } else {
+    if (!Object.hasOwn(source, location)) throw new OnnxFormatError(`${where}: tensor ${p.name} is stored in ${location}, which was not given`);
+    file = source[location];
+  }
+  if (offset + length > file.length) {
+    throw new OnnxFormatError(`${where}: external tensor ${p.name} reads bytes ${offset} to ${offset + length} of ${location}, which has ${file.length}`);
+  }
+  return file.subarray(offset, offset + length);
+}
+
+export function fromTensorProto(p: onnxProto.onnx.ITensorProto, where: string, external?: ExternalDataSource): Tensor {
   const dtype = dtypeOfCode(p.dataType ?? 0);
   if (!dtype) throw new OnnxFormatError(`${where}: tensor ${p.name} has unsupported data type ${p.dataType}`);
-  if (p.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
-    throw new OnnxFormatError(`${where}: tensor ${p.name} uses external data, which this reader does not load`);
-  }
   const shape = numbersOf(p.dims);
   if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new OnnxFormatError(`${where}: tensor ${p.name} has invalid dims [${shape.join(', ')}]`);
   }
   const n = shape.reduce((a, b) => a * b, 1);
-  const raw = p.rawData;
-  const itemSize = { float32: 4, float64: 8, float16: 2, int64: 8, int32: 4, bool: 1 }[dtype];
+  const itemSize = ITEM_SIZE[dtype];
+  if (!Number.isSafeInteger(n * itemSize)) throw new OnnxFormatError(`${where}: tensor ${p.name} has invalid dims [${shape.join(', ')}]`);
+  const raw = p.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL ? externalBytes(p, n * itemSize, where, external) : p.rawData;
   const stored = raw && raw.length > 0 ? raw.length / itemSize : [p.floatData, p.doubleData, p.int64Data, p.int32Data].reduce((m, l) => Math.max(m, l?.length ?? 0), 0);
   // Checked before allocating, so a corrupt shape cannot ask for gigabytes.
   if (n !== stored) {
@@ -161,8 +239,49 @@ function fromValueInfo(p: onnxProto.onnx.IValueInfoProto, where: string): GraphI
 
 // ---------------------------------------------------------------- model
 
+/** The ModelProto, and the side file's bytes when `external` is given (every initializer of at
+ * least sizeThreshold bytes goes there, in graph order). */
+function buildModelProto(graph: Graph, info: ModelInfo, external?: ExternalDataOptions): { proto: onnxProto.onnx.ModelProto; data?: Uint8Array } {
+  let initializers: onnxProto.onnx.ITensorProto[];
+  let data: Uint8Array | undefined;
+  if (!external) {
+    initializers = [...graph.initializers].map(([v, t]) => toTensorProto(v.name, t));
+  } else {
+    checkLocation(external.location, 'external data');
+    const threshold = external.sizeThreshold ?? 1024;
+    const placed: { bytes: Uint8Array; offset: number }[] = [];
+    let end = 0;
+    initializers = [...graph.initializers].map(([v, t]) => {
+      const proto = toTensorProto(v.name, t);
+      const bytes = proto.rawData as Uint8Array;
+      if (bytes.length < threshold) return proto;
+      const align = bytes.length >= LARGE_TENSOR ? LARGE_ALIGN : ALIGN;
+      const offset = Math.ceil(end / align) * align;
+      end = offset + bytes.length;
+      placed.push({ bytes, offset });
+      return {
+        name: proto.name,
+        dims: proto.dims,
+        dataType: proto.dataType,
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: 'location', value: external.location },
+          { key: 'offset', value: String(offset) },
+          { key: 'length', value: String(bytes.length) },
+        ],
+      };
+    });
+    data = new Uint8Array(end);
+    for (const { bytes, offset } of placed) data.set(bytes, offset);
+  }
+  return { proto: modelProto(graph, info, initializers), data };
+}
+
 export function toModelProto(graph: Graph, info: ModelInfo = {}): onnxProto.onnx.ModelProto {
-  const initializers = [...graph.initializers].map(([v, t]) => toTensorProto(v.name, t));
+  return buildModelProto(graph, info).proto;
+}
+
+function modelProto(graph: Graph, info: ModelInfo, initializers: onnxProto.onnx.ITensorProto[]): onnxProto.onnx.ModelProto {
   const outputNames = new Set(graph.outputs.map((io) => io.value.name));
   const nodes = graph.nodes.map((n) => ({
     name: n.name,
@@ -199,10 +318,24 @@ export function serializeModel(graph: Graph, info: ModelInfo = {}): Uint8Array {
   return onnx.ModelProto.encode(toModelProto(graph, info)).finish();
 }
 
+/** The model with its big initializers in a side file, to be written as external.location
+ * beside the model file. */
+export function serializeModelWithExternalData(graph: Graph, info: ModelInfo, external: ExternalDataOptions): { model: Uint8Array; data: Uint8Array } {
+  const { proto, data } = buildModelProto(graph, info, external);
+  return { model: onnx.ModelProto.encode(proto).finish(), data: data! };
+}
+
 export interface ParsedModel {
   graph: Graph;
   info: Required<ModelInfo>;
   irVersion: number;
+  /** The side files the initializers were read from: tensors and bytes in each. */
+  externalData: { location: string; tensors: number; bytes: number }[];
+}
+
+export interface ParseOptions {
+  /** Where tensors stored as external data are read from. */
+  externalData?: ExternalDataSource;
 }
 
 export interface ModelSummary {
@@ -210,6 +343,8 @@ export interface ModelSummary {
   outputs: GraphIO[];
   metadata: Record<string, string>;
   opset: number;
+  /** The side files that hold external initializers, checked to lie inside the model's directory. */
+  externalData: string[];
 }
 
 function decodeModel(bytes: Uint8Array, where: string): onnxProto.onnx.ModelProto {
@@ -222,6 +357,18 @@ function decodeModel(bytes: Uint8Array, where: string): onnxProto.onnx.ModelProt
   const g = model.graph;
   if (!g || (!g.node?.length && !g.output?.length)) throw new OnnxFormatError(`${where} is not an ONNX model (it has no graph)`);
   return model;
+}
+
+function externalLocations(tensors: onnxProto.onnx.ITensorProto[], where: string): string[] {
+  const locations = new Set<string>();
+  for (const t of tensors) {
+    if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
+    const location = (t.externalData ?? []).find((e) => e.key === 'location')?.value;
+    if (location === undefined || location === null) throw new OnnxFormatError(`${where}: external tensor ${t.name} names no location`);
+    checkLocation(location, where);
+    locations.add(location);
+  }
+  return [...locations];
 }
 
 /** Inputs, outputs and metadata without converting any tensor data: cheap even for big models. */
@@ -237,11 +384,12 @@ export function readModelSummary(bytes: Uint8Array, where = 'model'): ModelSumma
     outputs: (g.output ?? []).map((p) => fromValueInfo(p, where)),
     metadata,
     opset: Number(opset?.version ?? 0),
+    externalData: externalLocations(g.initializer ?? [], where),
   };
 }
 
 /** Reads ModelProto bytes back into a Graph; every malformed input is an OnnxFormatError. */
-export function parseModel(bytes: Uint8Array, where = 'model'): ParsedModel {
+export function parseModel(bytes: Uint8Array, where = 'model', options: ParseOptions = {}): ParsedModel {
   const model = decodeModel(bytes, where);
   const g = model.graph!;
   const opset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
@@ -249,8 +397,16 @@ export function parseModel(bytes: Uint8Array, where = 'model'): ParsedModel {
 
   const values = new Map<string, Value>();
   const initializers = new Map<Value, Tensor>();
+  const external = new Map<string, { tensors: number; bytes: number }>();
   for (const t of g.initializer ?? []) {
-    const tensor = fromTensorProto(t, where);
+    const tensor = fromTensorProto(t, where, options.externalData);
+    if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
+      const location = (t.externalData ?? []).find((e) => e.key === 'location')!.value ?? '';
+      const entry = external.get(location) ?? { tensors: 0, bytes: 0 };
+      entry.tensors++;
+      entry.bytes += tensorByteLength(tensor);
+      external.set(location, entry);
+    }
     const v = new Value(t.name ?? '', tensor.dtype, tensor.shape);
     values.set(v.name, v);
     initializers.set(v, tensor);
@@ -300,5 +456,6 @@ export function parseModel(bytes: Uint8Array, where = 'model'): ParsedModel {
       docString: model.docString ?? '',
     },
     irVersion: Number(model.irVersion ?? 0),
+    externalData: [...external].map(([location, e]) => ({ location, ...e })),
   };
 }

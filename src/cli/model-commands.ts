@@ -1,14 +1,16 @@
 // Commands that make and describe models: init, export, inspect.
 
-import { basename, join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { SUPPORTED_OPSETS } from '../builder/graph.js';
 import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../glow/config.js';
-import { exportModel, GlowJson } from '../glow/export.js';
+import { DTYPES, ExportDType, ExportOptions, exportModel, GlowJson } from '../glow/export.js';
 import { importWeights, ImportOptions } from '../glow/import/index.js';
 import { checkpointBytes, initWeights, WEIGHTS_FILE } from '../glow/params.js';
 import { Rng } from '../glow/rng.js';
 import { writeFilesAtomic } from '../runtime/files.js';
 import { initActNorms } from '../runtime/init.js';
+import { TRITON_DEVICES, TritonDevice, TritonOptions, tritonRepository } from '../glow/triton.js';
 import { inspectModel } from '../runtime/inspect.js';
 import { dequantize } from '../runtime/quantize.js';
 import { bool, integer, Options, parse, readBytes, readJson, required, UsageError, Values } from './args.js';
@@ -105,22 +107,63 @@ export async function cmdImport(argv: string[]): Promise<void> {
   console.log(`imported a ${origin} checkpoint (${JSON.stringify(weights.config)}) into ${join(out, WEIGHTS_FILE)}`);
 }
 
+function choice<T extends string>(values: Values, name: string, allowed: readonly T[]): T | undefined {
+  const value = values[name];
+  if (value === undefined) return undefined;
+  if (!allowed.includes(value as T)) throw new UsageError(`--${name} must be ${allowed.join(' or ')}, got ${value}`);
+  return value as T;
+}
+
+/** Writes files whose names may hold subfolders (a Triton repository), all or none. */
+function writeTree(dir: string, files: Record<string, Uint8Array | string>): void {
+  for (const name of Object.keys(files)) mkdirSync(join(dir, dirname(name)), { recursive: true });
+  writeFilesAtomic(dir, files);
+}
+
 export async function cmdExport(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
     weights: { type: 'string' }, out: { type: 'string' }, config: { type: 'string' }, opset: { type: 'string' },
-    'no-fold': { type: 'boolean' }, ...IMPORT_FLAGS,
+    'no-fold': { type: 'boolean' }, dtype: { type: 'string' }, batch: { type: 'string' }, 'external-data': { type: 'boolean' },
+    triton: { type: 'string' }, 'triton-max-batch': { type: 'string' }, 'triton-instances': { type: 'string' },
+    'triton-device': { type: 'string' }, ...IMPORT_FLAGS,
   });
   const weightsPath = required(values, 'weights');
   const out = required(values, 'out');
-  const opset = opsetFlag(values);
+  const options: ExportOptions = {
+    fold: !values['no-fold'],
+    opset: opsetFlag(values),
+    dtype: choice<ExportDType>(values, 'dtype', DTYPES),
+    batch: integer(values, 'batch', 1),
+    externalData: values['external-data'] ? true : 'auto',
+  };
+  const triton: TritonOptions = {
+    ...options,
+    maxBatchSize: integer(values, 'triton-max-batch', 1),
+    instances: integer(values, 'triton-instances', 1),
+    device: choice<TritonDevice>(values, 'triton-device', TRITON_DEVICES),
+  };
+  if (!values.triton && (triton.maxBatchSize !== undefined || triton.instances !== undefined || triton.device !== undefined)) {
+    throw new UsageError('--triton-max-batch, --triton-instances and --triton-device need --triton DIR');
+  }
   const { weights, origin } = loadWeights(values, weightsPath);
-  const files = exportModel(weights, { fold: !values['no-fold'], opset }, { weights: basename(weightsPath), origin });
+  const files = exportModel(weights, options, { weights: basename(weightsPath), origin });
+  // Everything is built in memory before anything is written.
+  const repository = values.triton ? tritonRepository(weights, triton) : undefined;
   writeFilesAtomic(out, { ...files });
   const json = JSON.parse(files['glow.json']) as GlowJson;
-  console.log(`wrote ${out}/{glow.json, encode.onnx (${files['encode.onnx'].length} bytes), decode.onnx (${files['decode.onnx'].length} bytes)} at opset ${json.opset}${json.folded ? '' : ', unfolded'}`);
+  const sizes = Object.entries(files).filter(([name]) => name !== 'glow.json').map(([name, data]) => `${name} (${data.length} bytes)`);
+  const variant = [json.dtype, json.batch ? `batch ${json.batch}` : '', json.folded ? '' : 'unfolded'].filter(Boolean).join(', ');
+  console.log(`wrote ${out}/{glow.json, ${sizes.join(', ')}} at opset ${json.opset}, ${variant}`);
+  if (repository) {
+    writeTree(values.triton as string, repository);
+    console.log(`wrote a Triton model repository to ${values.triton}: ${Object.keys(repository).sort().join(', ')}`);
+  }
 }
 
 export async function cmdInspect(argv: string[]): Promise<void> {
   const { positionals } = parse(argv, {}, 1);
-  console.log(inspectModel(readBytes(positionals[0]), positionals[0]));
+  const path = positionals[0];
+  // External data lies beside the model, under the name the model gives it.
+  const externalData = (location: string) => readBytes(join(dirname(path), location));
+  console.log(inspectModel(readBytes(path), path, { externalData }));
 }

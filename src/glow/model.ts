@@ -4,7 +4,7 @@
 //           prior (eps_L); logdet, log_px, bpd, y_logits
 //   decode: the same levels in reverse, z = mean + sigma * T * eps at every prior.
 
-import { Graph, GraphBuilder, tensor, Value } from '../builder/graph.js';
+import { Dim, Graph, GraphBuilder, tensor, Value } from '../builder/graph.js';
 import * as op from '../builder/ops.js';
 import { chain, cleanup, foldConstants, toposort } from '../builder/passes/index.js';
 import { dimensions, GlowConfig, latentShape, levelChannels } from './config.js';
@@ -35,6 +35,19 @@ export interface BuildOptions {
    * weights in the graph, for comparison and debugging. */
   fold?: boolean;
   opset?: number;
+  /** A static batch size for every graph input and output (TensorRT engines, WebGPU graph
+   * capture); default: the symbolic dimension 'N'. */
+  batch?: number;
+  /** decode's temperature: one scalar for the whole batch (default), or one per example, shape
+   * [N], as servers that batch requests together need (Triton batches every input). */
+  temperature?: 'scalar' | 'per-example';
+}
+
+/** The batch dimension of every graph input and output. */
+function batchDim(options: BuildOptions): Dim {
+  if (options.batch === undefined) return 'N';
+  if (!Number.isSafeInteger(options.batch) || options.batch < 1) throw new Error(`batch must be a positive integer, got ${options.batch}`);
+  return options.batch;
 }
 
 const LN2 = Math.log(2);
@@ -314,12 +327,12 @@ export interface EncodeValues {
   yLogits?: Value;
 }
 
-function encodeBody(w: GlowWeights, g: GraphBuilder, assembly: Assembly): EncodeValues {
+function encodeBody(w: GlowWeights, g: GraphBuilder, assembly: Assembly, N: Dim = 'N'): EncodeValues {
   const { config } = w;
   const { steps, priors } = assembly;
   const [C, H, W] = config.imageShape;
-  const x = g.input('x', 'float32', ['N', C, H, W], `dequantised pixels k / 2^${config.nBits} - 0.5 + u, u in [0, 2^-${config.nBits})`);
-  const y = config.numClasses > 0 ? g.input('y', 'float32', ['N', config.numClasses], 'one-hot class') : undefined;
+  const x = g.input('x', 'float32', [N, C, H, W], `dequantised pixels k / 2^${config.nBits} - 0.5 + u, u in [0, 2^-${config.nBits})`);
+  const y = config.numClasses > 0 ? g.input('y', 'float32', [N, config.numClasses], 'one-hot class') : undefined;
 
   const flowLogdet: LogDet[] = [];
   const priorLogs: LogDet[] = [];
@@ -366,8 +379,9 @@ export function buildEncode(w: GlowWeights, options: BuildOptions = {}): Graph {
   const fold = options.fold ?? true;
   const g = new GraphBuilder('glow_encode', { opset: options.opset });
   g.metadata = configMetadata(config, fold);
-  const out = encodeBody(w, g, assemble(w, g, { fold }));
-  out.eps.forEach((e, i) => g.output(e, `eps_${i + 1}`, `standardised latent of level ${i + 1} [N, ${latentShape(config, i + 1).join(', ')}]`));
+  const N = batchDim(options);
+  const out = encodeBody(w, g, assemble(w, g, { fold }), N);
+  out.eps.forEach((e, i) => g.output(e, `eps_${i + 1}`, `standardised latent of level ${i + 1} [${N}, ${latentShape(config, i + 1).join(', ')}]`));
   g.output(out.logdet, 'logdet', 'sum of log|det J| of the flow layers');
   g.output(out.logPx, 'log_px', 'log-likelihood of the discretised data in nats');
   g.output(out.bpd, 'bpd', 'bits per dimension, -log_px / (D ln 2)');
@@ -399,10 +413,14 @@ export function buildDecode(w: GlowWeights, options: BuildOptions = {}): Graph {
   const fold = options.fold ?? true;
   const g = new GraphBuilder('glow_decode', { opset: options.opset });
   g.metadata = configMetadata(config, fold);
+  const N = batchDim(options);
   const eps = Array.from({ length: config.L }, (_, i) =>
-    g.input(`eps_${i + 1}`, 'float32', ['N', ...latentShape(config, i + 1)], `standardised latent of level ${i + 1}`));
-  const temperature = g.input('temperature', 'float32', [], 'scale of the prior standard deviations (1 reproduces encode inputs)');
-  const y = config.numClasses > 0 ? g.input('y', 'float32', ['N', config.numClasses], 'one-hot class') : undefined;
+    g.input(`eps_${i + 1}`, 'float32', [N, ...latentShape(config, i + 1)], `standardised latent of level ${i + 1}`));
+  const temperatureDoc = 'scale of the prior standard deviations (1 reproduces encode inputs)';
+  const temperature = options.temperature === 'per-example'
+    ? op.reshape(g, g.input('temperature', 'float32', [N], `${temperatureDoc}, one per example`), [0, 1, 1, 1])
+    : g.input('temperature', 'float32', [], temperatureDoc);
+  const y = config.numClasses > 0 ? g.input('y', 'float32', [N, config.numClasses], 'one-hot class') : undefined;
   const { steps, priors } = assemble(w, g, { fold });
   let z = g.scope('top', () => sample(g, eps[config.L - 1], temperature, priors.top(g, y)));
   for (let level = config.L - 1; level >= 0; level--) {

@@ -1,9 +1,10 @@
 // A readable summary of an .onnx file: I/O, op histogram, parameters, embedded config.
 
-import { parseModel } from '../builder/serialize.js';
+import { parseModel, ParseOptions } from '../builder/serialize.js';
 
-export function inspectModel(bytes: Uint8Array, source: string): string {
-  const { graph, info, irVersion } = parseModel(bytes, source);
+/** `options.externalData` reads the side files of a model stored with external data. */
+export function inspectModel(bytes: Uint8Array, source: string, options: ParseOptions = {}): string {
+  const { graph, info, irVersion, externalData } = parseModel(bytes, source, options);
   const lines: string[] = [];
   const describe = (io: (typeof graph.inputs)[number]) =>
     `  ${io.value.name}: ${io.value.dtype}[${io.value.shape?.join(', ') ?? '?'}]${io.doc ? `  ${io.doc}` : ''}`;
@@ -20,6 +21,7 @@ export function inspectModel(bytes: Uint8Array, source: string): string {
   let parameters = 0;
   for (const t of graph.initializers.values()) parameters += t.data.length;
   lines.push(`parameters: ${parameters.toLocaleString('en-US')} in ${graph.initializers.size} initializers`);
+  for (const e of externalData) lines.push(`external data: ${e.tensors} initializers, ${e.bytes.toLocaleString('en-US')} bytes in ${e.location}`);
   const config = graph.metadata['glow_onnx.config'];
   if (config) lines.push(`config: ${config}`);
   for (const [k, v] of Object.entries(graph.metadata)) if (k !== 'glow_onnx.config') lines.push(`metadata ${k}: ${v}`);

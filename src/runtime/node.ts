@@ -3,7 +3,7 @@
 
 import ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { readModelSummary } from '../builder/serialize.js';
 import { GlowConfig, latentShape, validateConfig } from '../glow/config.js';
 import { GlowModel } from './core.js';
@@ -16,6 +16,8 @@ export interface RuntimeOptions extends ProviderOptions {
 export interface GlowRuntime {
   model: GlowModel;
   config: GlowConfig;
+  /** Weights and compute precision of the graphs ('float32' or 'float16'; I/O is float32). */
+  dtype: string;
   /** The provider each graph's session runs on, and what failed before it. */
   providers: { encode: ProviderName; decode: ProviderName };
   failures: ProviderFailure[];
@@ -33,14 +35,16 @@ function readFile(path: string): Uint8Array {
   }
 }
 
-/** The config embedded in a graph, after checking that the graph has the contract's I/O. */
-function configOf(bytes: Uint8Array, path: string, kind: 'encode' | 'decode'): GlowConfig {
+/** The config embedded in a graph, after checking that the graph has the contract's I/O, and
+ * the side files its external initializers are in (read from beside the .onnx file). */
+function configOf(bytes: Uint8Array, path: string, kind: 'encode' | 'decode'): { config: GlowConfig; externalData: { path: string; data: Uint8Array }[]; batch?: number; dtype: string } {
   let summary;
   try {
     summary = readModelSummary(bytes, path);
   } catch (e) {
     throw new ModelFileError((e as Error).message);
   }
+  const externalData = summary.externalData.map((location) => ({ path: location, data: readFile(join(dirname(path), location)) }));
   const raw = summary.metadata['glow_onnx.config'];
   if (!raw) throw new ModelFileError(`${path} carries no glow_onnx.config metadata: it was not exported by glow-onnx`);
   const config = validateConfig(JSON.parse(raw));
@@ -56,7 +60,9 @@ function configOf(bytes: Uint8Array, path: string, kind: 'encode' | 'decode'): G
       if (!io || shape?.join() !== latentShape(config, l).join()) throw new ModelFileError(`${path}: input eps_${l} does not match its config`);
     }
   }
-  return config;
+  // A model exported with a static batch (--batch) runs in batches of exactly that size.
+  const batch = images.find((io) => io.value.name === 'x')!.value.shape?.[0];
+  return { config, externalData, batch: typeof batch === 'number' ? batch : undefined, dtype: summary.metadata['glow_onnx.dtype'] ?? 'float32' };
 }
 
 export async function loadGlowRuntime(
@@ -65,22 +71,23 @@ export async function loadGlowRuntime(
   const paths = typeof source === 'string' ? { encode: join(source, 'encode.onnx'), decode: join(source, 'decode.onnx') } : source;
   const encodeBytes = readFile(paths.encode);
   const decodeBytes = readFile(paths.decode);
-  const config = configOf(encodeBytes, paths.encode, 'encode');
-  const decodeConfig = configOf(decodeBytes, paths.decode, 'decode');
+  const { config, externalData: encodeData, batch, dtype } = configOf(encodeBytes, paths.encode, 'encode');
+  const { config: decodeConfig, externalData: decodeData } = configOf(decodeBytes, paths.decode, 'decode');
   if (JSON.stringify(config) !== JSON.stringify(decodeConfig)) {
     throw new ModelFileError(`${paths.encode} and ${paths.decode} belong to different models (their configs differ)`);
   }
-  const encode = await createSession(encodeBytes, options);
+  const encode = await createSession(encodeBytes, { ...options, externalData: encodeData });
   let decode;
   try {
-    decode = await createSession(decodeBytes, options);
+    decode = await createSession(decodeBytes, { ...options, externalData: decodeData });
   } catch (e) {
     await encode.session.release();
     throw e;
   }
   return {
-    model: new GlowModel(config, encode.session, decode.session, ort, options.batchSize),
+    model: new GlowModel(config, encode.session, decode.session, ort, batch ?? options.batchSize),
     config,
+    dtype,
     providers: { encode: encode.provider, decode: decode.provider },
     failures: [...encode.failures, ...decode.failures],
   };

@@ -21,6 +21,8 @@ export interface ProviderOptions {
   tensorrtFp16?: boolean;
   /** Folder where TensorRT keeps built engines between runs. */
   tensorrtEngineCacheDir?: string;
+  /** The side files of a model whose initializers are external data, by the location it names. */
+  externalData?: { path: string; data: Uint8Array }[];
 }
 
 export interface ProviderFailure {
@@ -62,6 +64,7 @@ export function sessionOptions(provider: ProviderName, opts: ProviderOptions): o
     executionProviders: [ep],
     graphOptimizationLevel: 'all',
     ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+    ...(opts.externalData?.length ? { externalData: opts.externalData } : {}),
   };
 }
 
