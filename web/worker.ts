@@ -272,7 +272,7 @@ async function load(id: number, source: ModelSource, choice: BackendChoice): Pro
     throw e;
   }
   // A model exported with a static batch runs in batches of exactly that size.
-  current = { model: new GlowModel(config, sessions[0], sessions[1], ort, description.batch ?? BATCH), config, backend };
+  current = { model: new GlowModel(config, sessions[0], sessions[1], ort, description.batch ?? BATCH, description.batch !== undefined), config, backend };
   return { config, dtype: description.dtype, backend, note, name, ms: performance.now() - started };
 }
 

@@ -4,7 +4,8 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GlowConfig } from '../glow/config.js';
+import ort from 'onnxruntime-node';
+import { GlowConfig, latentShape } from '../glow/config.js';
 import { Rng } from '../glow/rng.js';
 import { Encoded } from '../runtime/core.js';
 import { writeFileAtomic } from '../runtime/files.js';
@@ -290,7 +291,7 @@ export function meanAndStdErr(values: ArrayLike<number>): { mean: number; stdErr
 }
 
 export async function cmdVerify(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { ...RUNTIME_FLAGS, data: { type: 'string' }, limit: { type: 'string' } }, [0, 1]);
+  const { values, positionals } = parse(argv, { ...RUNTIME_FLAGS, data: { type: 'string' }, limit: { type: 'string' }, placement: { type: 'boolean' } }, [0, 1]);
   const runtime = await openModel({ ...values, model: positionals[0] ?? values.model });
   try {
     const { config } = runtime;
@@ -307,8 +308,31 @@ export async function cmdVerify(argv: string[]): Promise<void> {
     // float16 graphs: the inverse must still land in the pixel's own quantisation bin.
     const tolerance = runtime.dtype === 'float16' ? 2 ** -(config.nBits + 1) : 1e-3;
     if (!(maxError < tolerance)) throw new Error(`round trip error ${maxError} is too large (${runtime.dtype} tolerance ${tolerance}): the model does not invert`);
+    if (values.placement) await printPlacement(runtime, x, y, encoded.eps);
   } finally {
     await runtime.model.release();
   }
 }
 
+
+/** Which provider ran each op, from one profiled run of a small batch per graph. */
+async function printPlacement(runtime: GlowRuntime, x: Float32Array, y: Float32Array | undefined, eps: Latents): Promise<void> {
+  const { config } = runtime;
+  const n = runtime.model.staticBatch ? runtime.model.batchSize : Math.min(2, x.length / runtime.model.imageSize);
+  const rows = (data: Float32Array, size: number, dims: number[]) => {
+    const out = new Float32Array(n * size);
+    out.set(data.subarray(0, Math.min(data.length, n * size)));
+    return new ort.Tensor('float32', out, [n, ...dims]);
+  };
+  const label: Record<string, ort.Tensor> = y ? { y: rows(y, config.numClasses, [config.numClasses]) } : {};
+  const encodeFeeds = { x: rows(x, runtime.model.imageSize, config.imageShape), ...label };
+  const decodeFeeds: Record<string, ort.Tensor> = { temperature: new ort.Tensor('float32', Float32Array.of(1), []), ...label };
+  eps.forEach((e, l) => (decodeFeeds[`eps_${l + 1}`] = rows(e, runtime.model.latentSizes[l], latentShape(config, l + 1))));
+  for (const [graph, feeds] of [['encode', encodeFeeds], ['decode', decodeFeeds]] as const) {
+    const { byProvider } = await runtime.placement(graph, feeds);
+    const describe = (ops: Record<string, number>) => Object.entries(ops).sort().map(([op, count]) => `${op} ${count}`).join(', ');
+    for (const [provider, ops] of Object.entries(byProvider)) {
+      console.log(`${graph} on ${provider}: ${Object.values(ops).reduce((a, b) => a + b, 0)} nodes (${describe(ops)})`);
+    }
+  }
+}

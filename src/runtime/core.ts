@@ -49,6 +49,9 @@ export class GlowModel {
     private readonly decoder: InferenceSession,
     private readonly ort: TensorFactory,
     readonly batchSize = 64,
+    /** The graphs were exported with a static batch (--batch): every run gets exactly
+     * batchSize rows, the last one padded with zeros and its extra outputs dropped. */
+    readonly staticBatch = false,
   ) {
     this.imageSize = product(config.imageShape);
     this.latentSizes = Array.from({ length: config.L }, (_, l) => product(latentShape(config, l + 1)));
@@ -103,6 +106,21 @@ export class GlowModel {
     return new this.ort.Tensor('float32', data, dims);
   }
 
+  /** Rows [start, start + count) of a [n, ...] array as a tensor of `rows` rows (zero padded). */
+  private rows(data: Float32Array, rowSize: number, start: number, count: number, rows: number, dims: readonly number[]): Tensor {
+    const chunk = data.subarray(start * rowSize, (start + count) * rowSize);
+    if (rows === count) return this.tensor(chunk, [rows, ...dims]);
+    const padded = new Float32Array(rows * rowSize);
+    padded.set(chunk);
+    return this.tensor(padded, [rows, ...dims]);
+  }
+
+  /** first `count` rows of a run's output. */
+  private static head(t: Tensor, count: number): Float32Array {
+    const data = t.data as Float32Array;
+    return data.subarray(0, (data.length / t.dims[0]) * count);
+  }
+
   async encode(x: Float32Array, shape: readonly number[], y?: Float32Array, onProgress?: Progress): Promise<Encoded> {
     const n = this.checkImages(x, shape);
     this.checkLabels(y, n);
@@ -117,14 +135,15 @@ export class GlowModel {
     };
     for (let start = 0; start < n; start += this.batchSize) {
       const b = Math.min(this.batchSize, n - start);
-      const feeds: Record<string, Tensor> = { x: this.tensor(x.subarray(start * this.imageSize, (start + b) * this.imageSize), [b, ...this.config.imageShape]) };
-      if (y) feeds.y = this.tensor(y.subarray(start * classes, (start + b) * classes), [b, classes]);
+      const rows = this.staticBatch ? this.batchSize : b;
+      const feeds: Record<string, Tensor> = { x: this.rows(x, this.imageSize, start, b, rows, this.config.imageShape) };
+      if (y) feeds.y = this.rows(y, classes, start, b, rows, [classes]);
       const r = await this.encoder.run(feeds);
-      this.latentSizes.forEach((s, l) => out.eps[l].set(r[`eps_${l + 1}`].data as Float32Array, start * s));
-      out.logdet.set(r.logdet.data as Float32Array, start);
-      out.logPx.set(r.log_px.data as Float32Array, start);
-      out.bpd.set(r.bpd.data as Float32Array, start);
-      if (out.yLogits) out.yLogits.set(r.y_logits.data as Float32Array, start * classes);
+      this.latentSizes.forEach((s, l) => out.eps[l].set(GlowModel.head(r[`eps_${l + 1}`], b), start * s));
+      out.logdet.set(GlowModel.head(r.logdet, b), start);
+      out.logPx.set(GlowModel.head(r.log_px, b), start);
+      out.bpd.set(GlowModel.head(r.bpd, b), start);
+      if (out.yLogits) out.yLogits.set(GlowModel.head(r.y_logits, b), start * classes);
       onProgress?.(start + b, n);
     }
     return out;
@@ -140,13 +159,12 @@ export class GlowModel {
     const x = new Float32Array(n * this.imageSize);
     for (let start = 0; start < n; start += this.batchSize) {
       const b = Math.min(this.batchSize, n - start);
+      const rows = this.staticBatch ? this.batchSize : b;
       const feeds: Record<string, Tensor> = { temperature: this.tensor(Float32Array.of(temperature), []) };
-      eps.forEach((e, l) => {
-        feeds[`eps_${l + 1}`] = this.tensor(e.subarray(start * this.latentSizes[l], (start + b) * this.latentSizes[l]), [b, ...latentShape(this.config, l + 1)]);
-      });
-      if (y) feeds.y = this.tensor(y.subarray(start * classes, (start + b) * classes), [b, classes]);
+      eps.forEach((e, l) => (feeds[`eps_${l + 1}`] = this.rows(e, this.latentSizes[l], start, b, rows, latentShape(this.config, l + 1))));
+      if (y) feeds.y = this.rows(y, classes, start, b, rows, [classes]);
       const r = await this.decoder.run(feeds);
-      x.set(r.x.data as Float32Array, start * this.imageSize);
+      x.set(GlowModel.head(r.x, b), start * this.imageSize);
       onProgress?.(start + b, n);
     }
     return x;

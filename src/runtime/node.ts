@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { readModelSummary } from '../builder/serialize.js';
 import { GlowConfig, latentShape, validateConfig } from '../glow/config.js';
 import { GlowModel } from './core.js';
-import { createSession, ProviderFailure, ProviderName, ProviderOptions } from './providers.js';
+import { createSession, Placement, profilePlacement, ProviderFailure, ProviderName, ProviderOptions } from './providers.js';
 
 export interface RuntimeOptions extends ProviderOptions {
   batchSize?: number;
@@ -21,6 +21,9 @@ export interface GlowRuntime {
   /** The provider each graph's session runs on, and what failed before it. */
   providers: { encode: ProviderName; decode: ProviderName };
   failures: ProviderFailure[];
+  /** Where ONNX Runtime puts each node of a graph on its provider, from one profiled run with
+   * these feeds: shows the ops that fell back to the CPU. */
+  placement(graph: 'encode' | 'decode', feeds: Record<string, ort.Tensor>): Promise<Placement>;
 }
 
 export class ModelFileError extends Error {
@@ -85,10 +88,13 @@ export async function loadGlowRuntime(
     throw e;
   }
   return {
-    model: new GlowModel(config, encode.session, decode.session, ort, batch ?? options.batchSize),
+    model: new GlowModel(config, encode.session, decode.session, ort, batch ?? options.batchSize, batch !== undefined),
     config,
     dtype,
     providers: { encode: encode.provider, decode: decode.provider },
     failures: [...encode.failures, ...decode.failures],
+    placement: (graph, feeds) => graph === 'encode'
+      ? profilePlacement(encodeBytes, encode.provider, feeds, { ...options, externalData: encodeData })
+      : profilePlacement(decodeBytes, decode.provider, feeds, { ...options, externalData: decodeData }),
   };
 }

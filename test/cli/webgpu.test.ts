@@ -40,4 +40,13 @@ describe('glow-onnx sample --ep webgpu', function () {
     // Values agree to ~1e-6; only a pixel sitting exactly on a quantisation edge may flip.
     expect(differing / a.bitmap.data.length).to.be.below(1e-3);
   });
+
+  it('verify --placement lists where each op ran: every Conv on WebGPU', () => {
+    const env = { ...process.env, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? SWIFTSHADER, XDG_RUNTIME_DIR: tmpdir() };
+    const r = spawnSync(process.execPath, [BIN, 'verify', join(dir, 'model'), '--ep', 'webgpu', '--limit', '4', '--placement'], { encoding: 'utf8', env });
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/^encode on WebGpuExecutionProvider: \d+ nodes \(.*Conv \d+/m);
+    expect(r.stdout).to.match(/^decode on WebGpuExecutionProvider: \d+ nodes/m);
+    expect(r.stdout).to.not.match(/CPUExecutionProvider: .*Conv/);
+  });
 });

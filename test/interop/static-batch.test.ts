@@ -27,6 +27,12 @@ function allValues(graph: Graph) {
   return [...graph.inputs.map((io) => io.value), ...graph.outputs.map((io) => io.value), ...graph.initializers.keys(), ...graph.nodes.flatMap((n) => n.outputs)];
 }
 
+function writeDynamic(w: GlowWeights, dir: string): string {
+  const out = join(dir, 'dynamic');
+  writeFilesAtomic(out, { ...exportModel(w) });
+  return out;
+}
+
 describe('static batch (--batch N)', function () {
   this.timeout(60_000);
   const w: GlowWeights = { config, params: randomParams(config, 21) };
@@ -78,11 +84,18 @@ describe('static batch (--batch N)', function () {
       const runtime = await loadGlowRuntime(dir, { batchSize: 64 });
       try {
         expect(runtime.model.batchSize).to.equal(BATCH);
-        const x = Float32Array.from(randomImages(config, 2 * BATCH, 24).data);
-        const y = Float32Array.from(randomOneHot(config, 2 * BATCH, 25).data);
-        const encoded = await runtime.model.encode(x, [2 * BATCH, ...config.imageShape], y);
+        // Two full batches and a partial one, which the runtime pads to the static size.
+        const n = 2 * BATCH + 1;
+        const x = Float32Array.from(randomImages(config, n, 24).data);
+        const y = Float32Array.from(randomOneHot(config, n, 25).data);
+        const encoded = await runtime.model.encode(x, [n, ...config.imageShape], y);
+        expect(encoded.bpd).to.have.length(n);
         const xr = await runtime.model.decode(encoded.eps, 1, y);
         expect(maxAbsDiff(xr, x)).to.be.below(1e-4);
+        const dynamic = await loadGlowRuntime(writeDynamic(w, dir), {});
+        const reference = await dynamic.model.encode(x, [n, ...config.imageShape], y);
+        await dynamic.model.release();
+        expect(maxAbsDiff(encoded.bpd, reference.bpd), 'padding does not change results').to.be.below(1e-5);
       } finally {
         await runtime.model.release();
       }
