@@ -329,9 +329,12 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
         moments.set(momentNames(name).m, out[updatedName(momentNames(name).m)].data as Float32Array);
         moments.set(momentNames(name).v, out[updatedName(momentNames(name).v)].data as Float32Array);
         if (ema) {
+          // The decay ramps up with the step count, so that early averages are not dominated by
+          // the initial weights.
+          const decay = Math.min(options.emaDecay, (1 + stepNumber) / (10 + stepNumber));
           const e = ema.get(name)!;
           const p = params.get(name)!;
-          for (let i = 0; i < e.length; i++) e[i] = options.emaDecay * e[i] + (1 - options.emaDecay) * p[i];
+          for (let i = 0; i < e.length; i++) e[i] = decay * e[i] + (1 - decay) * p[i];
         }
       }
       state.step = stepNumber;
