@@ -95,9 +95,17 @@ export interface ConvOptions {
   group?: number;
 }
 
-/** 2-D convolution, NCHW. Weight [M, C/group, kH, kW] must be static. */
+/**
+ * 2-D convolution, NCHW. The weight [M, C/group, kH, kW] needs a static kernel size; its channel
+ * dimensions may be symbolic when it is computed at run time (a weight gradient that contracts
+ * over the batch).
+ */
 export function conv(g: GraphBuilder, x: Value, weight: Value, bias: Value | undefined, opts: ConvOptions = {}): Value {
-  const [M, , kH, kW] = weight.staticShape();
+  const ws = weight.shape;
+  if (!ws || ws.length !== 4 || typeof ws[2] !== 'number' || typeof ws[3] !== 'number') {
+    throw new Error(`Conv: weight ${weight} needs a static kernel size`);
+  }
+  const [M, Cg, kH, kW] = ws as [Dim, Dim, number, number];
   const pads = opts.pads ?? [0, 0, 0, 0];
   const strides = opts.strides ?? [1, 1];
   const dilations = opts.dilations ?? [1, 1];
@@ -105,10 +113,10 @@ export function conv(g: GraphBuilder, x: Value, weight: Value, bias: Value | und
   const xs = x.shape;
   if (!xs || xs.length !== 4) throw new Error(`Conv: input ${x} must be 4-D NCHW`);
   const cin = xs[1];
-  if (typeof cin === 'number' && cin !== weight.staticShape()[1] * group) {
-    throw new Error(`Conv: input ${x} has ${cin} channels, weight ${weight} expects ${weight.staticShape()[1] * group}`);
+  if (typeof cin === 'number' && typeof Cg === 'number' && cin !== Cg * group) {
+    throw new Error(`Conv: input ${x} has ${cin} channels, weight ${weight} expects ${Cg * group}`);
   }
-  if (bias && bias.staticShape()[0] !== M) throw new Error(`Conv: bias ${bias} does not match ${M} output channels`);
+  if (bias && typeof M === 'number' && bias.staticShape()[0] !== M) throw new Error(`Conv: bias ${bias} does not match ${M} output channels`);
   const spatial = (d: Dim, k: number, i: number): Dim =>
     typeof d === 'number' ? Math.floor((d + pads[i] + pads[i + 2] - dilations[i] * (k - 1) - 1) / strides[i]) + 1 : `${d}_conv`;
   const shape: Dim[] = [xs[0], M, spatial(xs[2], kH, 0), spatial(xs[3], kW, 1)];
@@ -401,35 +409,6 @@ export function convTranspose(g: GraphBuilder, x: Value, weight: Value, bias: Va
   };
   const inputs = bias ? [x, weight, bias] : [x, weight];
   return g.node('ConvTranspose', inputs, attributes, [{ dtype: sameDtype('ConvTranspose', [x, weight]), shape }])[0];
-}
-
-/**
- * 2-D convolution whose weight is computed at run time with symbolic channel dimensions (e.g. a
- * weight gradient that contracts over the batch); its kernel height and width must be static.
- */
-export function convDynamicWeight(g: GraphBuilder, x: Value, weight: Value, opts: ConvOptions = {}): Value {
-  const ws = weight.shape;
-  if (!ws || ws.length !== 4 || typeof ws[2] !== 'number' || typeof ws[3] !== 'number') {
-    throw new Error(`Conv: weight ${weight} needs a static kernel size`);
-  }
-  const [M, , kH, kW] = ws as [Dim, Dim, number, number];
-  const pads = opts.pads ?? [0, 0, 0, 0];
-  const strides = opts.strides ?? [1, 1];
-  const dilations = opts.dilations ?? [1, 1];
-  const group = opts.group ?? 1;
-  const xs = x.shape;
-  if (!xs || xs.length !== 4) throw new Error(`Conv: input ${x} must be 4-D NCHW`);
-  const spatial = (d: Dim, k: number, i: number): Dim =>
-    typeof d === 'number' ? Math.floor((d + pads[i] + pads[i + 2] - dilations[i] * (k - 1) - 1) / strides[i]) + 1 : `${d}_conv`;
-  const shape: Dim[] = [xs[0], M, spatial(xs[2], kH, 0), spatial(xs[3], kW, 1)];
-  const attributes: Record<string, Attribute> = {
-    dilations: attr.ints(dilations),
-    group: attr.int(group),
-    kernel_shape: attr.ints([kH, kW]),
-    pads: attr.ints(pads),
-    strides: attr.ints(strides),
-  };
-  return g.node('Conv', [x, weight], attributes, [{ dtype: sameDtype('Conv', [x, weight]), shape }])[0];
 }
 
 /** Zero padding of the two spatial axes of an NCHW tensor: pads = [top, left, bottom, right]. */

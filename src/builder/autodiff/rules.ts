@@ -189,7 +189,7 @@ const conv: GradientRule = (ctx) => {
   if (needs[0] && plain) {
     const flipped = op.slice(g, op.transpose(g, w, [1, 0, 2, 3]), [-1, -1], [-kH - 1, -kW - 1], [2, 3], [-1, -1]);
     const pads = [kH - 1 - a.pads[0], kW - 1 - a.pads[1], kH - 1 - a.pads[2], kW - 1 - a.pads[3]] as ConvAttributes['pads'];
-    dx = op.convDynamicWeight(g, dy, flipped, { pads });
+    dx = op.conv(g, dy, flipped, undefined, { pads });
   } else if (needs[0]) {
     dx = op.convTranspose(g, dy, w, undefined, { ...a, outputPadding: excess });
   }
@@ -206,7 +206,7 @@ const conv: GradientRule = (ctx) => {
     const xT = op.reshape(g, op.transpose(g, op.reshape(g, x, [0, G, Cg, H, W]), [2, 1, 0, 3, 4]), [Cg, -1, H, W]);
     const dyT = op.reshape(g, op.transpose(g, op.reshape(g, dy, [0, G, Mg, oH, oW]), [1, 2, 0, 3, 4]), [M, -1, oH, oW]);
     const pads: ConvAttributes['pads'] = [a.pads[0], a.pads[1], Math.max(0, a.pads[2] - excess[0]), Math.max(0, a.pads[3] - excess[1])];
-    let out = op.convDynamicWeight(g, xT, dyT, { pads, strides: a.dilations, dilations: a.strides, group: G }); // [Cg, M, >=kH, >=kW]
+    let out = op.conv(g, xT, dyT, undefined, { pads, strides: a.dilations, dilations: a.strides, group: G }); // [Cg, M, >=kH, >=kW]
     if (out.shape![2] !== kH || out.shape![3] !== kW) out = op.slice(g, out, [0, 0], [kH, kW], [2, 3]);
     dw = op.transpose(g, out, [1, 0, 2, 3]);
   }
