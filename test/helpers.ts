@@ -1,6 +1,9 @@
 // Test utilities: run a builder Graph in onnxruntime-node CPU and compare arrays.
 
 import ort from 'onnxruntime-node';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Graph } from '../src/builder/graph.js';
 import { serializeModel } from '../src/builder/serialize.js';
 import { HostTensor } from '../src/glow/tensor.js';
@@ -31,4 +34,24 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
     if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
   }
   return m;
+}
+
+export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+/**
+ * Points Dawn (onnxruntime's WebGPU) at Chromium's SwiftShader Vulkan driver unless the
+ * environment already chose a driver, and gives Mesa's loader the runtime dir it wants. Must run
+ * before the process's first WebGPU session: a failed adapter request sticks for the process.
+ * Returns the driver the caller chose itself, if any.
+ */
+export function useSoftwareWebGpu(): string | undefined {
+  const preset = process.env.VK_ICD_FILENAMES;
+  process.env.VK_ICD_FILENAMES ??= SWIFTSHADER_ICD;
+  if (!process.env.XDG_RUNTIME_DIR) {
+    const dir = mkdtempSync(join(tmpdir(), 'glow-xdg-'));
+    chmodSync(dir, 0o700);
+    process.env.XDG_RUNTIME_DIR = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return preset;
 }

@@ -10,16 +10,16 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
 import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { SWIFTSHADER_ICD } from '../helpers.js';
 import { randomParams } from '../reference/random-params.js';
 
 const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
-const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
 describe('glow-onnx sample --ep webgpu', function () {
   this.timeout(180000);
   let dir: string;
   before(() => {
-    if (!existsSync(SWIFTSHADER)) throw new Error(`${SWIFTSHADER} is missing: apt-get install chromium libvulkan1`);
+    if (!existsSync(SWIFTSHADER_ICD)) throw new Error(`${SWIFTSHADER_ICD} is missing: apt-get install chromium libvulkan1`);
     dir = mkdtempSync(join(tmpdir(), 'glow-webgpu-cli-'));
     const config = { ...DEFAULT_CONFIG, K: 2, hiddenChannels: 16 };
     writeFilesAtomic(join(dir, 'model'), { ...exportModel({ config, params: randomParams(config, 8, 0.5) }) });
@@ -27,7 +27,7 @@ describe('glow-onnx sample --ep webgpu', function () {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('draws the same grid as the CPU, and says it ran on WebGPU', async () => {
-    const env = { ...process.env, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? SWIFTSHADER, XDG_RUNTIME_DIR: tmpdir() };
+    const env = { ...process.env, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? SWIFTSHADER_ICD, XDG_RUNTIME_DIR: tmpdir() };
     const run = (ep: string, out: string) => spawnSync(process.execPath, [BIN, 'sample', '--model', join(dir, 'model'), '--ep', ep, '--strict-ep', '--n', '16', '--seed', '3', '--out', out], { encoding: 'utf8', env });
     const gpu = run('webgpu', join(dir, 'gpu.png'));
     expect(gpu.status, gpu.stderr).to.equal(0);
@@ -42,7 +42,7 @@ describe('glow-onnx sample --ep webgpu', function () {
   });
 
   it('verify --placement lists where each op ran: every Conv on WebGPU', () => {
-    const env = { ...process.env, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? SWIFTSHADER, XDG_RUNTIME_DIR: tmpdir() };
+    const env = { ...process.env, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? SWIFTSHADER_ICD, XDG_RUNTIME_DIR: tmpdir() };
     const r = spawnSync(process.execPath, [BIN, 'verify', join(dir, 'model'), '--ep', 'webgpu', '--limit', '4', '--placement'], { encoding: 'utf8', env });
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stdout).to.match(/^encode on WebGpuExecutionProvider: \d+ nodes \(.*Conv \d+/m);

@@ -15,7 +15,7 @@ import { initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/glow/rng.js';
 import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/glow/training.js';
 import { CHECKPOINT_FILE, Dataset, readTrainCheckpoint, train, TrainingError, TrainOptions } from '../../src/runtime/train.js';
-import { maxAbsDiff } from '../helpers.js';
+import { maxAbsDiff, useSoftwareWebGpu } from '../helpers.js';
 
 const config: GlowConfig = {
   imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv',
@@ -163,8 +163,8 @@ describe('training artifacts', function () {
   });
 
   it('the training model runs on WebGPU with the CPU results', async () => {
-    process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json';
-    if (!existsSync(process.env.VK_ICD_FILENAMES)) throw new Error('no Vulkan driver for WebGPU: apt-get install chromium libvulkan1');
+    useSoftwareWebGpu();
+    if (!existsSync(process.env.VK_ICD_FILENAMES!)) throw new Error('no Vulkan driver for WebGPU: apt-get install chromium libvulkan1');
     const model = serializeModel(buildTrainingModel(w));
     const feeds = feedsFor(w, new Rng(4));
     const cpu = await (await ort.InferenceSession.create(model)).run(feeds);

@@ -11,7 +11,7 @@
 
 import { expect } from 'chai';
 import ort from 'onnxruntime-node';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GlowConfig } from '../../src/glow/config.js';
@@ -20,22 +20,13 @@ import { latentShape } from '../../src/glow/config.js';
 import { Encoded, GlowModel } from '../../src/runtime/core.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { createSession, Placement, profilePlacement } from '../../src/runtime/providers.js';
-import { maxAbsDiff } from '../helpers.js';
+import { maxAbsDiff, SWIFTSHADER_ICD, useSoftwareWebGpu } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
 
-const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 const INSTALL_HELP = 'install the software Vulkan driver and loader with `apt-get install chromium libvulkan1` '
   + `(Debian's chromium ships ${SWIFTSHADER_ICD})`;
 
-const presetIcd = process.env.VK_ICD_FILENAMES;
-process.env.VK_ICD_FILENAMES ??= SWIFTSHADER_ICD;
-// Mesa's Vulkan loader layers complain once per process without it; harmless, but noisy.
-if (!process.env.XDG_RUNTIME_DIR) {
-  const dir = mkdtempSync(join(tmpdir(), 'glow-xdg-'));
-  chmodSync(dir, 0o700);
-  process.env.XDG_RUNTIME_DIR = dir;
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-}
+const presetIcd = useSoftwareWebGpu();
 
 const N = 4;
 const WEBGPU = 'WebGpuExecutionProvider';

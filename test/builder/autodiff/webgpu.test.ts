@@ -8,9 +8,8 @@
 
 import { expect } from 'chai';
 import ort from 'onnxruntime-node';
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { SWIFTSHADER_ICD, useSoftwareWebGpu } from '../../helpers.js';
+import { existsSync } from 'node:fs';
 import { addGradients } from '../../../src/builder/autodiff/index.js';
 import { Graph, GraphBuilder } from '../../../src/builder/graph.js';
 import * as op from '../../../src/builder/ops.js';
@@ -22,15 +21,7 @@ import { createSession, profilePlacement } from '../../../src/runtime/providers.
 import { randomImages, randomOneHot, randomParams } from '../../reference/random-params.js';
 import { CASES, prepare } from './cases.js';
 
-const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
-const presetIcd = process.env.VK_ICD_FILENAMES;
-process.env.VK_ICD_FILENAMES ??= SWIFTSHADER_ICD;
-if (!process.env.XDG_RUNTIME_DIR) {
-  const dir = mkdtempSync(join(tmpdir(), 'glow-xdg-'));
-  chmodSync(dir, 0o700);
-  process.env.XDG_RUNTIME_DIR = dir;
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-}
+const presetIcd = useSoftwareWebGpu();
 
 const WEBGPU = 'WebGpuExecutionProvider';
 const CPU = 'CPUExecutionProvider';
