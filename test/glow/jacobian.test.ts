@@ -13,34 +13,10 @@ import { HostTensor } from '../../src/glow/tensor.js';
 import { maxAbsDiff } from '../helpers.js';
 import { refEncode } from '../reference/glow64.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles, withZeroPriors } from '../reference/random-params.js';
+import { expectClose, logAbsDet, repeatFirst } from '../reference/finite-differences.js';
 
 function cfg(overrides: Partial<GlowConfig>): GlowConfig {
   return validateConfig({ ...DEFAULT_CONFIG, ...overrides });
-}
-
-/** log|det A| by Gaussian elimination with partial pivoting (A row-major n x n, copied). */
-function logAbsDet(A: Float64Array, n: number): number {
-  const a = Float64Array.from(A);
-  let s = 0;
-  for (let col = 0; col < n; col++) {
-    let p = col;
-    for (let r = col + 1; r < n; r++) if (Math.abs(a[r * n + col]) > Math.abs(a[p * n + col])) p = r;
-    const pivot = a[p * n + col];
-    if (pivot === 0) return -Infinity;
-    if (p !== col) {
-      for (let j = 0; j < n; j++) {
-        const t = a[col * n + j];
-        a[col * n + j] = a[p * n + j];
-        a[p * n + j] = t;
-      }
-    }
-    s += Math.log(Math.abs(pivot));
-    for (let r = col + 1; r < n; r++) {
-      const factor = a[r * n + col] / pivot;
-      if (factor !== 0) for (let j = col; j < n; j++) a[r * n + j] -= factor * a[col * n + j];
-    }
-  }
-  return s;
 }
 
 const feed = (t: HostTensor): Tensor => ({ dtype: 'float32', shape: [...t.shape], data: t.data });
@@ -60,14 +36,6 @@ function flatEps(out: Record<string, Tensor>, L: number, n: number): Float64Arra
     pos += p.length;
   }
   return flat;
-}
-
-/** Example 0 repeated `times` times along N. */
-function repeatFirst(t: HostTensor, times: number): HostTensor {
-  const per = t.data.length / t.shape[0];
-  const data = new Float64Array(per * times);
-  for (let r = 0; r < times; r++) data.set(t.data.subarray(0, per), r * per);
-  return { shape: [times, ...t.shape.slice(1)], data };
 }
 
 interface Probe {
@@ -104,11 +72,6 @@ function probe(graph: Graph, L: number, x: HostTensor, y: HostTensor | undefined
     at[name] = { ...t, shape: [1, ...t.shape.slice(1)], data: t.data.slice(0, per) };
   }
   return { at, logAbsDetJ: logAbsDet(J, D) };
-}
-
-function expectClose(actual: number, expected: number, rel: number, what: string): void {
-  const tol = rel * Math.max(1, Math.abs(expected));
-  expect(Math.abs(actual - expected), `${what}: ${actual} vs ${expected}`).to.be.at.most(tol);
 }
 
 const TOL_REF = 1e-9;

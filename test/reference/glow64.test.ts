@@ -7,35 +7,11 @@ import { paramSpecs, stepPrefix } from '../../src/glow/names.js';
 import { HostTensor } from '../../src/glow/tensor.js';
 import { Ref64Input, refDecode, refEncode, squeeze, unsqueeze } from './glow64.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles, withZeroPriors } from './random-params.js';
+import { maxAbsDiff } from '../helpers.js';
+import { expectClose, logAbsDet, repeatFirst } from './finite-differences.js';
 
 function cfg(overrides: Partial<GlowConfig>): GlowConfig {
   return validateConfig({ ...DEFAULT_CONFIG, ...overrides });
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).to.equal(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
-/** log|det A| by Gaussian elimination with partial pivoting (A row-major n x n, copied). */
-function logAbsDet(A: Float64Array, n: number): number {
-  const a = Float64Array.from(A);
-  let s = 0;
-  for (let col = 0; col < n; col++) {
-    let p = col;
-    for (let r = col + 1; r < n; r++) if (Math.abs(a[r * n + col]) > Math.abs(a[p * n + col])) p = r;
-    const pv = a[p * n + col];
-    if (pv === 0) return -Infinity;
-    if (p !== col) for (let j = 0; j < n; j++) [a[col * n + j], a[p * n + j]] = [a[p * n + j], a[col * n + j]];
-    s += Math.log(Math.abs(pv));
-    for (let r = col + 1; r < n; r++) {
-      const f = a[r * n + col] / pv;
-      if (f !== 0) for (let j = col; j < n; j++) a[r * n + j] -= f * a[col * n + j];
-    }
-  }
-  return s;
 }
 
 /** Flattens eps_1..eps_L of example n into one vector. */
@@ -48,26 +24,18 @@ function flatEps(eps: HostTensor[], n: number): number[] {
   return out;
 }
 
-/** One example (index 0 of x/y) repeated. */
-function repeatExample(t: HostTensor, times: number): HostTensor {
-  const per = t.data.length / t.shape[0];
-  const data = new Float64Array(per * times);
-  for (let r = 0; r < times; r++) data.set(t.data.subarray(0, per), r * per);
-  return { shape: [times, ...t.shape.slice(1)], data };
-}
-
 /**
  * log|det d eps / d x| at example 0 of x by central differences; all 2D perturbed copies go
  * through one batched encode.
  */
 function fdLogAbsDet(model: Ref64Input, x: HostTensor, y: HostTensor | undefined, step = 1e-5): number {
   const D = dimensions(model.config);
-  const xs = repeatExample(x, 2 * D);
+  const xs = repeatFirst(x, 2 * D);
   for (let j = 0; j < D; j++) {
     xs.data[2 * j * D + j] += step;
     xs.data[(2 * j + 1) * D + j] -= step;
   }
-  const { eps } = refEncode(model, xs, y ? repeatExample(y, 2 * D) : undefined);
+  const { eps } = refEncode(model, xs, y ? repeatFirst(y, 2 * D) : undefined);
   const J = new Float64Array(D * D); // J[i, j] = d eps_i / d x_j
   for (let j = 0; j < D; j++) {
     const plus = flatEps(eps, 2 * j);
@@ -75,11 +43,6 @@ function fdLogAbsDet(model: Ref64Input, x: HostTensor, y: HostTensor | undefined
     for (let i = 0; i < D; i++) J[i * D + j] = (plus[i] - minus[i]) / (2 * step);
   }
   return logAbsDet(J, D);
-}
-
-function expectClose(actual: number, expected: number, rel: number, what: string): void {
-  const tol = rel * Math.max(1, Math.abs(expected));
-  expect(Math.abs(actual - expected), `${what}: ${actual} vs ${expected}`).to.be.at.most(tol);
 }
 
 const CASES: { name: string; config: GlowConfig }[] = [
