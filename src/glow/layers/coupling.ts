@@ -2,12 +2,18 @@
 //   additive: z2' = z2 + h                                 log-det 0
 //   affine:   z2' = (z2 + shift) * sigmoid(scaleLogit)     log-det sum(log sigmoid(scaleLogit))
 // The network returns [h] or [shift, scaleLogit] with the paper's +2 already in scaleLogit.
+// log sigmoid(t) is computed as -softplus(-t): Log(Sigmoid(t)) is -inf once sigmoid underflows
+// (t < -87 in ONNX Runtime), which turned one training batch's loss infinite.
 
 import { GraphBuilder, Value } from '../../builder/graph.js';
 import * as op from '../../builder/ops.js';
 import { Coupling } from '../config.js';
 import { FlowOutput } from './common.js';
 import { Network } from './networks.js';
+
+function logSigmoid(g: GraphBuilder, t: Value): Value {
+  return op.neg(g, op.softplus(g, op.neg(g, t)));
+}
 
 function halves(g: GraphBuilder, z: Value): Value[] {
   const C = z.shape![1] as number;
@@ -24,7 +30,7 @@ export function encode(g: GraphBuilder, z: Value, kind: Coupling, network: Netwo
     const [shift, scaleLogit] = network(g, z1);
     const scale = op.sigmoid(g, scaleLogit);
     const out = op.concat(g, [z1, op.mul(g, op.add(g, z2, shift), scale)], 1);
-    return { out, logdet: op.reduceSum(g, op.log(g, scale), [1, 2, 3], false) };
+    return { out, logdet: op.reduceSum(g, logSigmoid(g, scaleLogit), [1, 2, 3], false) };
   });
 }
 
@@ -38,6 +44,6 @@ export function decode(g: GraphBuilder, y: Value, kind: Coupling, network: Netwo
     const [shift, scaleLogit] = network(g, y1);
     const scale = op.sigmoid(g, scaleLogit);
     const out = op.concat(g, [y1, op.sub(g, op.div(g, y2, scale), shift)], 1);
-    return { out, logdet: op.neg(g, op.reduceSum(g, op.log(g, scale), [1, 2, 3], false)) };
+    return { out, logdet: op.neg(g, op.reduceSum(g, logSigmoid(g, scaleLogit), [1, 2, 3], false)) };
   });
 }
