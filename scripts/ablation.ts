@@ -13,6 +13,7 @@ import { loadMnist } from '../src/runtime/mnist.js';
 import { dequantize } from '../src/runtime/quantize.js';
 import { writeFilesAtomic } from '../src/runtime/files.js';
 import { exportModel } from '../src/glow/export.js';
+import { meanAndStdErr } from '../src/runtime/generate.js';
 import { train } from '../src/runtime/train.js';
 
 const { values } = parseArgs({ options: { steps: { type: 'string' }, K: { type: 'string' }, hidden: { type: 'string' }, out: { type: 'string' } } });
@@ -34,8 +35,7 @@ for (const permutation of ['reverse', 'shuffle', 'invconv'] as Permutation[]) {
   const x = dequantize(data.test.pixels, config.nBits, new Rng(7));
   const bpd = (await runtime.model.encode(x, [data.test.count, ...config.imageShape])).bpd;
   await runtime.model.release();
-  const mean = bpd.reduce((a, b) => a + b, 0) / bpd.length;
-  const stdErr = Math.sqrt(bpd.reduce((a, b) => a + (b - mean) ** 2, 0) / (bpd.length - 1) / bpd.length);
+  const { mean, stdErr } = meanAndStdErr(bpd);
   rows.push(`| ${permutation === 'invconv' ? '1x1 conv (LU)' : permutation} | ${mean.toFixed(4)} ± ${stdErr.toFixed(4)} | ${result.steps} | ${((Date.now() - started) / 60000).toFixed(1)} min |`);
   console.error(rows.at(-1));
 }

@@ -9,7 +9,7 @@ import { GlowConfig, latentShape } from '../glow/config.js';
 import { Rng } from '../glow/rng.js';
 import { Encoded } from '../runtime/core.js';
 import { writeFileAtomic } from '../runtime/files.js';
-import { attributeDirection, interpolate, Latents, manipulate, oneHotRows, pick, sampleEps } from '../runtime/generate.js';
+import { attributeDirection, interpolate, Latents, manipulate, meanAndStdErr, oneHotRows, pick, sampleEps } from '../runtime/generate.js';
 import { writeGrid } from '../runtime/images.js';
 import { latentsBytes, parseLatents } from '../runtime/latents.js';
 import { loadMnist } from '../runtime/mnist.js';
@@ -279,15 +279,6 @@ export async function cmdEval(argv: string[]): Promise<void> {
   } finally {
     await runtime.model.release();
   }
-}
-
-export function meanAndStdErr(values: ArrayLike<number>): { mean: number; stdErr: number } {
-  const n = values.length;
-  let mean = 0;
-  for (let i = 0; i < n; i++) mean += values[i] / n;
-  let variance = 0;
-  for (let i = 0; i < n; i++) variance += (values[i] - mean) ** 2 / Math.max(1, n - 1);
-  return { mean, stdErr: Math.sqrt(variance / n) };
 }
 
 export async function cmdVerify(argv: string[]): Promise<void> {

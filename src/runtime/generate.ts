@@ -73,3 +73,13 @@ export function attributeDirection(config: GlowConfig, latents: Latents, has: re
 export function manipulate(config: GlowConfig, latent: Latents, direction: Latents, alphas: readonly number[]): Latents {
   return stack(config, alphas.map((alpha) => latent.map((e, l) => e.map((v, k) => v + alpha * direction[l][k]))));
 }
+
+/** Mean and its standard error, as bits/dim are reported. */
+export function meanAndStdErr(values: ArrayLike<number>): { mean: number; stdErr: number } {
+  const n = values.length;
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += values[i] / n;
+  let variance = 0;
+  for (let i = 0; i < n; i++) variance += (values[i] - mean) ** 2 / Math.max(1, n - 1);
+  return { mean, stdErr: Math.sqrt(variance / n) };
+}

@@ -16,7 +16,7 @@ import { HostTensor } from '../glow/tensor.js';
 import { buildFusedTrainStep, LossOptions, momentNames, OptimizerOptions, updatedName, zeroMoments } from '../glow/training.js';
 import { GlowModel } from './core.js';
 import { writeFileAtomic, writeFilesAtomic } from './files.js';
-import { sampleEps } from './generate.js';
+import { oneHotRows, sampleEps } from './generate.js';
 import { writeGrid } from './images.js';
 import { initActNorms } from './init.js';
 import { dequantize, quantize } from './quantize.js';
@@ -200,7 +200,7 @@ async function evaluate(w: GlowWeights, test: Dataset | undefined, options: Trai
       testBpd = enc.bpd.reduce((a, b) => a + b, 0) / count;
     }
     const n = 64;
-    const y = config.numClasses ? oneHotCycle(n, config.numClasses) : undefined;
+    const y = config.numClasses ? oneHotRows(config.numClasses, Array.from({ length: n }, (_, i) => i % config.numClasses)) : undefined;
     const xs = await model.decode(sampleEps(config, n, options.seed), 0.7, y);
     const size = config.imageShape.reduce((a, b) => a * b, 1);
     const pixels = quantize(xs, config.nBits);
@@ -210,12 +210,6 @@ async function evaluate(w: GlowWeights, test: Dataset | undefined, options: Trai
   } finally {
     await model.release();
   }
-}
-
-function oneHotCycle(n: number, classes: number): Float32Array {
-  const y = new Float32Array(n * classes);
-  for (let i = 0; i < n; i++) y[i * classes + (i % classes)] = 1;
-  return y;
 }
 
 function labelsOf(data: Dataset, start: number, count: number, classes: number, order?: number[]): Float32Array | undefined {
