@@ -56,6 +56,8 @@ const LN2 = Math.log(2);
 
 interface StepGraph {
   encode(g: GraphBuilder, x: Value): FlowOutput[];
+  /** encode of squeeze(x) with the squeeze folded into the step's first convolution. */
+  encodeSqueezed?(g: GraphBuilder, x: Value): FlowOutput[];
   decode(g: GraphBuilder, y: Value): FlowOutput[];
 }
 
@@ -83,7 +85,11 @@ function foldedStep(w: GlowWeights, prefix: string, C: number): StepGraph {
   return {
     encode(g, x) {
       const a = fusedMix.encode(g, x, mix);
-      return [a, coupling.encode(g, a.out, w.config.coupling, network)];
+      return [a, coupling.encode(g, a.out, w.config.coupling, network, 'log')];
+    },
+    encodeSqueezed(g, x) {
+      const a = fusedMix.encodeSqueezed(g, x, mix);
+      return [a, coupling.encode(g, a.out, w.config.coupling, network, 'log')];
     },
     decode(g, y) {
       const c = coupling.decode(g, y, w.config.coupling, network);
@@ -346,9 +352,13 @@ function encodeBody(w: GlowWeights, g: GraphBuilder, assembly: Assembly, N: Dim 
   };
   let z = x;
   for (let level = 0; level < config.L; level++) {
-    z = g.scope(`level${level + 1}`, () => squeeze.encode(g, z));
+    const absorbsSqueeze = steps[level][0].encodeSqueezed !== undefined;
+    if (!absorbsSqueeze) z = g.scope(`level${level + 1}`, () => squeeze.encode(g, z));
     for (let k = 0; k < config.K; k++) {
-      for (const r of g.scope(stepPrefix(config, level, k), () => steps[level][k].encode(g, z))) {
+      const step = steps[level][k];
+      const input = z;
+      const run = () => (k === 0 && absorbsSqueeze ? step.encodeSqueezed!(g, input) : step.encode(g, input));
+      for (const r of g.scope(stepPrefix(config, level, k), run)) {
         flowLogdet.push(r.logdet);
         z = r.out;
       }

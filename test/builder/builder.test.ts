@@ -940,6 +940,17 @@ describe('builder: Glow encode/decode at every supported opset', function () {
       it('the unfolded graph does have Exp on initializers (the scan is not vacuous)', () => {
         expect(foldViolations(buildEncode(model, { fold: false })).length).to.be.above(0);
       });
+
+      it('folded encode: each squeeze is inside a stride-2 Conv and the log-det uses Log, not Softplus', () => {
+        const opsOf = (graph: Graph) => graph.nodes.map((n) => n.op);
+        const folded = buildEncode(model);
+        expect(opsOf(folded)).to.not.include.members(['Transpose', 'Softplus']);
+        const strided = folded.nodes.filter((n) => n.op === 'Conv' && String(n.attributes.strides?.value) === '2,2');
+        expect(strided.length).to.equal(config.L);
+        const literal = opsOf(buildEncode(model, { fold: false }));
+        expect(literal).to.include('Transpose');
+        if (config.coupling === 'affine') expect(literal).to.include('Softplus');
+      });
     });
   }
 });

@@ -2,6 +2,8 @@
 // 1x1 Conv with bias:  y = W ((x + b) * s) = (W diag(s)) x + W (b * s),
 // and its inverse      x = diag(1/s) W^-1 y - b.
 // Log-det H*W*(sum(logs) + log|det W|), a constant.
+// After a squeeze the same map is one 2x2 convolution of stride 2 on the unsqueezed input
+// (encodeSqueezed): the squeeze's Reshape-Transpose-Reshape copy disappears into the weights.
 
 import { GraphBuilder, Value } from '../../builder/graph.js';
 import * as op from '../../builder/ops.js';
@@ -44,6 +46,18 @@ export function encode(g: GraphBuilder, x: Value, f: FusedMix): FlowOutput {
     const C = f.bias.length;
     const [, , H, W] = x.shape as number[];
     const out = op.conv(g, x, weight(g, 'weight', [C, C, 1, 1], f.weight), weight(g, 'bias', [C], f.bias));
+    return { out, logdet: H * W * f.logdetPerPixel };
+  });
+}
+
+/** squeeze then encode, for x [N, C/4, 2H, 2W]: squeezed channel c*4 + 2i + j is pixel (i, j)
+ * of a 2x2 block of channel c, so 1x1 weight [o, c*4 + 2i + j] becomes 2x2 weight [o, c, i, j],
+ * which is the same memory order. */
+export function encodeSqueezed(g: GraphBuilder, x: Value, f: FusedMix): FlowOutput {
+  return g.scope('mix', () => {
+    const C = f.bias.length;
+    const out = op.conv(g, x, weight(g, 'weight', [C, C / 4, 2, 2], f.weight), weight(g, 'bias', [C], f.bias), { strides: [2, 2] });
+    const [, , H, W] = out.shape as number[];
     return { out, logdet: H * W * f.logdetPerPixel };
   });
 }
