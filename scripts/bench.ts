@@ -4,13 +4,13 @@
 // cached, plus achieved GFLOP/s against a large MatMul run in the same invocation. The machine
 // is shared and noisy: read the ratios, every number of which comes from this one invocation.
 //
-//   npm run bench -- [--configs mnist,cifar-like,cifar] [--batches 1,16,64] [--reps 5] [--threads 2]
+//   npm run bench -- [--configs mnist,cifar-like,cifar] [--batches 1,16,64] [--reps 5] [--threads 2] [--profile]
 //
 // Every runtime measurement runs in a child process of its own (this script with --worker, or
 // bench_torch.py), so peak memory is that runtime's alone.
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,9 +50,15 @@ interface WorkerSpec {
   batches: number[];
   reps: number;
   threads: number;
+  /** Instead of timing: ONNX Runtime's per-op kernel time of the first batch size. */
+  profile?: boolean;
 }
 
+/** Kernel microseconds per op type, per pass. */
+type Profile = Record<'encode' | 'decode', Record<string, number>>;
+
 interface Timing {
+  /** Resident memory before any model is loaded (runtime and modules only). */
   baseRssMB: number;
   batches: Record<string, { encode: number[]; decode: number[]; peakRssMB: number }>;
 }
@@ -70,34 +76,70 @@ function randomFloats(n: number, scale: number, offset = 0): Float32Array {
   return a;
 }
 
+function passFeeds(config: GlowConfig, n: number): Record<'encode' | 'decode', Record<string, ort.Tensor>> {
+  const [C, H, W] = config.imageShape;
+  const eps: Record<string, ort.Tensor> = {};
+  for (let l = 1; l <= config.L; l++) {
+    const shape = latentShape(config, l);
+    eps[`eps_${l}`] = new ort.Tensor('float32', randomFloats(n * shape[0] * shape[1] * shape[2], 2, -1), [n, ...shape]);
+  }
+  return {
+    encode: { x: new ort.Tensor('float32', randomFloats(n * C * H * W, 1, -0.5), [n, C, H, W]) },
+    decode: { ...eps, temperature: new ort.Tensor('float32', new Float32Array([0.7]), []) },
+  };
+}
+
 async function runWorker(spec: WorkerSpec): Promise<Timing> {
   const baseRssMB = rssMB();
   const options = sessionOptions(spec.threads);
-  const encode = await ort.InferenceSession.create(spec.encode, options);
-  const decode = await ort.InferenceSession.create(spec.decode, options);
-  const [C, H, W] = spec.config.imageShape;
+  const sessions = { encode: await ort.InferenceSession.create(spec.encode, options), decode: await ort.InferenceSession.create(spec.decode, options) };
   const batches: Timing['batches'] = {};
   for (const n of spec.batches) {
-    const x = new ort.Tensor('float32', randomFloats(n * C * H * W, 1, -0.5), [n, C, H, W]);
-    const eps: Record<string, ort.Tensor> = {};
-    for (let l = 1; l <= spec.config.L; l++) {
-      const shape = latentShape(spec.config, l);
-      eps[`eps_${l}`] = new ort.Tensor('float32', randomFloats(n * shape[0] * shape[1] * shape[2], 2, -1), [n, ...shape]);
-    }
-    const temperature = new ort.Tensor('float32', new Float32Array([0.7]), []);
+    const feeds = passFeeds(spec.config, n);
     const times = { encode: [] as number[], decode: [] as number[] };
     // One pass's runs back to back: interleaving two sessions makes each one's idle pool threads
     // spin against the other's work, which halves small models' throughput.
-    for (const [name, session, feeds] of [['encode', encode, { x }], ['decode', decode, { ...eps, temperature }]] as const) {
+    for (const pass of ['encode', 'decode'] as const) {
       for (let rep = 0; rep <= spec.reps; rep++) {
         const start = performance.now();
-        await session.run(feeds);
-        if (rep > 0) times[name].push(performance.now() - start);
+        await sessions[pass].run(feeds[pass]);
+        if (rep > 0) times[pass].push(performance.now() - start);
       }
     }
     batches[n] = { ...times, peakRssMB: rssMB() };
   }
   return { baseRssMB, batches };
+}
+
+async function profileWorker(spec: WorkerSpec): Promise<Profile> {
+  const dir = mkdtempSync(join(tmpdir(), 'glow-bench-profile-'));
+  try {
+    const feeds = passFeeds(spec.config, spec.batches[0]);
+    const result = {} as Profile;
+    for (const pass of ['encode', 'decode'] as const) {
+      const prefix = join(dir, pass);
+      const session = await ort.InferenceSession.create(spec[pass], { ...sessionOptions(spec.threads), enableProfiling: true, profileFilePrefix: prefix });
+      for (let rep = 0; rep <= spec.reps; rep++) await session.run(feeds[pass]);
+      session.endProfiling();
+      await session.release();
+      const file = readdirSync(dir).find((f) => f.startsWith(pass) && f.endsWith('.json'))!;
+      const byOp: Record<string, number> = {};
+      for (const e of JSON.parse(readFileSync(join(dir, file), 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[]) {
+        if (e.cat === 'Node' && e.name.endsWith('_kernel_time') && e.args?.op_name) byOp[e.args.op_name] = (byOp[e.args.op_name] ?? 0) + e.dur;
+      }
+      result[pass] = byOp;
+    }
+    return result;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** "Conv 93%, Add 2%, ...": the op types' shares of kernel time, largest first. */
+function profileLine(byOp: Record<string, number>): string {
+  const total = Object.values(byOp).reduce((a, b) => a + b, 0);
+  const shares = Object.entries(byOp).sort((a, b) => b[1] - a[1]).map(([op, t]) => [op, (100 * t) / total] as const);
+  return shares.filter(([, p], i) => i < 6 && p >= 0.5).map(([op, p]) => `${op} ${p.toFixed(1)}%`).join(', ');
 }
 
 /** GFLOP/s of one [M,M] x [M,M] MatMul graph: the machine's practical float32 peak in ORT. */
@@ -158,15 +200,17 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       worker: { type: 'string' }, configs: { type: 'string' }, batches: { type: 'string' }, reps: { type: 'string' }, threads: { type: 'string' },
+      profile: { type: 'boolean' },
     },
   });
   if (values.worker) {
-    console.log(JSON.stringify(await runWorker(JSON.parse(values.worker) as WorkerSpec)));
+    const spec = JSON.parse(values.worker) as WorkerSpec;
+    console.log(JSON.stringify(spec.profile ? await profileWorker(spec) : await runWorker(spec)));
     return;
   }
   const configNames = (values.configs ?? 'mnist,cifar-like,cifar').split(',');
   for (const name of configNames) if (!CONFIGS[name]) throw new Error(`unknown config ${name}: choose from ${Object.keys(CONFIGS).join(', ')}`);
-  const batches = (values.batches ?? '1,16,64').split(',').map(Number);
+  const batches = (values.batches ?? '1,16,64').split(',').map(Number).sort((a, b) => a - b);
   const reps = Number(values.reps ?? 5);
   const threads = Number(values.threads ?? 2);
   if (!batches.every((b) => Number.isSafeInteger(b) && b > 0) || !(reps >= 1) || !(threads >= 1)) throw new Error('--batches, --reps and --threads take positive integers');
@@ -203,12 +247,16 @@ async function main(): Promise<void> {
 
       const flops = flopsPerImage(config);
       console.log(`## ${name}: ${CONFIGS[name].describe}; ${(flops / 1e9).toFixed(3)} GFLOP per image and pass`);
+      console.log(`RSS before loading a model: PyTorch ${timings['PyTorch eager'].baseRssMB.toFixed(0)} MB, onnxruntime-node ${timings['glow-onnx'].baseRssMB.toFixed(0)} MB`);
       const columns = ['PyTorch eager', ...order];
-      console.log(['batch', 'pass', ...columns.map((c) => `${c} img/s`), 'glow-onnx / torch.onnx', 'glow-onnx / eager', 'glow-onnx GFLOP/s (of peak)', 'peak MB torch.onnx / glow-onnx'].join(' | '));
+      console.log(['batch', 'pass', ...columns.map((c) => `${c} img/s`), 'glow-onnx / torch.onnx', 'glow-onnx / eager', 'glow-onnx GFLOP/s (of peak)',
+        'peak RSS MB eager / torch.onnx / glow-onnx'].join(' | '));
       for (const n of batches) {
         for (const pass of ['encode', 'decode'] as const) {
           const t = (v: string) => median(timings[v].batches[n][pass]);
-          const mem = (v: string) => (timings[v].batches[n].peakRssMB - timings[v].baseRssMB).toFixed(0);
+          // Peak resident memory of the process that ran it, up to this batch size (batches run
+          // in increasing order, so it is this batch's peak when it is the largest so far).
+          const mem = (v: string) => timings[v].batches[n].peakRssMB.toFixed(0);
           const ours = t('glow-onnx');
           const gflops = (flops * n) / (ours / 1000) / 1e9;
           const row = {
@@ -217,7 +265,23 @@ async function main(): Promise<void> {
           };
           summary.push(row);
           console.log([n, pass, ...columns.map((c) => fmtRate(n, timings[c].batches[n][pass])), `${row.vsTorchOnnx.toFixed(2)}x`,
-            `${row.vsEager.toFixed(2)}x`, `${gflops.toFixed(1)} (${(100 * row.ofPeak).toFixed(0)}%)`, `${mem(order[0])} / ${mem('glow-onnx')}`].join(' | '));
+            `${row.vsEager.toFixed(2)}x`, `${gflops.toFixed(1)} (${(100 * row.ofPeak).toFixed(0)}%)`, `${mem('PyTorch eager')} / ${mem(order[0])} / ${mem('glow-onnx')}`].join(' | '));
+        }
+      }
+      if (values.profile) {
+        // Where the time goes at the largest batch: when Conv dominates the baseline too, no
+        // change around the convolutions can beat it by much (the ceiling printed).
+        const n = Math.max(...batches);
+        console.log(`ONNX Runtime profile, batch ${n}, share of kernel time:`);
+        for (const v of [order[0], 'glow-onnx']) {
+          const profile = JSON.parse(child(process.execPath, [fileURLToPath(import.meta.url), '--worker',
+            JSON.stringify({ ...variants[v], config, batches: [n], reps: 3, threads, profile: true })], `profile of ${v}`)) as Profile;
+          for (const pass of ['encode', 'decode'] as const) {
+            const byOp = profile[pass];
+            const total = Object.values(byOp).reduce((a, b) => a + b, 0);
+            const ceiling = v === order[0] ? `; ceiling for a graph with the same convolutions: ${(total / (byOp.Conv ?? 0)).toFixed(2)}x` : '';
+            console.log(`  ${v} ${pass}: ${profileLine(byOp)}${ceiling}`);
+          }
         }
       }
       console.log('');
