@@ -74,8 +74,10 @@ export async function cmdTrain(argv: string[]): Promise<number> {
     weights: { type: 'string' }, epochs: { type: 'string' }, minutes: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
     warmup: { type: 'string' }, clip: { type: 'string' }, ema: { type: 'string' }, 'weight-decay': { type: 'string' },
     'class-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, seed: { type: 'string' }, 'init-batch': { type: 'string' },
-    'eval-limit': { type: 'string' }, threads: { type: 'string' }, resume: { type: 'boolean' },
+    'eval-limit': { type: 'string' }, threads: { type: 'string' }, ep: { type: 'string' }, resume: { type: 'boolean' },
   });
+  const ep = (values.ep as string | undefined) ?? 'cpu';
+  if (ep !== 'cpu' && ep !== 'webgpu') throw new UsageError(`--ep must be cpu or webgpu (the train step's provider), got ${ep}`);
   const out = required(values, 'out');
   const data = (values.data as string | undefined) ?? 'mnist';
   const epochs = integer(values, 'epochs', 1);
@@ -104,6 +106,7 @@ export async function cmdTrain(argv: string[]): Promise<number> {
     initBatch: pick(integer(values, 'init-batch', 2), 'initBatch', 256),
     evalLimit: pick(integer(values, 'eval-limit', 0), 'evalLimit', 10000),
     threads: pick(integer(values, 'threads', 1), 'threads', undefined),
+    ep,
     epochs,
     minutes,
   };

@@ -150,9 +150,13 @@ export function buildOptimizerModel(shapes: ReadonlyMap<string, number[]>, optio
   return sorted(g.build('Adam'));
 }
 
+export const emaName = (param: string) => `ema.${param}`;
+
 /** Forward, backward and Adam in one graph: one session run per step and no gradient ever
- * leaves the runtime. Outputs loss, grad_norm and the updated parameters and moments. */
-export function buildFusedTrainStep(w: GlowWeights, options: LossOptions & OptimizerOptions = {}): Graph {
+ * leaves the runtime. Outputs loss, grad_norm and the updated parameters and moments; with
+ * `ema`, also the updated moving averages (inputs ema_decay and ema.<param>), so that a loop on a
+ * GPU never needs the parameters on the host between checkpoints. */
+export function buildFusedTrainStep(w: GlowWeights, options: LossOptions & OptimizerOptions & { ema?: boolean } = {}): Graph {
   const { graph, params } = withGradients(w, options);
   const g = GraphBuilder.extend({ ...graph, outputs: graph.outputs.filter((io) => io.value.name === 'loss') });
   const grads = new Map(graph.outputs.map((io) => [io.value.name, io.value]));
@@ -165,6 +169,17 @@ export function buildFusedTrainStep(w: GlowWeights, options: LossOptions & Optim
     v: g.input(momentNames(name).v, 'float32', param.shape!),
   }));
   adam(g, slots, learningRate, step, options);
+  if (options.ema) {
+    const decay = g.input('ema_decay', 'float32', [], 'weight of the old average this step');
+    const freshWeight = op.sub(g, scalarConstant(g, 1, 'one'), decay);
+    const updated = new Map(g.build().outputs.map((io) => [io.value.name, io.value]));
+    g.scope('ema', () => {
+      for (const [name, param] of params) {
+        const average = g.input(emaName(name), 'float32', param.shape!);
+        g.output(op.add(g, op.mul(g, average, decay), op.mul(g, updated.get(updatedName(name))!, freshWeight)), updatedName(emaName(name)));
+      }
+    });
+  }
   return sorted(g.build('Glow train step: forward, backward, Adam'));
 }
 

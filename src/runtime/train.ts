@@ -13,7 +13,8 @@ import { checkpointBytes } from '../glow/params.js';
 import { Rng } from '../glow/rng.js';
 import { readSafetensors, writeSafetensors } from '../glow/safetensors.js';
 import { HostTensor } from '../glow/tensor.js';
-import { buildFusedTrainStep, LossOptions, momentNames, OptimizerOptions, updatedName, zeroMoments } from '../glow/training.js';
+import { buildFusedTrainStep, emaName, LossOptions, momentNames, OptimizerOptions, updatedName, zeroMoments } from '../glow/training.js';
+import { GraphBuilder } from '../builder/graph.js';
 import { GlowModel } from './core.js';
 import { writeFileAtomic, writeFilesAtomic } from './files.js';
 import { oneHotRows, sampleEps } from './generate.js';
@@ -42,6 +43,9 @@ export interface TrainOptions extends OptimizerOptions, LossOptions {
   seed: number;
   initBatch: number;
   threads?: number;
+  /** Where the train step runs (default cpu). On webgpu the parameters, moments and averages
+   * stay in GPU buffers between steps; only the loss comes back each step. */
+  ep?: 'cpu' | 'webgpu';
   /** Test images evaluated at the end of every epoch (0: none). */
   evalLimit: number;
 }
@@ -228,6 +232,63 @@ export interface TrainResult {
   steps: number;
   losses: number[];
   stoppedEarly: boolean;
+  /** Where the training state lived between steps. */
+  stateLocation: ort.Tensor.DataLocation;
+}
+
+/** The training state (parameters, Adam moments, averages) as ONNX Runtime tensors keyed by
+ * graph input name: host arrays on the CPU, GPU buffers that never leave the device on WebGPU,
+ * read back only for checkpoints, evaluation and the end of the run. */
+class DeviceState {
+  private readback?: ort.InferenceSession;
+
+  private constructor(private tensors: Map<string, ort.Tensor>, private readonly sessionOptions: ort.InferenceSession.SessionOptions) {}
+
+  static fromHost(arrays: ReadonlyMap<string, Float32Array>, shapeOf: (name: string) => number[], sessionOptions: ort.InferenceSession.SessionOptions): DeviceState {
+    return new DeviceState(new Map([...arrays].map(([name, data]) => [name, new ort.Tensor('float32', data, shapeOf(name))])), sessionOptions);
+  }
+
+  get location(): ort.Tensor.DataLocation {
+    return this.tensors.values().next().value?.location ?? 'cpu';
+  }
+
+  feeds(): Record<string, ort.Tensor> {
+    return Object.fromEntries(this.tensors);
+  }
+
+  /** Takes each `<name>.updated` output as the new `<name>` and frees the GPU buffers it replaces. */
+  update(outputs: ort.InferenceSession.OnnxValueMapType): void {
+    for (const [name, old] of this.tensors) {
+      this.tensors.set(name, outputs[updatedName(name)] as ort.Tensor);
+      if (old.location === 'gpu-buffer') old.dispose();
+    }
+  }
+
+  /** Host copies of every tensor. onnxruntime-node cannot download a GPU tensor itself, so an
+   * Identity graph on the same provider hands the buffers back as CPU outputs. */
+  async toHost(): Promise<Map<string, Float32Array>> {
+    if (this.location !== 'gpu-buffer') return new Map([...this.tensors].map(([k, t]) => [k, t.data as Float32Array]));
+    if (!this.readback) {
+      const g = new GraphBuilder('glow_state_readback');
+      for (const [name, t] of this.tensors) g.output(g.node('Identity', [g.input(name, 'float32', [...t.dims])], {}, [{ dtype: 'float32', shape: [...t.dims] }])[0], `${name}.host`);
+      this.readback = await ort.InferenceSession.create(serializeModel(g.build()), { ...this.sessionOptions, preferredOutputLocation: 'cpu' });
+    }
+    const out = await this.readback.run(this.feeds());
+    return new Map([...this.tensors.keys()].map((k) => [k, (out[`${k}.host`] as ort.Tensor).data as Float32Array]));
+  }
+
+  async release(): Promise<void> {
+    for (const t of this.tensors.values()) if (t.location === 'gpu-buffer') t.dispose();
+    await this.readback?.release();
+  }
+}
+
+/** Splits host state into parameters, moments and averages. */
+function splitState(host: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap<string, number[]>, withEma: boolean) {
+  const params = new Map([...shapes.keys()].map((n) => [n, host.get(n)!]));
+  const moments = new Map([...shapes.keys()].flatMap((n) => [momentNames(n).m, momentNames(n).v].map((k) => [k, host.get(k)!] as const)));
+  const ema = withEma ? new Map([...shapes.keys()].map((n) => [n, host.get(emaName(n))!])) : undefined;
+  return { params, moments, ema };
 }
 
 /**
@@ -264,11 +325,24 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
     state = { step: 0, epoch: 0, batchInEpoch: 0, noise: new Rng(options.seed + 2).state(), elapsedSeconds: 0 };
   }
 
-  const session = await ort.InferenceSession.create(serializeModel(buildFusedTrainStep(base, options)), {
-    executionProviders: ['cpu'],
+  const ep = options.ep ?? 'cpu';
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: [ep === 'webgpu' ? { name: 'webgpu', preferredLayout: 'NCHW' } : 'cpu'],
     graphOptimizationLevel: 'all',
     ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+  };
+  const withEma = ema !== undefined;
+  const stepGraph = buildFusedTrainStep(base, { ...options, ema: withEma });
+  // On WebGPU every updated tensor stays on the device; only the loss and norm come back.
+  const hostOutputs = new Set(['loss', 'grad_norm']);
+  const session = await ort.InferenceSession.create(serializeModel(stepGraph), {
+    ...sessionOptions,
+    ...(ep === 'webgpu' ? { preferredOutputLocation: Object.fromEntries(stepGraph.outputs.map((io) => [io.value.name, hostOutputs.has(io.value.name) ? 'cpu' : 'gpu-buffer'])) } : {}),
   });
+  const hostState = new Map([...params, ...moments, ...(ema ? [...ema].map(([k, v]) => [emaName(k), v] as const) : [])]);
+  const paramName = (name: string) => name.replace(/^ema\./, '').replace(/\.exp_avg(_sq)?$/, '');
+  const device = DeviceState.fromHost(hostState, (name) => shapes.get(paramName(name))!, sessionOptions);
+  const stateLocation = ep === 'webgpu' ? 'gpu-buffer' : 'cpu';
   const batchesPerEpoch = Math.floor(data.train.count / options.batchSize);
   const totalSteps = options.epochs ? options.epochs * batchesPerEpoch : undefined;
   const noise = Rng.fromState(state.noise);
@@ -276,15 +350,18 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
   const started = Date.now() - state.elapsedSeconds * 1000;
   const elapsed = () => (Date.now() - started) / 1000;
   let lastCheckpoint = state.step;
-  const saveCheckpoint = () => {
+  const hostCopies = async () => splitState(await device.toHost(), shapes, withEma);
+  const saveCheckpoint = async () => {
     const path = join(options.out, CHECKPOINT_FILE);
-    writeFileAtomic(path, checkpointFile(base, params, moments, ema, { ...state, noise: noise.state(), elapsedSeconds: elapsed() }, options));
+    const host = await hostCopies();
+    writeFileAtomic(path, checkpointFile(base, host.params, host.moments, host.ema, { ...state, noise: noise.state(), elapsedSeconds: elapsed() }, options));
     lastCheckpoint = state.step;
     hooks.onCheckpoint?.(path, state.step);
   };
   const budgetLeft = () => (options.epochs === undefined || state.epoch < options.epochs) && (options.minutes === undefined || elapsed() < options.minutes * 60);
 
   let stoppedEarly = false;
+  let final: Awaited<ReturnType<typeof hostCopies>>;
   try {
     let order = epochOrder(data.train.count, options.seed, state.epoch);
     const x = new Float32Array(options.batchSize * size);
@@ -299,38 +376,27 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
       x.set(dequantize(pixels, config.nBits, noise));
       const stepNumber = state.step + 1;
       const lr = options.learningRate * Math.min(1, stepNumber / Math.max(1, options.warmupSteps));
+      const scalar = (v: number) => new ort.Tensor('float32', Float32Array.of(v), []);
       const feeds: Record<string, ort.Tensor> = {
         x: new ort.Tensor('float32', x, [options.batchSize, ...config.imageShape]),
-        learning_rate: new ort.Tensor('float32', Float32Array.of(lr), []),
-        step: new ort.Tensor('float32', Float32Array.of(stepNumber), []),
+        learning_rate: scalar(lr),
+        step: scalar(stepNumber),
+        ...device.feeds(),
       };
+      // The EMA decay ramps up with the step count, so that early averages are not dominated
+      // by the initial weights.
+      if (withEma) feeds.ema_decay = scalar(Math.min(options.emaDecay, (1 + stepNumber) / (10 + stepNumber)));
       const y = labelsOf(data.train, start, options.batchSize, classes, order);
       if (y) feeds.y = new ort.Tensor('float32', y, [options.batchSize, classes]);
-      for (const [name, shape] of shapes) {
-        feeds[name] = new ort.Tensor('float32', params.get(name)!, shape);
-        feeds[momentNames(name).m] = new ort.Tensor('float32', moments.get(momentNames(name).m)!, shape);
-        feeds[momentNames(name).v] = new ort.Tensor('float32', moments.get(momentNames(name).v)!, shape);
-      }
       const out = await session.run(feeds);
       const loss = (out.loss.data as Float32Array)[0];
       const gradNorm = out.grad_norm ? (out.grad_norm.data as Float32Array)[0] : NaN;
       if (!Number.isFinite(loss) || (out.grad_norm && !Number.isFinite(gradNorm))) {
+        for (const [name, t] of Object.entries(out)) if (!hostOutputs.has(name) && (t as ort.Tensor).location === 'gpu-buffer') (t as ort.Tensor).dispose();
         throw new TrainingError(`the loss became ${loss} (gradient norm ${gradNorm}) at step ${stepNumber}: stopped without applying it; `
           + `the last good checkpoint (step ${lastCheckpoint}) is intact in ${options.out}. Try a lower learning rate or more warm-up`);
       }
-      for (const name of shapes.keys()) {
-        params.set(name, out[updatedName(name)].data as Float32Array);
-        moments.set(momentNames(name).m, out[updatedName(momentNames(name).m)].data as Float32Array);
-        moments.set(momentNames(name).v, out[updatedName(momentNames(name).v)].data as Float32Array);
-        if (ema) {
-          // The decay ramps up with the step count, so that early averages are not dominated by
-          // the initial weights.
-          const decay = Math.min(options.emaDecay, (1 + stepNumber) / (10 + stepNumber));
-          const e = ema.get(name)!;
-          const p = params.get(name)!;
-          for (let i = 0; i < e.length; i++) e[i] = decay * e[i] + (1 - decay) * p[i];
-        }
-      }
+      device.update(out);
       state.step = stepNumber;
       state.batchInEpoch++;
       losses.push(loss);
@@ -342,20 +408,23 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
         state.epoch++;
         state.batchInEpoch = 0;
         order = epochOrder(data.train.count, options.seed, state.epoch);
-        const report = await evaluate(weightsWith(base, ema ?? params), data.test, options, finished + 1);
+        const host = await hostCopies();
+        const report = await evaluate(weightsWith(base, host.ema ?? host.params), data.test, options, finished + 1);
         hooks.onEpoch?.({ epoch: finished + 1, step: state.step, ...report });
       }
-      if (state.step % options.checkpointEvery === 0 || epochDone) saveCheckpoint();
+      if (state.step % options.checkpointEvery === 0 || epochDone) await saveCheckpoint();
       if (hooks.shouldStop?.()) {
         stoppedEarly = true;
         break;
       }
     }
-    saveCheckpoint();
+    await saveCheckpoint();
+    final = await hostCopies();
   } finally {
+    await device.release();
     await session.release();
   }
-  const weights = weightsWith(base, ema ?? params);
+  const weights = weightsWith(base, final.ema ?? final.params);
   writeFilesAtomic(options.out, { 'weights.safetensors': checkpointBytes(weights), 'config.json': `${JSON.stringify(config, null, 2)}\n` });
-  return { weights, steps: state.step, losses, stoppedEarly };
+  return { weights, steps: state.step, losses, stoppedEarly, stateLocation };
 }

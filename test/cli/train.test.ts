@@ -68,6 +68,10 @@ describe('glow-onnx train', function () {
     const r = cli('train', '--data', images, '--out', join(dir, 'none'), ...model);
     expect(r.code).to.equal(2);
     expect(r.stderr).to.contain('give a budget');
+    const badProvider = cli('train', '--data', images, '--out', join(dir, 'none'), '--epochs', '1', '--ep', 'cuda', ...model);
+    expect(badProvider.code).to.equal(2);
+    expect(badProvider.stderr).to.contain('--ep must be cpu or webgpu');
+    expect(existsSync(join(dir, 'none'))).to.equal(false);
     expect(cli('init', '--out', join(dir, 'init'), '--data', 'none', ...model.slice(0, 10)).code).to.equal(0);
     const a = cli('artifacts', '--weights', join(dir, 'init', 'weights.safetensors'), '--out', join(dir, 'artifacts'));
     expect(a.code, a.stderr).to.equal(0);

@@ -95,6 +95,24 @@ describe('training loop', function () {
     expect(saved.state.step).to.equal(step - 1);
     for (const t of saved.params.values()) expect(t.every(Number.isFinite)).to.equal(true);
   });
+
+  it('on WebGPU the state stays in GPU buffers and the run follows the CPU run', async () => {
+    useSoftwareWebGpu();
+    if (!existsSync(process.env.VK_ICD_FILENAMES!)) throw new Error('no Vulkan driver for WebGPU: apt-get install chromium libvulkan1');
+    const cpu = await train(initWeights(config, 1), data, options(join(dir, 'cpu'), { evalLimit: 0 }));
+    const gpu = await train(initWeights(config, 1), data, options(join(dir, 'gpu'), { evalLimit: 0, ep: 'webgpu' }));
+    expect(cpu.stateLocation).to.equal('cpu');
+    expect(gpu.stateLocation).to.equal('gpu-buffer');
+    expect(gpu.losses.length).to.equal(cpu.losses.length);
+    gpu.losses.forEach((loss, i) => expect(loss, `loss ${i + 1}`).to.be.closeTo(cpu.losses[i], 1e-3 * Math.abs(cpu.losses[i])));
+    // The checkpoint is read back from the device: it must hold the run's final state.
+    const saved = readTrainCheckpoint(readFileSync(join(dir, 'gpu', CHECKPOINT_FILE)), 'checkpoint');
+    expect(saved.state.step).to.equal(gpu.steps);
+    for (const [name, t] of gpu.weights.params) {
+      expect(maxAbsDiff(t.data, cpu.weights.params.get(name)!.data), name).to.be.below(1e-3);
+      if (saved.ema?.has(name)) expect(maxAbsDiff(saved.ema.get(name)!, t.data), `${name} (EMA in checkpoint vs exported)`).to.be.below(1e-7);
+    }
+  });
 });
 
 describe('training artifacts', function () {
@@ -159,6 +177,24 @@ describe('training artifacts', function () {
     const fused = await fusedSession.run(fusedFeeds);
     for (const name of shapes.keys()) {
       expect(maxAbsDiff(fused[updatedName(name)].data as Float32Array, separate[updatedName(name)].data as Float32Array), name).to.be.below(1e-6);
+    }
+  });
+
+  it('the fused step updates the moving averages: ema * decay + (1 - decay) * updated parameter', async () => {
+    const feeds = feedsFor(w, new Rng(6));
+    const shapes = new Map(paramSpecs(config).filter((s) => s.trainable).map((s) => [s.name, s.shape]));
+    const rng = new Rng(8);
+    Object.assign(feeds, { learning_rate: new ort.Tensor('float32', Float32Array.of(1e-3), []), step: new ort.Tensor('float32', Float32Array.of(2), []), ema_decay: new ort.Tensor('float32', Float32Array.of(0.75), []) });
+    for (const [name, shape] of shapes) {
+      const n = shape.reduce((p, q) => p * q, 1);
+      for (const key of [momentNames(name).m, momentNames(name).v, `ema.${name}`]) feeds[key] = new ort.Tensor('float32', new Float32Array(n).map(() => Math.abs(rng.normal())), shape);
+    }
+    const out = await (await ort.InferenceSession.create(serializeModel(buildFusedTrainStep(w, { ema: true })))).run(feeds);
+    for (const name of shapes.keys()) {
+      const updated = out[updatedName(name)].data as Float32Array;
+      const average = feeds[`ema.${name}`].data as Float32Array;
+      const expected = Float64Array.from(average, (a, i) => 0.75 * a + 0.25 * updated[i]);
+      expect(maxAbsDiff(out[updatedName(`ema.${name}`)].data as Float32Array, expected), name).to.be.below(1e-6);
     }
   });
 
