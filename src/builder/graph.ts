@@ -110,9 +110,14 @@ export class GraphBuilder {
   private readonly scopes: string[] = [];
   private readonly counters = new Map<string, number>();
   metadata: Record<string, string> = {};
+  private readonly compact: boolean;
 
-  constructor(readonly name: string, opts: { opset?: number } = {}) {
+  /** `compact`: keep float32 initializers as Float32Array, rounded once here instead of when
+   * serialising. Same bytes, half the memory; for graphs that are only serialised (export of big
+   * models). Graphs evaluated on the host (tests, evaluate.ts) need the float64 values. */
+  constructor(readonly name: string, opts: { opset?: number; compact?: boolean } = {}) {
     this.opset = opts.opset ?? DEFAULT_OPSET;
+    this.compact = opts.compact ?? false;
     if (!SUPPORTED_OPSETS.includes(this.opset)) {
       throw new Error(`opset ${this.opset} is not supported (supported: ${SUPPORTED_OPSETS[0]} to ${SUPPORTED_OPSETS.at(-1)})`);
     }
@@ -192,6 +197,9 @@ export class GraphBuilder {
 
   private addInitializer(name: string, tensor: Tensor): Value {
     checkTensor(tensor, name);
+    if (this.compact && tensor.dtype === 'float32' && !(tensor.data instanceof Float32Array)) {
+      tensor = { ...tensor, data: Float32Array.from(tensor.data) };
+    }
     const value = new Value(name, tensor.dtype, tensor.shape);
     this.initializers.set(value, tensor);
     return value;

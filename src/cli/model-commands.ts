@@ -4,7 +4,8 @@ import { mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { SUPPORTED_OPSETS } from '../builder/graph.js';
 import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../glow/config.js';
-import { DTYPES, ExportDType, ExportOptions, exportModel, GlowJson } from '../glow/export.js';
+import { exportModelToDirectory } from '../glow/export-directory.js';
+import { DTYPES, ExportDType, ExportOptions } from '../glow/export.js';
 import { importWeights, ImportOptions } from '../glow/import/index.js';
 import { checkpointBytes, initWeights, WEIGHTS_FILE } from '../glow/params.js';
 import { Rng } from '../glow/rng.js';
@@ -146,12 +147,11 @@ export async function cmdExport(argv: string[]): Promise<void> {
     throw new UsageError('--triton-max-batch, --triton-instances and --triton-device need --triton DIR');
   }
   const { weights, origin } = loadWeights(values, weightsPath);
-  const files = exportModel(weights, options, { weights: basename(weightsPath), origin });
-  // Everything is built in memory before anything is written.
+  // The Triton repository is built in memory first, so that a failure there writes nothing.
   const repository = values.triton ? tritonRepository(weights, triton) : undefined;
-  writeFilesAtomic(out, { ...files });
-  const json = JSON.parse(files['glow.json']) as GlowJson;
-  const sizes = Object.entries(files).filter(([name]) => name !== 'glow.json').map(([name, data]) => `${name} (${data.length} bytes)`);
+  // Streamed to disk one graph at a time (all or nothing): big models never sit in memory whole.
+  const { json, files } = exportModelToDirectory(weights, out, options, { weights: basename(weightsPath), origin });
+  const sizes = files.filter(({ name }) => name !== 'glow.json').map(({ name, bytes }) => `${name} (${bytes} bytes)`);
   const variant = [json.dtype, json.batch ? `batch ${json.batch}` : '', json.folded ? '' : 'unfolded'].filter(Boolean).join(', ');
   console.log(`wrote ${out}/{glow.json, ${sizes.join(', ')}} at opset ${json.opset}, ${variant}`);
   if (repository) {

@@ -5,7 +5,7 @@
 
 import { Graph } from '../builder/graph.js';
 import { toFloat16 } from '../builder/passes/index.js';
-import { ModelInfo, needsExternalData, serializeModel, serializeModelWithExternalData } from '../builder/serialize.js';
+import { concatChunks, ModelInfo, modelChunks, needsExternalData } from '../builder/serialize.js';
 import { GlowConfig, latentShape } from './config.js';
 import { buildDecode, buildEncode, BuildOptions, GlowWeights } from './model.js';
 
@@ -60,45 +60,78 @@ function ioOf(graph: Graph): { inputs: Record<string, (number | string)[]>; outp
   return { inputs: shapes(graph.inputs), outputs: shapes(graph.outputs) };
 }
 
-/** The encode and decode graphs as exported: built, converted to float16 compute when asked,
- * with the export options in their metadata. */
-export function exportGraphs(w: GlowWeights, options: ExportOptions = {}): { encode: Graph; decode: Graph } {
+export type GraphKind = 'encode' | 'decode';
+
+/** One graph as exported: built, converted to float16 compute when asked, with the export
+ * options in its metadata. */
+export function exportGraph(w: GlowWeights, kind: GraphKind, options: ExportOptions = {}): Graph {
   const dtype = options.dtype ?? 'float32';
   if (!DTYPES.includes(dtype)) throw new Error(`dtype must be ${DTYPES.join(' or ')}, got ${dtype}`);
-  const finish = (graph: Graph): Graph => {
-    const converted = dtype === 'float16' ? toFloat16(graph) : graph;
-    const metadata = { ...converted.metadata, 'glow_onnx.dtype': dtype, 'glow_onnx.batch': String(options.batch ?? 'dynamic') };
-    return { ...converted, metadata };
-  };
-  return { encode: finish(buildEncode(w, options)), decode: finish(buildDecode(w, options)) };
+  // Float32 weights are stored compactly: an exported graph is only serialised. Not for float16,
+  // whose weights are rounded once from the float64 values when serialised.
+  const buildOptions = { ...options, compact: dtype === 'float32' };
+  const graph = kind === 'encode' ? buildEncode(w, buildOptions) : buildDecode(w, buildOptions);
+  const converted = dtype === 'float16' ? toFloat16(graph) : graph;
+  const metadata = { ...converted.metadata, 'glow_onnx.dtype': dtype, 'glow_onnx.batch': String(options.batch ?? 'dynamic') };
+  return { ...converted, metadata };
+}
+
+/** Both graphs as exported (see exportGraph); both are held at once, so exportModel and
+ * exportModelToDirectory build them one after the other instead. */
+export function exportGraphs(w: GlowWeights, options: ExportOptions = {}): { encode: Graph; decode: Graph } {
+  return { encode: exportGraph(w, 'encode', options), decode: exportGraph(w, 'decode', options) };
+}
+
+/** One graph's bytes as chunks (see modelChunks), and its side file's when its initializers go
+ * there (see ExportOptions). */
+export function graphChunks(
+  graph: Graph, info: ModelInfo, file: string, options: Pick<ExportOptions, 'externalData' | 'inlineLimit'> = {},
+): { model: Iterable<Uint8Array>; data?: Iterable<Uint8Array>; location?: string } {
+  const mode = options.externalData ?? 'auto';
+  if (mode === true || (mode === 'auto' && needsExternalData(graph, options.inlineLimit))) {
+    const location = `${file}.data`;
+    return { ...modelChunks(graph, info, { location }), location };
+  }
+  if (mode === false && needsExternalData(graph, options.inlineLimit)) {
+    throw new Error(`${file}: the weights do not fit in one ONNX file (2 GiB): export with external data`);
+  }
+  return modelChunks(graph, info);
 }
 
 /** One graph's bytes, and its side file's when its initializers go there (see ExportOptions). */
 export function serializeGraph(
   graph: Graph, info: ModelInfo, file: string, options: Pick<ExportOptions, 'externalData' | 'inlineLimit'> = {},
 ): { model: Uint8Array; data?: Uint8Array; location?: string } {
-  const mode = options.externalData ?? 'auto';
-  if (mode === true || (mode === 'auto' && needsExternalData(graph, options.inlineLimit))) {
-    const location = `${file}.data`;
-    return { ...serializeModelWithExternalData(graph, info, { location }), location };
-  }
-  if (mode === false && needsExternalData(graph, options.inlineLimit)) {
-    throw new Error(`${file}: the weights do not fit in one ONNX file (2 GiB): export with external data`);
-  }
-  return { model: serializeModel(graph, info) };
+  const { model, data, location } = graphChunks(graph, info, file, options);
+  return { model: concatChunks(model), ...(data ? { data: concatChunks(data), location } : {}) };
 }
 
 export const MODEL_INFO: Readonly<ModelInfo> = { producerName: PRODUCER, producerVersion: PRODUCER_VERSION };
 
-/** Builds both graphs and the description in memory; nothing touches the disk here, so a
- * failure leaves no partial model directory. */
-export function exportModel(w: GlowWeights, options: ExportOptions = {}, provenance: Record<string, string> = {}): ModelFiles {
-  const { encode, decode } = exportGraphs(w, options);
-  const enc = serializeGraph(encode, { ...MODEL_INFO, docString: 'Glow encode' }, 'encode.onnx', options);
-  const dec = serializeGraph(decode, { ...MODEL_INFO, docString: 'Glow decode' }, 'decode.onnx', options);
+/** Receives each file of a model directory as it is made: a name and its bytes in chunks. */
+export type FileSink = (name: keyof ModelFiles, chunks: Iterable<Uint8Array>) => void;
+
+/** Builds one graph, serialises it and hands its files to `sink`. A function of its own so
+ * that nothing of the graph stays referenced (a local of a loop body can) while the next is
+ * built. */
+function exportGraphFiles(w: GlowWeights, kind: GraphKind, options: ExportOptions, sink: FileSink): { io: GlowJson['io'][GraphKind]; opset: number; location?: string } {
+  const graph = exportGraph(w, kind, options);
+  const file = `${kind}.onnx` as const;
+  const { model, data, location } = graphChunks(graph, { ...MODEL_INFO, docString: `Glow ${kind}` }, file, options);
+  sink(file, model);
+  if (data) sink(`${file}.data`, data);
+  return { io: ioOf(graph), opset: graph.opset, location };
+}
+
+/** Builds, serialises and hands to `sink` one graph at a time (encode, then decode, then
+ * glow.json), so that only one graph's weights are in memory at once. The sink must consume the
+ * chunks before it returns. Returns glow.json's content. */
+export function exportFiles(w: GlowWeights, options: ExportOptions, provenance: Record<string, string>, sink: FileSink): GlowJson {
+  const encode = exportGraphFiles(w, 'encode', options, sink);
+  const decode = exportGraphFiles(w, 'decode', options, sink);
   const externalData: Record<string, string> = {};
-  if (enc.location) externalData['encode.onnx'] = enc.location;
-  if (dec.location) externalData['decode.onnx'] = dec.location;
+  if (encode.location) externalData['encode.onnx'] = encode.location;
+  if (decode.location) externalData['decode.onnx'] = decode.location;
   const json: GlowJson = {
     formatVersion: FORMAT_VERSION,
     producer: PRODUCER,
@@ -109,15 +142,25 @@ export function exportModel(w: GlowWeights, options: ExportOptions = {}, provena
     dtype: options.dtype ?? 'float32',
     ...(options.batch !== undefined ? { batch: options.batch } : {}),
     ...(Object.keys(externalData).length ? { externalData } : {}),
-    io: { encode: ioOf(encode), decode: ioOf(decode) },
+    io: { encode: encode.io, decode: decode.io },
     provenance,
   };
+  sink('glow.json', [new TextEncoder().encode(`${JSON.stringify(json, null, 2)}\n`)]);
+  return json;
+}
+
+/** Builds both graphs and the description in memory; nothing touches the disk here, so a
+ * failure leaves no partial model directory. */
+export function exportModel(w: GlowWeights, options: ExportOptions = {}, provenance: Record<string, string> = {}): ModelFiles {
+  const bytes: Partial<Record<keyof ModelFiles, Uint8Array>> = {};
+  exportFiles(w, options, provenance, (name, chunks) => (bytes[name] = concatChunks(chunks)));
+  // In this key order, as callers list them.
   return {
-    'glow.json': `${JSON.stringify(json, null, 2)}\n`,
-    'encode.onnx': enc.model,
-    'decode.onnx': dec.model,
-    ...(enc.data ? { 'encode.onnx.data': enc.data } : {}),
-    ...(dec.data ? { 'decode.onnx.data': dec.data } : {}),
+    'glow.json': new TextDecoder().decode(bytes['glow.json']),
+    'encode.onnx': bytes['encode.onnx']!,
+    'decode.onnx': bytes['decode.onnx']!,
+    ...(bytes['encode.onnx.data'] ? { 'encode.onnx.data': bytes['encode.onnx.data'] } : {}),
+    ...(bytes['decode.onnx.data'] ? { 'decode.onnx.data': bytes['decode.onnx.data'] } : {}),
   };
 }
 

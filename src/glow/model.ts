@@ -41,6 +41,9 @@ export interface BuildOptions {
   /** decode's temperature: one scalar for the whole batch (default), or one per example, shape
    * [N], as servers that batch requests together need (Triton batches every input). */
   temperature?: 'scalar' | 'per-example';
+  /** Float32 weights stored as Float32Array (see GraphBuilder): for export, which only
+   * serialises the graph; default false, as host evaluation needs the float64 values. */
+  compact?: boolean;
 }
 
 /** The batch dimension of every graph input and output. */
@@ -387,7 +390,7 @@ function encodeBody(w: GlowWeights, g: GraphBuilder, assembly: Assembly, N: Dim 
 export function buildEncode(w: GlowWeights, options: BuildOptions = {}): Graph {
   const { config } = w;
   const fold = options.fold ?? true;
-  const g = new GraphBuilder('glow_encode', { opset: options.opset });
+  const g = new GraphBuilder('glow_encode', { opset: options.opset, compact: options.compact });
   g.metadata = configMetadata(config, fold);
   const N = batchDim(options);
   const out = encodeBody(w, g, assemble(w, g, { fold }), N);
@@ -421,7 +424,7 @@ export function buildActNormInit(w: GlowWeights, options: { opset?: number } = {
 export function buildDecode(w: GlowWeights, options: BuildOptions = {}): Graph {
   const { config } = w;
   const fold = options.fold ?? true;
-  const g = new GraphBuilder('glow_decode', { opset: options.opset });
+  const g = new GraphBuilder('glow_decode', { opset: options.opset, compact: options.compact });
   g.metadata = configMetadata(config, fold);
   const N = batchDim(options);
   const eps = Array.from({ length: config.L }, (_, i) =>

@@ -1,6 +1,7 @@
-// Writes that never leave a half-written file behind: write a temporary sibling, then rename.
+// Writes that never leave a half-written file or directory behind: write a temporary sibling,
+// then rename.
 
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 function temporarySibling(path: string): string {
@@ -36,4 +37,44 @@ export function writeFilesAtomic(dir: string, files: Record<string, Uint8Array |
     throw e;
   }
   for (const [tmp, target] of staged) renameSync(tmp, target);
+}
+
+/** Writes the chunks to a new file one after the other (a file too big to hold in memory at
+ * once); returns the bytes written. */
+export function writeChunks(path: string, chunks: Iterable<Uint8Array>): number {
+  const fd = openSync(path, 'wx');
+  let bytes = 0;
+  try {
+    for (const chunk of chunks) {
+      for (let done = 0; done < chunk.length;) done += writeSync(fd, chunk, done);
+      bytes += chunk.length;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return bytes;
+}
+
+/**
+ * Fills a directory all or nothing: `fill` writes the files into a fresh staging directory
+ * beside `dir` (same file system, so moves are renames), and only once it has returned are they
+ * moved into place: the staging directory becomes `dir` when there is none yet, otherwise each
+ * file replaces its namesake in `dir` (other files there stay, as with writeFilesAtomic). If
+ * `fill` throws, the staging directory is removed and `dir` is left as it was.
+ */
+export function writeDirectoryAtomic(dir: string, fill: (staging: string) => void): void {
+  mkdirSync(dirname(dir), { recursive: true });
+  const staging = temporarySibling(dir);
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging);
+  try {
+    fill(staging);
+    if (!existsSync(dir)) {
+      renameSync(staging, dir);
+      return;
+    }
+    for (const name of readdirSync(staging)) renameSync(join(staging, name), join(dir, name));
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
 }

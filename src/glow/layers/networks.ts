@@ -108,13 +108,14 @@ function emitLayout(g: GraphBuilder, h: Value, layout: OutputLayout): Value[] {
 }
 
 export function foldedCouplingNetwork(params: HostParams, prefix: string, layout: OutputLayout): Network {
-  const c0 = foldConvActNorm(params, `${prefix}.block.0`);
-  const c1 = foldConvActNorm(params, `${prefix}.block.2`);
-  const c2 = foldZerosConv(hostParam(params, `${prefix}.block.4.conv.weight`), hostParam(params, `${prefix}.block.4.conv.bias`).data,
-    hostParam(params, `${prefix}.block.4.logs`).data, layout);
+  // Folded when emitted, not when the network is made: every step's network is made before the
+  // first is emitted, and holding all folded float64 weights at once would double the memory of
+  // an export (the graph keeps its own copy).
   return (g, z) => g.scope('nn', () => {
-    const h0 = op.relu(g, emitConv(g, z, c0, 'conv0'));
-    const h1 = op.relu(g, emitConv(g, h0, c1, 'conv1'));
+    const h0 = op.relu(g, emitConv(g, z, foldConvActNorm(params, `${prefix}.block.0`), 'conv0'));
+    const h1 = op.relu(g, emitConv(g, h0, foldConvActNorm(params, `${prefix}.block.2`), 'conv1'));
+    const c2 = foldZerosConv(hostParam(params, `${prefix}.block.4.conv.weight`), hostParam(params, `${prefix}.block.4.conv.bias`).data,
+      hostParam(params, `${prefix}.block.4.logs`).data, layout);
     return emitLayout(g, emitConv(g, h1, c2, 'conv2'), layout);
   });
 }
