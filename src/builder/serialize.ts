@@ -30,6 +30,12 @@ export function irVersionFor(opset: number): number {
 
 export class OnnxFormatError extends Error {
   override name = 'OnnxFormatError';
+
+  /** Names read from a damaged file can hold any byte: control characters are written as
+   * escapes, so the message stays one line. */
+  constructor(message: string) {
+    super(message.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+  }
 }
 
 // ---------------------------------------------------------------- tensors
