@@ -13,7 +13,6 @@ SPEC is JSON: {"checkpoint": native .safetensors, "batches": [..], "reps": R, "t
 """
 import json
 import math
-import resource
 import sys
 import time
 
@@ -37,7 +36,12 @@ def load(checkpoint):
 
 
 def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """VmHWM: getrusage's ru_maxrss carries the parent's high-water mark across exec."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    raise SystemExit('bench_torch.py: no VmHWM in /proc/self/status')
 
 
 class CachedInvConv(nn.Module):

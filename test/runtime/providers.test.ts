@@ -115,6 +115,14 @@ describe('execution providers (onnxruntime-node)', function () {
     expect(sessionOptions('cpu', {})).to.not.have.property('intraOpNumThreads');
   });
 
+  it('spinWait: false turns off intra-op spinning, and ONNX Runtime accepts the session', async () => {
+    expect(sessionOptions('cpu', {})).to.not.have.property('extra');
+    expect(sessionOptions('cpu', { spinWait: true })).to.not.have.property('extra');
+    expect(sessionOptions('cpu', { spinWait: false }).extra).to.deep.equal({ session: { intra_op: { allow_spinning: '0' } } });
+    const { session } = await createSession(model, { executionProviders: ['cpu'], spinWait: false, threads: 2 });
+    expect(session.outputNames.length).to.be.above(0);
+  });
+
   describe('TensorRT switches through the environment', () => {
     let saved: Record<string, string | undefined>;
     let cacheDir: string;
