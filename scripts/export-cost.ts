@@ -12,7 +12,7 @@
 //   node dist/scripts/export-cost.js [--skip-celeba] [--celeba-opt all|extended|basic|disabled]
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,8 +44,10 @@ interface ExportReport {
 
 // ---------------------------------------------------------------- children
 
+/** Peak resident bytes of this process (VmHWM; getrusage's maxRSS can carry the parent's peak
+ * into a child across exec). */
 function peakRss(): number {
-  return process.resourceUsage().maxRSS * 1024;
+  return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
 }
 
 /** Exports in this process; `how`: 'dir' (exportModelToDirectory), 'memory' (exportModel), or
