@@ -275,8 +275,10 @@ async function main(): Promise<void> {
       console.log(`MatMul peak so far (2048x2048x2048 in ORT, this invocation): ${peak.toFixed(1)} GFLOP/s`);
       console.log(`RSS before loading a model: PyTorch ${timings['PyTorch eager'].baseRssMB.toFixed(0)} MB, onnxruntime-node ${timings['glow-onnx'].baseRssMB.toFixed(0)} MB`);
       const columns = ['PyTorch eager', ...order];
-      console.log(['batch', 'pass', ...columns.map((c) => `${c} img/s`), 'glow-onnx / torch.onnx', 'glow-onnx / eager', 'glow-onnx GFLOP/s (of peak)',
-        'peak RSS MB eager / torch.onnx / glow-onnx'].join(' | '));
+      const header = ['batch', 'pass', ...columns.map((c) => `${c} img/s`), 'glow-onnx / torch.onnx', 'glow-onnx / eager', 'glow-onnx GFLOP/s (of peak)',
+        'peak RSS MB eager / torch.onnx / glow-onnx'];
+      // A Markdown table, so that the README's can be pasted from a run.
+      console.log(`| ${header.join(' | ')} |\n|${header.map(() => '---').join('|')}|`);
       for (const n of batches) {
         for (const pass of ['encode', 'decode'] as const) {
           const t = (v: string) => median(timings[v].batches[n][pass]);
@@ -290,8 +292,9 @@ async function main(): Promise<void> {
             decodeOverEncode: median(timings['glow-onnx'].batches[n].decode) / median(timings['glow-onnx'].batches[n].encode),
           };
           summary.push(row);
-          console.log([n, pass, ...columns.map((c) => fmtRate(n, timings[c].batches[n][pass])), `${row.vsTorchOnnx.toFixed(2)}x`,
-            `${row.vsEager.toFixed(2)}x`, `${gflops.toFixed(1)} (${(100 * row.ofPeak).toFixed(0)}%)`, `${mem('PyTorch eager')} / ${mem(order[0])} / ${mem('glow-onnx')}`].join(' | '));
+          const cells = [n, pass, ...columns.map((c) => fmtRate(n, timings[c].batches[n][pass])), `${row.vsTorchOnnx.toFixed(2)}x`,
+            `${row.vsEager.toFixed(2)}x`, `${gflops.toFixed(1)} (${(100 * row.ofPeak).toFixed(0)}%)`, `${mem('PyTorch eager')} / ${mem(order[0])} / ${mem('glow-onnx')}`];
+          console.log(`| ${cells.join(' | ')} |`);
         }
       }
       if (values.profile) {
