@@ -69,7 +69,7 @@ export function exportGraph(w: GlowWeights, kind: GraphKind, options: ExportOpti
   if (!DTYPES.includes(dtype)) throw new Error(`dtype must be ${DTYPES.join(' or ')}, got ${dtype}`);
   // Float32 weights are stored compactly: an exported graph is only serialised. Not for float16,
   // whose weights are rounded once from the float64 values when serialised.
-  const buildOptions = { ...options, compact: dtype === 'float32' };
+  const buildOptions = { ...options, compact: dtype === 'float32', ...(dtype === 'float16' ? { couplingLogDet: 'stable' as const } : {}) };
   const graph = kind === 'encode' ? buildEncode(w, buildOptions) : buildDecode(w, buildOptions);
   const converted = dtype === 'float16' ? toFloat16(graph) : graph;
   const metadata = { ...converted.metadata, 'glow_onnx.dtype': dtype, 'glow_onnx.batch': String(options.batch ?? 'dynamic') };

@@ -44,6 +44,10 @@ export interface BuildOptions {
   /** Float32 weights stored as Float32Array (see GraphBuilder): for export, which only
    * serialises the graph; default false, as host evaluation needs the float64 values. */
   compact?: boolean;
+  /** The folded affine coupling's log-det (see layers/coupling.ts): 'log' (default) tests the
+   * scale against float32's smallest normal, which float16 compute cannot represent, so float16
+   * exports take 'stable'. */
+  couplingLogDet?: coupling.LogScale;
 }
 
 /** The batch dimension of every graph input and output. */
@@ -82,17 +86,17 @@ function foldMix(w: GlowWeights, prefix: string, C: number): invconv.FoldedMix {
   return invconv.foldPlain(p('weight'), C);
 }
 
-function foldedStep(w: GlowWeights, prefix: string, C: number): StepGraph {
+function foldedStep(w: GlowWeights, prefix: string, C: number, logDet: coupling.LogScale): StepGraph {
   const mix = fusedMix.fuse(hostParam(w.params, `${prefix}.actnorm.bias`).data, hostParam(w.params, `${prefix}.actnorm.logs`).data, foldMix(w, prefix, C));
   const network = foldedCouplingNetwork(w.params, prefix, couplingLayout(w.config));
   return {
     encode(g, x) {
       const a = fusedMix.encode(g, x, mix);
-      return [a, coupling.encode(g, a.out, w.config.coupling, network, 'log')];
+      return [a, coupling.encode(g, a.out, w.config.coupling, network, logDet)];
     },
     encodeSqueezed(g, x) {
       const a = fusedMix.encodeSqueezed(g, x, mix);
-      return [a, coupling.encode(g, a.out, w.config.coupling, network, 'log')];
+      return [a, coupling.encode(g, a.out, w.config.coupling, network, logDet)];
     },
     decode(g, y) {
       const c = coupling.decode(g, y, w.config.coupling, network);
@@ -268,6 +272,7 @@ interface Assembly {
 
 interface AssemblyOptions {
   fold: boolean;
+  couplingLogDet?: coupling.LogScale;
   /** Replaces the checkpoint's ActNorms (literal form only), as data-dependent initialisation does. */
   actnorms?: ActNormSource;
   /** Checkpoint tensors that become graph inputs instead of initializers (training). */
@@ -294,7 +299,7 @@ function assemble(w: GlowWeights, g: GraphBuilder, options: AssemblyOptions): As
     const C = levelChannels(config, level + 1);
     return Array.from({ length: config.K }, (_, k) => {
       const prefix = stepPrefix(config, level, k);
-      return fold ? foldedStep(w, prefix, C) : literalStep(w, src, actnorms, prefix, C);
+      return fold ? foldedStep(w, prefix, C, options.couplingLogDet ?? 'log') : literalStep(w, src, actnorms, prefix, C);
     });
   });
   return { steps, priors: fold ? foldedPriors(w) : literalPriors(w, src) };
@@ -393,7 +398,7 @@ export function buildEncode(w: GlowWeights, options: BuildOptions = {}): Graph {
   const g = new GraphBuilder('glow_encode', { opset: options.opset, compact: options.compact });
   g.metadata = configMetadata(config, fold);
   const N = batchDim(options);
-  const out = encodeBody(w, g, assemble(w, g, { fold }), N);
+  const out = encodeBody(w, g, assemble(w, g, { fold, couplingLogDet: options.couplingLogDet }), N);
   out.eps.forEach((e, i) => g.output(e, `eps_${i + 1}`, `standardised latent of level ${i + 1} [${N}, ${latentShape(config, i + 1).join(', ')}]`));
   g.output(out.logdet, 'logdet', 'sum of log|det J| of the flow layers');
   g.output(out.logPx, 'log_px', 'log-likelihood of the discretised data in nats');

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { GlowConfig } from '../../src/glow/config.js';
+import { exportGraphs } from '../../src/glow/export.js';
 import { buildDecode, buildEncode, GlowWeights } from '../../src/glow/model.js';
 import { Feeds, maxAbsDiff, runGraph } from '../helpers.js';
 import { refDecode, refEncode } from '../reference/glow64.js';
@@ -45,4 +46,32 @@ describe('glow encode/decode against the float64 reference', () => {
       });
     }
   }
+});
+
+describe('affine coupling log-det where the scale underflows float32', () => {
+  // scale = sigmoid(t) with t near -198: below float32's smallest normal, where Log(Sigmoid(t))
+  // would be -inf. The folded graph takes t there, the literal one -softplus(-t).
+  const config = { ...base, K: 1, L: 1, learnTop: false };
+  const params = randomParams(config, 3);
+  const net = 'flow.layers.1.block.4';
+  params.get(`${net}.logs`)!.data.fill(0);
+  params.get(`${net}.conv.bias`)!.data.forEach((_, i, b) => (b[i] = i % 2 ? -200 : 0.1));
+  const model: GlowWeights = { config, params };
+  const x = randomImages(config, 2, 4);
+  const ref = refEncode({ config, params: params as never }, x);
+
+  for (const fold of [true, false]) {
+    it(`fold=${fold}: logdet equals the float64 reference`, async () => {
+      const enc = await runGraph(buildEncode(model, { fold }), { x });
+      expect(Math.max(...ref.logdet.map(Math.abs))).to.be.above(1e4);
+      enc.logdet.data.forEach((v, i) => expect(v, `example ${i}`).to.be.closeTo(ref.logdet[i], 1e-5 * Math.abs(ref.logdet[i])));
+    });
+  }
+
+  it('float16 export keeps it finite (float16 cannot hold the float32 threshold)', async () => {
+    const { encode } = exportGraphs(model, { dtype: 'float16' });
+    expect(encode.nodes.map((n) => n.op)).to.include('Softplus');
+    const enc = await runGraph(encode, { x });
+    enc.logdet.data.forEach((v, i) => expect(v, `example ${i}`).to.be.closeTo(ref.logdet[i], 2e-3 * Math.abs(ref.logdet[i])));
+  });
 });
