@@ -26,7 +26,7 @@ train:
   train        --out DIR (--epochs N | --minutes M) [--data mnist|DIR] [--test-data DIR] [config flags | --weights FILE]
                [--batch-size 64] [--lr 1e-3] [--warmup 200] [--clip 50] [--ema 0.999] [--weight-decay 0]
                [--class-weight 0.01] [--checkpoint-every 200] [--seed N] [--init-batch 256] [--eval-limit 10000]
-               [--threads N] [--resume]
+               [--threads N] [--ep cpu|webgpu] [--resume]
   artifacts    --weights FILE --out DIR [--opset N]
                training_model.onnx, eval_model.onnx, optimizer_model.onnx and checkpoint (ORT's layout)
 

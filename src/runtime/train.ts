@@ -4,6 +4,7 @@
 
 import ort from 'onnxruntime-node';
 import { join } from 'node:path';
+import { GraphBuilder } from '../builder/graph.js';
 import { serializeModel } from '../builder/serialize.js';
 import { GlowConfig, validateConfig } from '../glow/config.js';
 import { exportModel } from '../glow/export.js';
@@ -14,7 +15,6 @@ import { Rng } from '../glow/rng.js';
 import { readSafetensors, writeSafetensors } from '../glow/safetensors.js';
 import { HostTensor } from '../glow/tensor.js';
 import { buildFusedTrainStep, emaName, LossOptions, momentNames, OptimizerOptions, updatedName, zeroMoments } from '../glow/training.js';
-import { GraphBuilder } from '../builder/graph.js';
 import { GlowModel } from './core.js';
 import { writeFileAtomic, writeFilesAtomic } from './files.js';
 import { oneHotRows, sampleEps } from './generate.js';
@@ -342,7 +342,6 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
   const hostState = new Map([...params, ...moments, ...(ema ? [...ema].map(([k, v]) => [emaName(k), v] as const) : [])]);
   const paramName = (name: string) => name.replace(/^ema\./, '').replace(/\.exp_avg(_sq)?$/, '');
   const device = DeviceState.fromHost(hostState, (name) => shapes.get(paramName(name))!, sessionOptions);
-  const stateLocation = ep === 'webgpu' ? 'gpu-buffer' : 'cpu';
   const batchesPerEpoch = Math.floor(data.train.count / options.batchSize);
   const totalSteps = options.epochs ? options.epochs * batchesPerEpoch : undefined;
   const noise = Rng.fromState(state.noise);
@@ -362,6 +361,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
 
   let stoppedEarly = false;
   let final: Awaited<ReturnType<typeof hostCopies>>;
+  let stateLocation: ort.Tensor.DataLocation;
   try {
     let order = epochOrder(data.train.count, options.seed, state.epoch);
     const x = new Float32Array(options.batchSize * size);
@@ -420,6 +420,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
     }
     await saveCheckpoint();
     final = await hostCopies();
+    stateLocation = device.location;
   } finally {
     await device.release();
     await session.release();
