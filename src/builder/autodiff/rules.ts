@@ -219,8 +219,21 @@ const conv: GradientRule = (ctx) => {
  * kernel offset: dW[:, :, p, q] = dY [M, N*oH*oW] x X shifted by (p, q) [N*oH*oW, C]. Same
  * arithmetic as the convolution formulation, but ONNX Runtime runs it on its matrix multiply
  * (about 10x faster on the coupling networks' convolutions, which dominated training steps).
+ * Each shift is a copy (a Slice), so the smaller of X and dY is the one shifted: a coupling
+ * network's last convolution reads 64+ channels and writes a few, and copying X nine times there
+ * was a third of a training step.
  */
 function weightGradientByGemm(
+  g: GraphBuilder, x: Value, dy: Value, kernel: number[], pads: ConvAttributes['pads'], excess: [number, number],
+): Value {
+  const [M, C] = kernel;
+  const [H, W] = [x.shape![2] as number, x.shape![3] as number];
+  const [oH, oW] = [dy.shape![2] as number, dy.shape![3] as number];
+  return M * oH * oW < C * H * W ? shiftingGradients(g, x, dy, kernel, pads) : shiftingInputs(g, x, dy, kernel, pads, excess);
+}
+
+/** dW[:, :, p, q] = X shifted by (p, q), then multiplied by dY: kH*kW copies of X. */
+function shiftingInputs(
   g: GraphBuilder, x: Value, dy: Value, [M, C, kH, kW]: number[], pads: ConvAttributes['pads'], excess: [number, number],
 ): Value {
   const [oH, oW] = [dy.shape![2] as number, dy.shape![3] as number];
@@ -234,6 +247,27 @@ function weightGradientByGemm(
     for (let q = 0; q < kW; q++) {
       const shifted = op.reshape(g, op.slice(g, channelsFirst, [p, q], [p + oH, q + oW], [2, 3]), [C, -1]);
       taps.push(op.unsqueeze(g, op.matmul(g, grads, op.transpose(g, shifted, [1, 0])), [2]));
+    }
+  }
+  return op.reshape(g, taps.length === 1 ? taps[0] : op.concat(g, taps, 2), [M, C, kH, kW]);
+}
+
+/**
+ * The same sums with dY shifted the other way over an unpadded X: with i = u - p + pad,
+ * dW[m, c, p, q] = sum_{n,u,v} dY[n, m, u - p + padTop, v - q + padLeft] X[n, c, u, v], dY zero
+ * outside its plane. dY padded by the kernel size once; kH*kW copies of dY, one transpose of X.
+ * (Stride 1, so no rows are left over.)
+ */
+function shiftingGradients(g: GraphBuilder, x: Value, dy: Value, [M, C, kH, kW]: number[], pads: ConvAttributes['pads']): Value {
+  const [H, W] = [x.shape![2] as number, x.shape![3] as number];
+  const inputs = op.transpose(g, op.reshape(g, op.transpose(g, x, [1, 0, 2, 3]), [C, -1]), [1, 0]); // [N*H*W, C]
+  const grads = op.transpose(g, op.padSpatial(g, dy, [kH - 1, kW - 1, kH - 1, kW - 1]), [1, 0, 2, 3]); // [M, N, oH+2kH-2, oW+2kW-2]
+  const taps: Value[] = [];
+  for (let p = 0; p < kH; p++) {
+    for (let q = 0; q < kW; q++) {
+      const [top, left] = [kH - 1 - p + pads[0], kW - 1 - q + pads[1]];
+      const shifted = op.reshape(g, op.slice(g, grads, [top, left], [top + H, left + W], [2, 3]), [M, -1]);
+      taps.push(op.unsqueeze(g, op.matmul(g, shifted, inputs), [2]));
     }
   }
   return op.reshape(g, taps.length === 1 ? taps[0] : op.concat(g, taps, 2), [M, C, kH, kW]);

@@ -350,6 +350,9 @@ export const CASES: Case[] = [
   // ---- linear algebra
   ...[
     { name: 'plain 3x3, same pads, bias', x: [2, 2, 5, 5], w: [3, 2, 3, 3], conv: { pads: [1, 1, 1, 1] } },
+    // Fewer outputs than inputs: the weight gradient shifts dY instead of X.
+    { name: 'plain 3x3, same pads, 5 -> 2 channels', x: [2, 5, 5, 4], w: [2, 5, 3, 3], conv: { pads: [1, 1, 1, 1] } },
+    { name: 'plain 3x2, asymmetric pads, 4 -> 1 channel', x: [2, 4, 5, 6], w: [1, 4, 3, 2], conv: { pads: [0, 1, 2, 0] }, noBias: true },
     { name: 'stride 2, asymmetric pads, rows left over', x: [2, 2, 7, 6], w: [3, 2, 3, 2], conv: { pads: [1, 0, 0, 1], strides: [2, 2] } },
     { name: 'stride 2 with more bottom padding than leftover', x: [1, 2, 6, 6], w: [2, 2, 3, 3], conv: { pads: [0, 2, 2, 1], strides: [2, 3] } },
     { name: 'dilations 2', x: [2, 2, 7, 7], w: [2, 2, 3, 3], conv: { pads: [2, 1, 2, 1], dilations: [2, 2] } },
