@@ -21,6 +21,7 @@ import * as op from '../src/builder/ops.js';
 import { serializeModel } from '../src/builder/serialize.js';
 import { GlowConfig, latentShape } from '../src/glow/config.js';
 import { exportModel } from '../src/glow/export.js';
+import { convFlopsPerImage } from '../src/glow/flops.js';
 import { parseCheckpoint, checkpointBytes, initWeights } from '../src/glow/params.js';
 import { GlowWeights } from '../src/glow/model.js';
 
@@ -166,25 +167,6 @@ async function matmulPeak(threads: number, reps: number): Promise<number> {
   return (2 * M ** 3) / (best / 1000) / 1e9;
 }
 
-/** Floating-point operations of one image's encode (decode does the same convolutions): two per
- * multiply-accumulate of every convolution; the elementwise work is left out. */
-export function flopsPerImage(c: GlowConfig): number {
-  let [C, H, W] = c.imageShape;
-  let macs = 0;
-  const hidden = c.hiddenChannels;
-  for (let level = 1; level <= c.L; level++) {
-    C *= 4; H /= 2; W /= 2;
-    const netOut = c.coupling === 'affine' ? C : C / 2;
-    const perStep = C * C + 9 * (C / 2) * hidden + hidden * hidden + 9 * hidden * netOut;
-    macs += c.K * perStep * H * W;
-    if (level < c.L) {
-      macs += 9 * (C / 2) * C * H * W;
-      C /= 2;
-    }
-  }
-  if (c.learnTop) macs += 9 * (2 * C) * (2 * C) * H * W;
-  return 2 * macs;
-}
 
 /** Per batch and pass, the round with the lower median time; memory: the higher peak. */
 function bestOf(a: Timing, b: Timing): Timing {
@@ -270,7 +252,7 @@ async function main(): Promise<void> {
       }
 
       peak = Math.max(peak, await matmulPeak(threads, reps));
-      const flops = flopsPerImage(config);
+      const flops = convFlopsPerImage(config);
       console.log(`## ${name}: ${CONFIGS[name].describe}; ${(flops / 1e9).toFixed(3)} GFLOP per image and pass`);
       console.log(`MatMul peak so far (2048x2048x2048 in ORT, this invocation): ${peak.toFixed(1)} GFLOP/s`);
       console.log(`RSS before loading a model: PyTorch ${timings['PyTorch eager'].baseRssMB.toFixed(0)} MB, onnxruntime-node ${timings['glow-onnx'].baseRssMB.toFixed(0)} MB`);
