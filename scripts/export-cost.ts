@@ -12,7 +12,7 @@
 //   node dist/scripts/export-cost.js [--skip-celeba] [--celeba-opt all|extended|basic|disabled]
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,9 @@ import * as ort from 'onnxruntime-node';
 import { DEFAULT_CONFIG, GlowConfig, latentShape } from '../src/glow/config.js';
 import { exportModelToDirectory } from '../src/glow/export-directory.js';
 import { exportModel } from '../src/glow/export.js';
-import { initWeights } from '../src/glow/params.js';
+import { importWeights } from '../src/glow/import/index.js';
+import { GlowWeights } from '../src/glow/model.js';
+import { checkpointBytes, initWeights } from '../src/glow/params.js';
 
 const MB = 2 ** 20;
 const TIME_TARGET_S = 10;
@@ -50,20 +52,27 @@ function peakRss(): number {
   return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
 }
 
-/** Exports in this process; `how`: 'dir' (exportModelToDirectory), 'memory' (exportModel), or
- * 'dense-dir' (every parameter made nonzero first, so that all their pages are resident, as a
- * trained model's are: initWeights leaves ActNorms and zero convolutions untouched zeros). */
-function exportChild(config: GlowConfig, how: string, dir: string, externalData: boolean): ExportReport {
-  const baselineRss = process.memoryUsage().rss;
+/** initWeights with every parameter made nonzero, so that all its pages are resident, as a
+ * trained model's are (initWeights leaves ActNorms and zero convolutions untouched zeros). */
+function denseWeights(config: GlowConfig): GlowWeights {
   const w = initWeights(config, 1);
-  let params = 0;
   for (const [name, t] of w.params) {
-    params += t.data.length;
     // Not the permutation, signs and the zero prior input, whose values have a meaning.
-    if (how === 'dense-dir' && !/invconv\.(p|sign_s)$|prior_h$/.test(name)) {
-      for (let i = 0; i < t.data.length; i++) t.data[i] += 1e-3 * Math.sin(i);
-    }
+    if (/invconv\.(p|sign_s)$|prior_h$/.test(name)) continue;
+    for (let i = 0; i < t.data.length; i++) t.data[i] += 1e-3 * Math.sin(i);
   }
+  return w;
+}
+
+/** Exports in this process; `how`: 'dir' (exportModelToDirectory of initWeights), 'dense-dir'
+ * (the same with denseWeights), 'memory' (exportModel), or 'checkpoint-dir' (what `glow-onnx
+ * export --weights FILE` does: the native checkpoint at `checkpoint` read, then exported). */
+function exportChild(config: GlowConfig, how: string, dir: string, externalData: boolean, checkpoint?: string): ExportReport {
+  const baselineRss = process.memoryUsage().rss;
+  const w = how === 'checkpoint-dir' ? importWeights(readFileSync(checkpoint!), checkpoint!).weights
+    : how === 'dense-dir' ? denseWeights(config) : initWeights(config, 1);
+  let params = 0;
+  for (const t of w.params.values()) params += t.data.length;
   const weightsRss = process.memoryUsage().rss;
   const start = performance.now();
   let bytes = 0;
@@ -146,9 +155,14 @@ async function main(): Promise<void> {
     allowPositionals: true,
   });
   if (values.child) {
-    const [what, arg1, arg2] = positionals;
+    const [what, arg1, arg2, arg3] = positionals;
     const config = what.startsWith('celeba') ? CELEBA : CIFAR;
-    const result = what.endsWith('run') ? await runChild(config, arg1, arg2) : exportChild(config, arg1, arg2, what.startsWith('celeba'));
+    if (arg1 === 'write-checkpoint') {
+      writeFileSync(arg2, checkpointBytes(denseWeights(config)));
+      console.log('{}');
+      return;
+    }
+    const result = what.endsWith('run') ? await runChild(config, arg1, arg2) : exportChild(config, arg1, arg2, what.startsWith('celeba'), arg3);
     console.log(JSON.stringify(result));
     return;
   }
@@ -158,6 +172,11 @@ async function main(): Promise<void> {
     rmSync(join(tmp, 'cifar'), { recursive: true, force: true });
     printExport('CIFAR, exportModelToDirectory, every weight nonzero (all pages resident, as trained weights)',
       child<ExportReport>(['cifar', 'dense-dir', join(tmp, 'cifar')]));
+    rmSync(join(tmp, 'cifar'), { recursive: true, force: true });
+    const checkpoint = join(tmp, 'cifar-dense.safetensors');
+    child(['cifar', 'write-checkpoint', checkpoint]);
+    printExport('CIFAR, glow-onnx export --weights (a dense float32 checkpoint read, then exported)',
+      child<ExportReport>(['cifar', 'checkpoint-dir', join(tmp, 'cifar'), checkpoint]));
     rmSync(join(tmp, 'cifar'), { recursive: true, force: true });
     printExport('CIFAR, exportModel (in memory, all files returned at once)', child<ExportReport>(['cifar', 'memory', '']));
     if (values['skip-celeba']) return;

@@ -8,10 +8,10 @@ export type SafeDtype = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' |
 export type WritableDtype = 'F32' | 'F64' | 'I64' | 'I32';
 
 export interface SafeTensor {
-  /** The dtype stored in the file; data always holds the values as float64. */
+  /** The dtype stored in the file; data holds the values as float32 for F32, else float64. */
   dtype: SafeDtype;
   shape: number[];
-  data: Float64Array;
+  data: Float64Array | Float32Array;
 }
 
 export interface WritableTensor {
@@ -94,17 +94,7 @@ export function readSafetensors(bytes: Uint8Array, sourceName = 'safetensors'): 
     throw new SafetensorsError(`${sourceName}: ${problem}`);
   };
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLength = readHeaderLength(view, fail);
-  const headerText = decodeHeaderText(bytes.subarray(LENGTH_PREFIX_BYTES, LENGTH_PREFIX_BYTES + headerLength), fail);
-  const header = parseHeader(headerText, fail);
-
-  let metadata: Record<string, string> = {};
-  const entries: TensorEntry[] = [];
-  for (const key of topLevelKeys(headerText, fail)) {
-    if (key === METADATA_KEY) metadata = parseMetadata(header[key], fail);
-    else entries.push(parseEntry(key, header[key], fail));
-  }
-
+  const { headerLength, metadata, entries } = readHeader(bytes, view, fail);
   const bufferStart = LENGTH_PREFIX_BYTES + headerLength;
   requireExactCoverage(entries, bytes.byteLength - bufferStart, fail);
   const tensors = new Map<string, SafeTensor>();
@@ -113,6 +103,28 @@ export function readSafetensors(bytes: Uint8Array, sourceName = 'safetensors'): 
     tensors.set(entry.name, { dtype: entry.dtype, shape: entry.shape, data });
   }
   return { tensors, metadata };
+}
+
+/** The metadata alone: the header is read and checked, no tensor is decoded (a cheap look at
+ * what a big file is). */
+export function readSafetensorsMetadata(bytes: Uint8Array, sourceName = 'safetensors'): Record<string, string> {
+  const fail: Fail = (problem) => {
+    throw new SafetensorsError(`${sourceName}: ${problem}`);
+  };
+  return readHeader(bytes, new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), fail).metadata;
+}
+
+function readHeader(bytes: Uint8Array, view: DataView, fail: Fail): { headerLength: number; metadata: Record<string, string>; entries: TensorEntry[] } {
+  const headerLength = readHeaderLength(view, fail);
+  const headerText = decodeHeaderText(bytes.subarray(LENGTH_PREFIX_BYTES, LENGTH_PREFIX_BYTES + headerLength), fail);
+  const header = parseHeader(headerText, fail);
+  let metadata: Record<string, string> = {};
+  const entries: TensorEntry[] = [];
+  for (const key of topLevelKeys(headerText, fail)) {
+    if (key === METADATA_KEY) metadata = parseMetadata(header[key], fail);
+    else entries.push(parseEntry(key, header[key], fail));
+  }
+  return { headerLength, metadata, entries };
 }
 
 function readHeaderLength(view: DataView, fail: Fail): number {
@@ -255,8 +267,9 @@ function requireExactCoverage(entries: readonly TensorEntry[], bufferBytes: numb
 
 type Reject = (offset: number, problem: string) => never;
 
-function decodeTensor(entry: TensorEntry, view: DataView, start: number, fail: Fail): Float64Array {
-  const out = new Float64Array(elementCount(entry.shape));
+/** Float32 tensors stay Float32Array (the same values in half the memory); others are float64. */
+function decodeTensor(entry: TensorEntry, view: DataView, start: number, fail: Fail): Float64Array | Float32Array {
+  const out = entry.dtype === 'F32' ? new Float32Array(elementCount(entry.shape)) : new Float64Array(elementCount(entry.shape));
   const step = BYTES_PER_ELEMENT[entry.dtype];
   const reject: Reject = (offset, problem) =>
     fail(`tensor ${describe(entry.name)} element ${(offset - start) / step} ${problem}`);

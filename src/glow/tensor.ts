@@ -1,9 +1,23 @@
-// Host tensors: parameters live in float64 on the host so that folding is exact before the
-// single cast to the graph's dtype.
+// Host tensors. Folding computes in float64 so that the only rounding is the single cast to the
+// graph's dtype. Parameters read from a float32 checkpoint may stay float32 in memory (half the
+// size of a big model while it is exported): hostParam hands every fold float64 data.
+
+export type HostData = Float64Array | Float32Array;
 
 export interface HostTensor {
   shape: number[];
+  data: HostData;
+}
+
+export interface HostTensor64 extends HostTensor {
   data: Float64Array;
+}
+
+/** The sum of the values (reduce is not callable on a union of typed arrays). */
+export function sum(values: ArrayLike<number>): number {
+  let total = 0;
+  for (let i = 0; i < values.length; i++) total += values[i];
+  return total;
 }
 
 export function size(shape: readonly number[]): number {

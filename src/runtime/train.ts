@@ -90,7 +90,7 @@ interface TrainState {
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 
-function floats(t: { data: Float64Array }): Float32Array {
+function floats(t: { data: ArrayLike<number> }): Float32Array {
   return Float32Array.from(t.data);
 }
 

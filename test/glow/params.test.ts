@@ -50,7 +50,7 @@ describe('paper initialisation', () => {
       if (spec.name.includes('.invconv.')) continue;
       expect(data.every((v) => v === 0), spec.name).to.equal(true);
     }
-    const conv = get(`${prefix}.block.2.conv.weight`).data;
+    const conv = Array.from(get(`${prefix}.block.2.conv.weight`).data);
     const mean = conv.reduce((a, b) => a + b, 0) / conv.length;
     const std = Math.sqrt(conv.reduce((a, b) => a + (b - mean) ** 2, 0) / conv.length);
     expect(std).to.be.closeTo(CONV_WEIGHT_STD, 0.003);

@@ -15,6 +15,7 @@ import { GlowConfig } from '../../src/glow/config.js';
 import { checkpointBytes } from '../../src/glow/params.js';
 import { exportGraphs } from '../../src/glow/export.js';
 import { GlowWeights } from '../../src/glow/model.js';
+import { HostTensor } from '../../src/glow/tensor.js';
 import { preferredBatchSizes, tritonConfig, tritonRepository } from '../../src/glow/triton.js';
 import { maxAbsDiff, runGraph } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
@@ -174,7 +175,7 @@ describe('Triton model repository (export --triton)', function () {
     });
     const size = batched.x.data.length / 3;
     for (let n = 0; n < 3; n++) {
-      const row = (t: { shape: number[]; data: Float64Array }) => ({ shape: [1, ...t.shape.slice(1)], data: t.data.slice(n * (t.data.length / 3), (n + 1) * (t.data.length / 3)) });
+      const row = (t: HostTensor) => ({ shape: [1, ...t.shape.slice(1)], data: Float64Array.from(t.data).slice(n * (t.data.length / 3), (n + 1) * (t.data.length / 3)) });
       const alone = await runGraph(plain, { eps_1: row(eps.eps_1), eps_2: row(eps.eps_2), y: row(y), temperature: temperatures[n] });
       expect(maxAbsDiff(alone.x.data, batched.x.data.slice(n * size, (n + 1) * size)), `example ${n}`).to.be.below(1e-6);
     }
@@ -185,7 +186,7 @@ describe('Triton model repository (export --triton)', function () {
     const x = randomImages(config, 4, 45);
     const y = randomOneHot(config, 4, 46);
     const whole = await runGraph(encode, { x, y });
-    const half = (t: { shape: number[]; data: Float64Array }, k: number) => ({ shape: [2, ...t.shape.slice(1)], data: t.data.slice(k * t.data.length / 2, (k + 1) * t.data.length / 2) });
+    const half = (t: HostTensor, k: number) => ({ shape: [2, ...t.shape.slice(1)], data: Float64Array.from(t.data).slice(k * t.data.length / 2, (k + 1) * t.data.length / 2) });
     for (const k of [0, 1]) {
       const part = await runGraph(encode, { x: half(x, k), y: half(y, k) });
       for (const name of Object.keys(part)) {

@@ -266,10 +266,10 @@ export function inverseWithLogAbsDet(A: Float64Array, n: number): { inverse: Flo
 // ---------------------------------------------------------------------------------------------
 // Parameters
 
-function param(model: Ref64Input, name: string): HostTensor {
+function param(model: Ref64Input, name: string): { shape: number[]; data: Float64Array } {
   const t = model.params.get(name);
   if (!t) throw new Error(`missing parameter ${name}`);
-  return t;
+  return { shape: t.shape, data: Float64Array.from(t.data) };
 }
 
 /** Every tensor of paramSpecs(config) must be present with its exact shape. */

@@ -4,7 +4,7 @@
 
 import { checkShuffles, checkWeights, parseCheckpoint } from '../params.js';
 import { GlowWeights } from '../model.js';
-import { readSafetensors } from '../safetensors.js';
+import { readSafetensorsMetadata } from '../safetensors.js';
 import { HostTensor } from '../tensor.js';
 import { CheckpointError } from './errors.js';
 import { ConfigOverrides, detectPort, inferConfig, Port, toNativeNames } from './ports.js';
@@ -26,7 +26,7 @@ export interface Imported {
 
 function isNativeCheckpoint(bytes: Uint8Array): boolean {
   try {
-    return 'glow_onnx.config' in readSafetensors(bytes).metadata;
+    return 'glow_onnx.config' in readSafetensorsMetadata(bytes);
   } catch {
     return false;
   }

@@ -416,7 +416,7 @@ export function readWeightsFile(bytes: Uint8Array, source: string): Map<string, 
       if (error instanceof SafetensorsError) throw new CheckpointError(error.message, { cause: error });
       throw error;
     }
-    return new Map([...file.tensors].map(([name, t]) => [name, { dtype: SAFE_TO_TORCH[t.dtype], shape: t.shape, data: t.data }]));
+    return new Map([...file.tensors].map(([name, t]) => [name, { dtype: SAFE_TO_TORCH[t.dtype], shape: t.shape, data: Float64Array.from(t.data) }]));
   }
   return diagnoseNotZip(bytes, source);
 }

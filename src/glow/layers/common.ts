@@ -1,7 +1,7 @@
 // Shared vocabulary of the layers: what a layer returns, and how it reaches its weights.
 
 import { GraphBuilder, tensor, Value } from '../../builder/graph.js';
-import { HostTensor } from '../tensor.js';
+import { HostTensor, HostTensor64 } from '../tensor.js';
 
 /** A log-determinant: a host constant when it does not depend on the data, otherwise a
  * per-example Value of shape [N]. Constants are summed on the host into one number. */
@@ -28,10 +28,11 @@ export function checkpointActNorms(src: ParamSource): ActNormSource {
 /** The model's host weights in float64, keyed by checkpoint name. */
 export type HostParams = ReadonlyMap<string, HostTensor>;
 
-export function hostParam(params: HostParams, name: string): HostTensor {
+/** A parameter in float64 (a transient copy when it is stored as float32). */
+export function hostParam(params: HostParams, name: string): HostTensor64 {
   const t = params.get(name);
   if (!t) throw new Error(`missing weight ${name}`);
-  return t;
+  return t.data instanceof Float64Array ? (t as HostTensor64) : { shape: t.shape, data: Float64Array.from(t.data) };
 }
 
 /** Registers host float64 data as a float32 initializer under the current scope. */

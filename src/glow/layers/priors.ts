@@ -6,7 +6,7 @@
 
 import { GraphBuilder, tensor, Value } from '../../builder/graph.js';
 import * as op from '../../builder/ops.js';
-import { HostTensor } from '../tensor.js';
+import { HostTensor, sum } from '../tensor.js';
 import { LogDet } from './common.js';
 
 export type Gaussian =
@@ -14,7 +14,7 @@ export type Gaussian =
   | { kind: 'constant'; mean: HostTensor; logs: HostTensor };
 
 function constant(g: GraphBuilder, t: HostTensor, hint: string, f: (v: number) => number = (v) => v): Value {
-  return g.constant(tensor('float32', t.shape, t.data.map(f)), hint);
+  return g.constant(tensor('float32', t.shape, Float64Array.from(t.data, f)), hint);
 }
 
 /** eps and the per-example term -sum(logs) of log N(z; mean, exp(logs)). */
@@ -22,7 +22,7 @@ export function standardize(g: GraphBuilder, z: Value, prior: Gaussian): { eps: 
   return g.scope('standardize', () => {
     if (prior.kind === 'constant') {
       const eps = op.mul(g, op.sub(g, z, constant(g, prior.mean, 'mean')), constant(g, prior.logs, 'inv_sigma', (v) => Math.exp(-v)));
-      return { eps, logdet: -prior.logs.data.reduce((a, b) => a + b, 0) };
+      return { eps, logdet: -sum(prior.logs.data) };
     }
     const eps = op.mul(g, op.sub(g, z, prior.mean), op.exp(g, op.neg(g, prior.logs)));
     return { eps, logdet: op.neg(g, op.reduceSum(g, prior.logs, [1, 2, 3], false)) };
