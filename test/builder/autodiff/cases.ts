@@ -350,6 +350,8 @@ export const CASES: Case[] = [
   // ---- linear algebra
   ...[
     { name: 'plain 3x3, same pads, bias', x: [2, 2, 5, 5], w: [3, 2, 3, 3], conv: { pads: [1, 1, 1, 1] } },
+    // 8+ input channels: dX as a convolution with the flipped kernel (fewer: ConvTranspose).
+    { name: 'plain 3x3, same pads, 8 -> 3 channels', x: [1, 8, 4, 4], w: [3, 8, 3, 3], conv: { pads: [1, 1, 1, 1] } },
     // Fewer outputs than inputs: the weight gradient shifts dY instead of X.
     { name: 'plain 3x3, same pads, 5 -> 2 channels', x: [2, 5, 5, 4], w: [2, 5, 3, 3], conv: { pads: [1, 1, 1, 1] } },
     { name: 'plain 3x2, asymmetric pads, 4 -> 1 channel', x: [2, 4, 5, 6], w: [1, 4, 3, 2], conv: { pads: [0, 1, 2, 0] }, noBias: true },
