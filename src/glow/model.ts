@@ -107,8 +107,8 @@ function foldedStep(w: GlowWeights, prefix: string, C: number, logDet: coupling.
 
 /** The step as the checkpoint states it. W^-1 still comes from the host: ONNX has no standard
  * matrix inverse. */
-function literalStep(w: GlowWeights, src: ParamSource, actnorms: ActNormSource, prefix: string, C: number): StepGraph {
-  const network = literalCouplingNetwork(src, actnorms, prefix, couplingLayout(w.config));
+function literalStep(w: GlowWeights, src: ParamSource, actnorms: ActNormSource, prefix: string, C: number, foldNetworkActNorms: boolean): StepGraph {
+  const network = literalCouplingNetwork(src, actnorms, prefix, couplingLayout(w.config), foldNetworkActNorms);
   const mixEncode = (g: GraphBuilder, x: Value): FlowOutput => {
     if (w.config.permutation !== 'invconv') {
       return { out: g.scope('permute', () => op.gather(g, x, [...stepPermutation(w, prefix, C)], 1)), logdet: 0 };
@@ -275,6 +275,9 @@ interface AssemblyOptions {
   couplingLogDet?: coupling.LogScale;
   /** Replaces the checkpoint's ActNorms (literal form only), as data-dependent initialisation does. */
   actnorms?: ActNormSource;
+  /** The coupling networks' ActNorms folded into their convs in the graph (training: same
+   * values, less work per pixel); not with data-dependent `actnorms`. */
+  foldNetworkActNorms?: boolean;
   /** Checkpoint tensors that become graph inputs instead of initializers (training). */
   asInputs?: ReadonlySet<string>;
 }
@@ -299,7 +302,7 @@ function assemble(w: GlowWeights, g: GraphBuilder, options: AssemblyOptions): As
     const C = levelChannels(config, level + 1);
     return Array.from({ length: config.K }, (_, k) => {
       const prefix = stepPrefix(config, level, k);
-      return fold ? foldedStep(w, prefix, C, options.couplingLogDet ?? 'log') : literalStep(w, src, actnorms, prefix, C);
+      return fold ? foldedStep(w, prefix, C, options.couplingLogDet ?? 'log') : literalStep(w, src, actnorms, prefix, C, options.foldNetworkActNorms ?? false);
     });
   });
   return { steps, priors: fold ? foldedPriors(w) : literalPriors(w, src) };
@@ -470,6 +473,6 @@ export function trainableEncode(w: GlowWeights, options: { opset?: number } = {}
   const trainable = paramSpecs(config).filter((s) => s.trainable).map((s) => s.name);
   const g = new GraphBuilder('glow_training', { opset: options.opset });
   g.metadata = configMetadata(config, false);
-  const values = encodeBody(w, g, assemble(w, g, { fold: false, asInputs: new Set(trainable) }));
+  const values = encodeBody(w, g, assemble(w, g, { fold: false, foldNetworkActNorms: true, asInputs: new Set(trainable) }));
   return { g, values, trainable };
 }

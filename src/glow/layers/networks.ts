@@ -31,8 +31,22 @@ export function crossOrder(n: number): number[] {
 
 // ---------------------------------------------------------------- literal
 
-function literalConvActNorm(g: GraphBuilder, src: ParamSource, actnorms: ActNormSource, prefix: string, x: Value, kernel: number): Value {
-  const conv = op.conv(g, x, src(`${prefix}.conv.weight`), undefined, { pads: op.samePads(kernel) });
+function literalConvActNorm(
+  g: GraphBuilder, src: ParamSource, actnorms: ActNormSource, prefix: string, x: Value, kernel: number, foldActNorm: boolean,
+): Value {
+  const weight = src(`${prefix}.conv.weight`);
+  if (foldActNorm) {
+    // (conv(x, W) + b) * s = conv(x, W * s) + b * s: the scaling moves onto the weights (a few
+    // thousand values instead of every pixel, in the forward and the backward pass), and ONNX
+    // Runtime fuses the Relu into the Conv. Needs the ActNorm's own tensors, not statistics of
+    // the conv's output (data-dependent init).
+    const { bias, logs } = actnorms(g, `${prefix}.actnorm`, x);
+    const M = weight.staticShape()[0];
+    const scale = op.reshape(g, op.exp(g, logs), [M]);
+    const scaled = op.mul(g, weight, op.reshape(g, scale, [M, 1, 1, 1]));
+    return op.relu(g, op.conv(g, x, scaled, op.mul(g, op.reshape(g, bias, [M]), scale), { pads: op.samePads(kernel) }));
+  }
+  const conv = op.conv(g, x, weight, undefined, { pads: op.samePads(kernel) });
   return op.relu(g, actnorm.encode(g, conv, actnorms(g, `${prefix}.actnorm`, conv)).out);
 }
 
@@ -47,10 +61,11 @@ function literalZerosConv(g: GraphBuilder, src: ParamSource, convPrefix: string,
   return [evens, layout.oddOffset ? op.add(g, odds, scalarConstant(g, layout.oddOffset, 'offset')) : odds];
 }
 
-export function literalCouplingNetwork(src: ParamSource, actnorms: ActNormSource, prefix: string, layout: OutputLayout): Network {
+/** `foldActNorms`: the ActNorms as scaled conv weights and biases, in the graph (training). */
+export function literalCouplingNetwork(src: ParamSource, actnorms: ActNormSource, prefix: string, layout: OutputLayout, foldActNorms = false): Network {
   return (g, z) => g.scope('nn', () => {
-    const h0 = literalConvActNorm(g, src, actnorms, `${prefix}.block.0`, z, 3);
-    const h1 = literalConvActNorm(g, src, actnorms, `${prefix}.block.2`, h0, 1);
+    const h0 = literalConvActNorm(g, src, actnorms, `${prefix}.block.0`, z, 3, foldActNorms);
+    const h1 = literalConvActNorm(g, src, actnorms, `${prefix}.block.2`, h0, 1, foldActNorms);
     return literalZerosConv(g, src, `${prefix}.block.4.conv`, `${prefix}.block.4.logs`, h1, layout);
   });
 }

@@ -10,6 +10,7 @@ import { Graph, GraphBuilder, Tensor, Value } from '../../../src/builder/graph.j
 import * as op from '../../../src/builder/ops.js';
 import { GlowConfig } from '../../../src/glow/config.js';
 import { buildEncode } from '../../../src/glow/model.js';
+import { buildTrainingModel } from '../../../src/glow/training.js';
 import { paramSpecs } from '../../../src/glow/names.js';
 import { runGraph } from '../../helpers.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles, Rng } from '../../reference/random-params.js';
@@ -163,6 +164,24 @@ describe('autodiff: the gradient of a whole Glow loss (literal encode graph, mea
         console.log(`      ${checked} elements of ${p.params.length} tensors: max |error| ${worstAbs.toExponential(1)}, `
           + `max relative error ${worstRel.toExponential(1)} (where |gradient| > 1e-3), loss ${grads.loss.data[0].toFixed(3)}`);
       });
+
+      if (!c.classTerm) {
+        it('the training model (network ActNorms folded into the convs, in the graph) has the same loss and gradients', () => {
+          const weights = { config: c.config, params: new Map([...p.graph.initializers].map(([v, t]) => [v.name, { shape: t.shape, data: Float64Array.from(t.data) }])), shuffles: randomShuffles(c.config, seed + 1) };
+          const training = buildTrainingModel(weights, { opset: c.opset, classWeight: 0 });
+          expect(training.nodes.filter((n) => n.op === 'Conv' && n.inputs[2] !== undefined).length, 'convs with a bias').to.be.above(0);
+          const feeds: Record<string, Tensor> = { ...p.feeds };
+          for (const v of p.params) feeds[v.name] = p.graph.initializers.get(v)!;
+          const out = evaluate(training, feeds);
+          expect(out.loss.data[0]).to.be.closeTo(grads.loss.data[0], 1e-12 * Math.abs(grads.loss.data[0]));
+          for (const v of p.params) {
+            const expected = grads[`${v.name}_grad`].data;
+            const scale = Math.max(1e-12, ...Array.from(expected, Math.abs));
+            const worst = Math.max(...Array.from(out[`${v.name}_grad`].data, (g, k) => Math.abs(g - expected[k])));
+            expect(worst / scale, v.name).to.be.below(1e-9);
+          }
+        });
+      }
 
       it('the gradient with respect to the input x, in the folded graph too', () => {
         const folded = buildEncode({ config: c.config, params: randomParams(c.config, seed), shuffles: randomShuffles(c.config, seed + 1) }, { opset: c.opset });
