@@ -247,14 +247,14 @@ function shiftingInputs(
   // Channels first, once, so that every shifted slice is already a [C, N*oH*oW] matrix.
   const channelsFirst = op.transpose(g, padded, [1, 0, 2, 3]);
   const grads = op.reshape(g, op.transpose(g, op.reshape(g, dy, [0, M, oH * oW]), [1, 0, 2]), [M, -1]);
-  const taps: Value[] = [];
+  const shifts: Value[] = [];
   for (let p = 0; p < kH; p++) {
-    for (let q = 0; q < kW; q++) {
-      const shifted = op.reshape(g, op.slice(g, channelsFirst, [p, q], [p + oH, q + oW], [2, 3]), [C, -1]);
-      taps.push(op.unsqueeze(g, op.matmul(g, grads, op.transpose(g, shifted, [1, 0])), [2]));
-    }
+    for (let q = 0; q < kW; q++) shifts.push(op.reshape(g, op.slice(g, channelsFirst, [p, q], [p + oH, q + oW], [2, 3]), [C, -1]));
   }
-  return op.reshape(g, taps.length === 1 ? taps[0] : op.concat(g, taps, 2), [M, C, kH, kW]);
+  // One GEMM over the stacked shifts reads dY once, not once per kernel offset.
+  const stacked = shifts.length === 1 ? shifts[0] : op.concat(g, shifts, 0); // [kH*kW*C, N*oH*oW]
+  const product = op.matmul(g, grads, op.transpose(g, stacked, [1, 0])); // [M, kH*kW*C]
+  return op.reshape(g, op.transpose(g, op.reshape(g, product, [M, kH * kW, C]), [0, 2, 1]), [M, C, kH, kW]);
 }
 
 /**
@@ -267,15 +267,17 @@ function shiftingGradients(g: GraphBuilder, x: Value, dy: Value, [M, C, kH, kW]:
   const [H, W] = [x.shape![2] as number, x.shape![3] as number];
   const inputs = op.transpose(g, op.reshape(g, op.transpose(g, x, [1, 0, 2, 3]), [C, -1]), [1, 0]); // [N*H*W, C]
   const grads = op.transpose(g, op.padSpatial(g, dy, [kH - 1, kW - 1, kH - 1, kW - 1]), [1, 0, 2, 3]); // [M, N, oH+2kH-2, oW+2kW-2]
-  const taps: Value[] = [];
+  const shifts: Value[] = [];
   for (let p = 0; p < kH; p++) {
     for (let q = 0; q < kW; q++) {
       const [top, left] = [kH - 1 - p + pads[0], kW - 1 - q + pads[1]];
-      const shifted = op.reshape(g, op.slice(g, grads, [top, left], [top + H, left + W], [2, 3]), [M, -1]);
-      taps.push(op.unsqueeze(g, op.matmul(g, shifted, inputs), [2]));
+      shifts.push(op.reshape(g, op.slice(g, grads, [top, left], [top + H, left + W], [2, 3]), [M, -1]));
     }
   }
-  return op.reshape(g, taps.length === 1 ? taps[0] : op.concat(g, taps, 2), [M, C, kH, kW]);
+  // One GEMM over the stacked shifts reads X once, not once per kernel offset.
+  const stacked = shifts.length === 1 ? shifts[0] : op.concat(g, shifts, 0); // [kH*kW*M, N*H*W]
+  const product = op.reshape(g, op.matmul(g, stacked, inputs), [kH * kW, M, C]);
+  return op.reshape(g, op.transpose(g, product, [1, 2, 0]), [M, C, kH, kW]);
 }
 
 // ---------------------------------------------------------------- the table
