@@ -244,8 +244,20 @@ class DeviceState {
 
   private constructor(private tensors: Map<string, ort.Tensor>, private readonly sessionOptions: ort.InferenceSession.SessionOptions) {}
 
-  static fromHost(arrays: ReadonlyMap<string, Float32Array>, shapeOf: (name: string) => number[], sessionOptions: ort.InferenceSession.SessionOptions): DeviceState {
-    return new DeviceState(new Map([...arrays].map(([name, data]) => [name, new ort.Tensor('float32', data, shapeOf(name))])), sessionOptions);
+  /** Each trainable tensor, its two moments and (with an EMA) its average, under their graph
+   * input names; splitState is the inverse. */
+  static fromHost(
+    shapes: ReadonlyMap<string, number[]>, host: ReturnType<typeof splitState>, sessionOptions: ort.InferenceSession.SessionOptions,
+  ): DeviceState {
+    const tensors = new Map<string, ort.Tensor>();
+    for (const [name, shape] of shapes) {
+      const put = (key: string, data: Float32Array) => tensors.set(key, new ort.Tensor('float32', data, shape));
+      put(name, host.params.get(name)!);
+      put(momentNames(name).m, host.moments.get(momentNames(name).m)!);
+      put(momentNames(name).v, host.moments.get(momentNames(name).v)!);
+      if (host.ema) put(emaName(name), host.ema.get(name)!);
+    }
+    return new DeviceState(tensors, sessionOptions);
   }
 
   get location(): ort.Tensor.DataLocation {
@@ -284,7 +296,9 @@ class DeviceState {
 }
 
 /** Splits host state into parameters, moments and averages. */
-function splitState(host: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap<string, number[]>, withEma: boolean) {
+function splitState(host: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap<string, number[]>, withEma: boolean): {
+  params: Map<string, Float32Array>; moments: Map<string, Float32Array>; ema?: Map<string, Float32Array>;
+} {
   const params = new Map([...shapes.keys()].map((n) => [n, host.get(n)!]));
   const moments = new Map([...shapes.keys()].flatMap((n) => [momentNames(n).m, momentNames(n).v].map((k) => [k, host.get(k)!] as const)));
   const ema = withEma ? new Map([...shapes.keys()].map((n) => [n, host.get(emaName(n))!])) : undefined;
@@ -339,9 +353,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
     ...sessionOptions,
     ...(ep === 'webgpu' ? { preferredOutputLocation: Object.fromEntries(stepGraph.outputs.map((io) => [io.value.name, hostOutputs.has(io.value.name) ? 'cpu' : 'gpu-buffer'])) } : {}),
   });
-  const hostState = new Map([...params, ...moments, ...(ema ? [...ema].map(([k, v]) => [emaName(k), v] as const) : [])]);
-  const paramName = (name: string) => name.replace(/^ema\./, '').replace(/\.exp_avg(_sq)?$/, '');
-  const device = DeviceState.fromHost(hostState, (name) => shapes.get(paramName(name))!, sessionOptions);
+  const device = DeviceState.fromHost(shapes, { params, moments, ema }, sessionOptions);
   const batchesPerEpoch = Math.floor(data.train.count / options.batchSize);
   const totalSteps = options.epochs ? options.epochs * batchesPerEpoch : undefined;
   const noise = Rng.fromState(state.noise);
