@@ -22,6 +22,7 @@ import { serializeModel } from '../src/builder/serialize.js';
 import { GlowConfig, latentShape } from '../src/glow/config.js';
 import { exportModel } from '../src/glow/export.js';
 import { convFlopsPerImage } from '../src/glow/flops.js';
+import { peakRssBytes } from './peak-memory.js';
 import { parseCheckpoint, checkpointBytes, initWeights } from '../src/glow/params.js';
 import { GlowWeights } from '../src/glow/model.js';
 
@@ -65,9 +66,7 @@ interface Timing {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-/** Peak resident memory of this process (VmHWM): getrusage's maxRSS is no good here, since
- * Linux carries the parent's high-water mark into a child across exec. */
-const rssMB = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) / 1024;
+const rssMB = () => peakRssBytes() / 2 ** 20;
 
 function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
   return { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1 };

@@ -24,6 +24,7 @@ import { exportModel } from '../src/glow/export.js';
 import { importWeights } from '../src/glow/import/index.js';
 import { GlowWeights } from '../src/glow/model.js';
 import { checkpointBytes, initWeights } from '../src/glow/params.js';
+import { peakRssBytes } from './peak-memory.js';
 
 const MB = 2 ** 20;
 const TIME_TARGET_S = 10;
@@ -46,11 +47,6 @@ interface ExportReport {
 
 // ---------------------------------------------------------------- children
 
-/** Peak resident bytes of this process (VmHWM; getrusage's maxRSS can carry the parent's peak
- * into a child across exec). */
-function peakRss(): number {
-  return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
-}
 
 /** initWeights with every parameter made nonzero, so that all its pages are resident, as a
  * trained model's are (initWeights leaves ActNorms and zero convolutions untouched zeros). */
@@ -82,7 +78,7 @@ function exportChild(config: GlowConfig, how: string, dir: string, externalData:
     for (const f of exportModelToDirectory(w, dir, { externalData }).files) bytes += f.bytes;
   }
   const exportS = (performance.now() - start) / 1000;
-  return { params, exportS, baselineRss, weightsRss, peakRss: peakRss(), bytes };
+  return { params, exportS, baselineRss, weightsRss, peakRss: peakRssBytes(), bytes };
 }
 
 function finite(data: Float32Array): boolean {
@@ -122,7 +118,7 @@ async function runChild(config: GlowConfig, dir: string, level: string): Promise
   const decodeRunS = (performance.now() - t) / 1000;
   const decodeFinite = finite(dec.x.data as Float32Array);
   await decode.release();
-  return { level, encodeLoadS, encodeRunS, bpd, encodeFinite, decodeLoadS, decodeRunS, decodeFinite, peakRss: peakRss() };
+  return { level, encodeLoadS, encodeRunS, bpd, encodeFinite, decodeLoadS, decodeRunS, decodeFinite, peakRss: peakRssBytes() };
 }
 
 // ---------------------------------------------------------------- parent
