@@ -10,7 +10,7 @@ import { chain, cleanup, foldConstants, toposort } from '../builder/passes/index
 import { dimensions, GlowConfig, latentShape, levelChannels } from './config.js';
 import * as actnorm from './layers/actnorm.js';
 import {
-  ActNormSource, checkpointActNorms, FlowOutput, HostParams, hostParam, LogDet, ParamSource, scalarConstant,
+  ActNormSource, checkpointActNorms, FlowOutput, HostParams, hostParam, LogDet, ParamSource, scalarConstant, storedParam,
 } from './layers/common.js';
 import * as coupling from './layers/coupling.js';
 import * as fusedMix from './layers/fused-mix.js';
@@ -291,7 +291,8 @@ function assemble(w: GlowWeights, g: GraphBuilder, options: AssemblyOptions): As
   const src: ParamSource = (name) => {
     let v = registered.get(name);
     if (!v) {
-      const t = hostParam(w.params, name);
+      // As stored: a literal graph copies no float32 weights to float64.
+      const t = storedParam(w.params, name);
       v = options.asInputs?.has(name) ? g.input(name, 'float32', t.shape) : g.initializer(name, tensor('float32', t.shape, t.data));
       registered.set(name, v);
     }

@@ -28,10 +28,16 @@ export function checkpointActNorms(src: ParamSource): ActNormSource {
 /** The model's host weights in float64, keyed by checkpoint name. */
 export type HostParams = ReadonlyMap<string, HostTensor>;
 
-/** A parameter in float64 (a transient copy when it is stored as float32). */
-export function hostParam(params: HostParams, name: string): HostTensor64 {
+/** A parameter as stored (float64, or float32 as read from a float32 checkpoint). */
+export function storedParam(params: HostParams, name: string): HostTensor {
   const t = params.get(name);
   if (!t) throw new Error(`missing weight ${name}`);
+  return t;
+}
+
+/** A parameter in float64, for folding (a transient copy when it is stored as float32). */
+export function hostParam(params: HostParams, name: string): HostTensor64 {
+  const t = storedParam(params, name);
   return t.data instanceof Float64Array ? (t as HostTensor64) : { shape: t.shape, data: Float64Array.from(t.data) };
 }
 
