@@ -292,13 +292,24 @@ export async function cmdVerify(argv: string[]): Promise<void> {
     const y = oneHot(batch.labels, batch.count, config.numClasses);
     const encoded = await withProgress('encode', batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], y, p));
     const xr = await withProgress('decode', batch.count, (p) => runtime.model.decode(encoded.eps, 1, y, p));
-    let maxError = 0;
-    for (let i = 0; i < x.length; i++) maxError = Math.max(maxError, Math.abs(x[i] - xr[i]));
-    const { mean, stdErr } = meanAndStdErr(encoded.bpd);
-    console.log(`${batch.count} images of ${data}: bits/dim ${mean.toFixed(4)} ± ${stdErr.toFixed(4)}, round-trip max |x - decode(encode(x))| = ${maxError.toExponential(2)}`);
     // float16 graphs: the inverse must still land in the pixel's own quantisation bin.
     const tolerance = runtime.dtype === 'float16' ? 2 ** -(config.nBits + 1) : 1e-3;
-    if (!(maxError < tolerance)) throw new Error(`round trip error ${maxError} is too large (${runtime.dtype} tolerance ${tolerance}): the model does not invert`);
+    const perImage = x.length / batch.count;
+    const errors = Array.from({ length: batch.count }, (_, n) => {
+      let worst = 0;
+      for (let i = n * perImage; i < (n + 1) * perImage; i++) {
+        const error = Math.abs(x[i] - xr[i]);
+        worst = Number.isNaN(error) ? Infinity : Math.max(worst, error);
+      }
+      return worst;
+    });
+    const failing = errors.flatMap((e, n) => (e < tolerance ? [] : [n]));
+    const { mean, stdErr } = meanAndStdErr(encoded.bpd);
+    console.log(`${batch.count} images of ${data}: bits/dim ${mean.toFixed(4)} ± ${stdErr.toFixed(4)}, round-trip max |x - decode(encode(x))| = ${Math.max(...errors).toExponential(2)}`);
+    if (failing.length > 0) {
+      const named = failing.slice(0, 5).map((n) => `${batch.names[n]} (${errors[n].toExponential(2)}, ${encoded.bpd[n].toFixed(3)} bits/dim)`).join(', ');
+      throw new Error(`${failing.length} of ${batch.count} images do not round-trip within the ${runtime.dtype} tolerance ${tolerance}: ${named}${failing.length > 5 ? ', ...' : ''}`);
+    }
     if (values.placement) await printPlacement(runtime, x, y, encoded.eps);
   } finally {
     await runtime.model.release();

@@ -93,6 +93,19 @@ describe('glow-onnx run commands', function () {
     expect(existsSync(join(dir, 'strict.png'))).to.equal(false);
   });
 
+  it('verify passes an invertible model and names the images a saturated coupling cannot invert', () => {
+    expect(ok(cli('verify', model, '--limit', '8'))).to.match(/^8 images of mnist-test: bits\/dim \S+ ± \S+, round-trip max/m);
+    // A coupling scale of sigmoid(-198) underflows float32: encode multiplies that half by 0, so
+    // no decode can recover it, and verify must say which images failed rather than pass.
+    const config = { ...DEFAULT_CONFIG, K: 1, hiddenChannels: 8 };
+    const params = randomParams(config, 3, 0.5);
+    const bias = params.get('flow.layers.1.block.4.conv.bias')!;
+    bias.data.fill(-200);
+    const saturated = join(dir, 'saturated');
+    writeFilesAtomic(saturated, { ...exportModel({ config, params }) });
+    fails(cli('verify', saturated, '--limit', '8'), 1, '8 of 8 images do not round-trip within the float32 tolerance 0.001: mnist-test[0] (');
+  });
+
   it('bad input: one line, nonzero exit, nothing written', () => {
     const never = join(dir, 'never.png');
     fails(cli('sample', '--model', model, '--temperature=-1', '--out', never), 2, '--temperature must be a finite number >= 0');
