@@ -1,12 +1,23 @@
 // Test utilities: run a builder Graph in onnxruntime-node CPU and compare arrays.
 
 import ort from 'onnxruntime-node';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Graph } from '../src/builder/graph.js';
 import { serializeModel } from '../src/builder/serialize.js';
 import { HostTensor } from '../src/glow/tensor.js';
+
+/** The built CLI entry point. */
+export const CLI_BIN = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url));
+
+/** Runs `glow-onnx ARGS...` as a process and returns what it wrote. */
+export function cli(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI_BIN, ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
 
 export type Feeds = Record<string, HostTensor | number>;
 

@@ -133,6 +133,22 @@ export async function cmdDecode(argv: string[]): Promise<void> {
   }
 }
 
+/** Each image's max |x - decode(encode(x))|; NaN where the decode gave NaN. */
+function roundTripErrors(x: Float32Array, decoded: Float32Array, count: number): Float64Array {
+  const perImage = x.length / count;
+  const errors = new Float64Array(count);
+  for (let i = 0; i < x.length; i++) {
+    const n = Math.floor(i / perImage);
+    errors[n] = Math.max(errors[n], Math.abs(x[i] - decoded[i]));
+  }
+  return errors;
+}
+
+/** The largest value, NaN if any is NaN (Math.max(...values) overflows the stack on big arrays). */
+function largest(values: Float64Array): number {
+  return values.reduce((a, b) => Math.max(a, b), 0);
+}
+
 export async function cmdReconstruct(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, { ...RUNTIME_FLAGS, out: { type: 'string' } }, [1, Infinity]);
   const out = required(values, 'out');
@@ -142,8 +158,7 @@ export async function cmdReconstruct(argv: string[]): Promise<void> {
     const { encoded, x, names } = await encodeImages(runtime, positionals);
     const y = oneHot(undefined, encoded.n, config.numClasses);
     const xr = await withProgress('decode', encoded.n, (p) => runtime.model.decode(encoded.eps, 1, y, p));
-    let maxError = 0;
-    for (let i = 0; i < x.length; i++) maxError = Math.max(maxError, Math.abs(x[i] - xr[i]));
+    const maxError = largest(roundTripErrors(x, xr, encoded.n));
     const size = x.length / encoded.n;
     const pairs = new Float32Array(2 * x.length);
     for (let i = 0; i < encoded.n; i++) {
@@ -294,18 +309,11 @@ export async function cmdVerify(argv: string[]): Promise<void> {
     const xr = await withProgress('decode', batch.count, (p) => runtime.model.decode(encoded.eps, 1, y, p));
     // float16 graphs: the inverse must still land in the pixel's own quantisation bin.
     const tolerance = runtime.dtype === 'float16' ? 2 ** -(config.nBits + 1) : 1e-3;
-    const perImage = x.length / batch.count;
-    const errors = Array.from({ length: batch.count }, (_, n) => {
-      let worst = 0;
-      for (let i = n * perImage; i < (n + 1) * perImage; i++) {
-        const error = Math.abs(x[i] - xr[i]);
-        worst = Number.isNaN(error) ? Infinity : Math.max(worst, error);
-      }
-      return worst;
-    });
-    const failing = errors.flatMap((e, n) => (e < tolerance ? [] : [n]));
+    const errors = roundTripErrors(x, xr, batch.count);
+    // NaN fails too: it is not below the tolerance.
+    const failing = [...errors.keys()].filter((n) => !(errors[n] < tolerance));
     const { mean, stdErr } = meanAndStdErr(encoded.bpd);
-    console.log(`${batch.count} images of ${data}: bits/dim ${mean.toFixed(4)} ± ${stdErr.toFixed(4)}, round-trip max |x - decode(encode(x))| = ${Math.max(...errors).toExponential(2)}`);
+    console.log(`${batch.count} images of ${data}: bits/dim ${mean.toFixed(4)} ± ${stdErr.toFixed(4)}, round-trip max |x - decode(encode(x))| = ${largest(errors).toExponential(2)}`);
     if (failing.length > 0) {
       const named = failing.slice(0, 5).map((n) => `${batch.names[n]} (${errors[n].toExponential(2)}, ${encoded.bpd[n].toFixed(3)} bits/dim)`).join(', ');
       throw new Error(`${failing.length} of ${batch.count} images do not round-trip within the ${runtime.dtype} tolerance ${tolerance}: ${named}${failing.length > 5 ? ', ...' : ''}`);

@@ -1,20 +1,12 @@
 // The glow-onnx command as a user runs it: a real process on a temp folder.
 
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
 import { Jimp } from 'jimp';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseModel } from '../../src/builder/serialize.js';
-
-const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
-
-function cli(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+import { cli } from '../helpers.js';
 
 function expectOneLineError(r: ReturnType<typeof cli>, code: number, ...fragments: string[]): void {
   expect(r.code, r.stderr).to.equal(code);

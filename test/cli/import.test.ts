@@ -1,21 +1,15 @@
 // glow-onnx import / export --weights FILE.pt, as a user runs them.
 
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readSafetensors } from '../../src/glow/safetensors.js';
+import { cli } from '../helpers.js';
 
-const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const fixture = (name: string) => join(ROOT, 'test/fixtures', name);
-
-function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 function fails(r: ReturnType<typeof cli>, fragments: string[]): void {
   expect(r.code, r.stderr).to.equal(1);

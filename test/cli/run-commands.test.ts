@@ -2,23 +2,15 @@
 
 import { expect } from 'chai';
 import { Jimp } from 'jimp';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
 import { writeFilesAtomic } from '../../src/runtime/files.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { randomParams } from '../reference/random-params.js';
-
-const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
-
-function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+import { cli } from '../helpers.js';
 
 function ok(r: ReturnType<typeof cli>): string {
   expect(r.code, r.stderr).to.equal(0);

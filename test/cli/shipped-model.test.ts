@@ -3,14 +3,13 @@
 // claims for it.
 
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { exportModel, type GlowJson } from '../../src/glow/export.js';
 import { importWeights } from '../../src/glow/import/index.js';
+import { cli } from '../helpers.js';
 
 const MODEL = fileURLToPath(new URL('../../../models/mnist/', import.meta.url));
-const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
 const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
 const FILES = ['weights.safetensors', 'config.json', 'glow.json', 'encode.onnx', 'decode.onnx'];
 
@@ -39,8 +38,8 @@ describe('the shipped model (models/mnist)', function () {
   });
 
   it('reaches the bits/dim the README reports on the full MNIST test set', () => {
-    const r = spawnSync(process.execPath, [BIN, 'eval', '--model', MODEL, '--data', 'mnist-test', '--limit', '10000'], { encoding: 'utf8' });
-    expect(r.status, r.stderr).to.equal(0);
+    const r = cli('eval', '--model', MODEL, '--data', 'mnist-test', '--limit', '10000');
+    expect(r.code, r.stderr).to.equal(0);
     const match = /^10000 images of mnist-test: (\d+\.\d+) ± (\d+\.\d+) bits\/dim/m.exec(r.stdout);
     expect(match, r.stdout).to.not.equal(null);
     expect(Number(match![1]).toFixed(3)).to.equal(readmeBitsPerDim().toFixed(3));

@@ -2,18 +2,11 @@
 
 import { expect } from 'chai';
 import { Jimp } from 'jimp';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
-
-function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+import { cli, CLI_BIN } from '../helpers.js';
 
 describe('glow-onnx train', function () {
   this.timeout(300000);
@@ -38,7 +31,7 @@ describe('glow-onnx train', function () {
 
   it('survives Ctrl-C with a checkpoint, then resumes', async () => {
     const out = join(dir, 'run');
-    const child = spawn(process.execPath, [BIN, 'train', '--data', images, '--out', out, '--minutes', '10', '--checkpoint-every', '2', ...model]);
+    const child = spawn(process.execPath, [CLI_BIN, 'train', '--data', images, '--out', out, '--minutes', '10', '--checkpoint-every', '2', ...model]);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

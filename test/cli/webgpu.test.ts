@@ -6,14 +6,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
 import { writeFilesAtomic } from '../../src/runtime/files.js';
-import { SWIFTSHADER_ICD } from '../helpers.js';
+import { CLI_BIN, SWIFTSHADER_ICD } from '../helpers.js';
 import { randomParams } from '../reference/random-params.js';
-
-const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
 
 describe('glow-onnx sample --ep webgpu', function () {
   this.timeout(180000);
@@ -28,7 +25,7 @@ describe('glow-onnx sample --ep webgpu', function () {
 
   it('draws the same grid as the CPU, and says it ran on WebGPU', async () => {
     const env = { ...process.env, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? SWIFTSHADER_ICD, XDG_RUNTIME_DIR: tmpdir() };
-    const run = (ep: string, out: string) => spawnSync(process.execPath, [BIN, 'sample', '--model', join(dir, 'model'), '--ep', ep, '--strict-ep', '--n', '16', '--seed', '3', '--out', out], { encoding: 'utf8', env });
+    const run = (ep: string, out: string) => spawnSync(process.execPath, [CLI_BIN, 'sample', '--model', join(dir, 'model'), '--ep', ep, '--strict-ep', '--n', '16', '--seed', '3', '--out', out], { encoding: 'utf8', env });
     const gpu = run('webgpu', join(dir, 'gpu.png'));
     expect(gpu.status, gpu.stderr).to.equal(0);
     expect(gpu.stderr).to.contain('running on webgpu');
@@ -43,7 +40,7 @@ describe('glow-onnx sample --ep webgpu', function () {
 
   it('verify --placement lists where each op ran: every Conv on WebGPU', () => {
     const env = { ...process.env, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? SWIFTSHADER_ICD, XDG_RUNTIME_DIR: tmpdir() };
-    const r = spawnSync(process.execPath, [BIN, 'verify', join(dir, 'model'), '--ep', 'webgpu', '--limit', '4', '--placement'], { encoding: 'utf8', env });
+    const r = spawnSync(process.execPath, [CLI_BIN, 'verify', join(dir, 'model'), '--ep', 'webgpu', '--limit', '4', '--placement'], { encoding: 'utf8', env });
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stdout).to.match(/^encode on WebGpuExecutionProvider: \d+ nodes \(.*Conv \d+/m);
     expect(r.stdout).to.match(/^decode on WebGpuExecutionProvider: \d+ nodes/m);

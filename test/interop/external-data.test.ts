@@ -10,7 +10,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   needsExternalData, OnnxFormatError, parseModel, PROTOBUF_LIMIT, serializeModel, serializeModelWithExternalData, tensorByteLength,
 } from '../../src/builder/serialize.js';
@@ -22,7 +21,7 @@ import { GlowWeights } from '../../src/glow/model.js';
 import { writeFilesAtomic } from '../../src/runtime/files.js';
 import { inspectModel } from '../../src/runtime/inspect.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
-import { maxAbsDiff } from '../helpers.js';
+import { CLI_BIN, maxAbsDiff } from '../helpers.js';
 import { randomImages, randomParams } from '../reference/random-params.js';
 
 const { onnx } = onnxProto;
@@ -33,7 +32,6 @@ const config: GlowConfig = {
   lu: true, learnTop: true, numClasses: 0, nBits: 5, actnormScale: 1,
 };
 const w: GlowWeights = { config, params: randomParams(config, 31) };
-const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
 
 function expectFormatError(f: () => unknown, pattern: RegExp): void {
   let error: unknown;
@@ -196,11 +194,11 @@ describe('external data', function () {
     writeFilesAtomic(modelDir, { ...exportModel(w, { externalData: true }) });
     const text = inspectModel(readFileSync(join(modelDir, 'encode.onnx')), 'encode.onnx', { externalData: { 'encode.onnx.data': readFileSync(join(modelDir, 'encode.onnx.data')) } });
     expect(text).to.match(/external data: \d+ initializers, [\d,]+ bytes in encode\.onnx\.data/);
-    const cli = spawnSync(process.execPath, [BIN, 'inspect', join(modelDir, 'decode.onnx')], { encoding: 'utf8' });
+    const cli = spawnSync(process.execPath, [CLI_BIN, 'inspect', join(modelDir, 'decode.onnx')], { encoding: 'utf8' });
     expect(cli.status, cli.stderr).to.equal(0);
     expect(cli.stdout).to.match(/external data: \d+ initializers, [\d,]+ bytes in decode\.onnx\.data/);
     writeFileSync(join(modelDir, 'decode.onnx.data'), new Uint8Array(10));
-    const broken = spawnSync(process.execPath, [BIN, 'inspect', join(modelDir, 'decode.onnx')], { encoding: 'utf8' });
+    const broken = spawnSync(process.execPath, [CLI_BIN, 'inspect', join(modelDir, 'decode.onnx')], { encoding: 'utf8' });
     expect(broken.status).to.equal(1);
     expect(broken.stderr.trim().split('\n')).to.have.length(1);
     expect(broken.stderr).to.match(/decode\.onnx\.data, which has 10/);

@@ -7,7 +7,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { float16Bits } from '../../src/builder/float16.js';
 import { evaluateGraph } from '../../src/builder/evaluate.js';
 import { Graph, GraphBuilder, Node, ONNX_TYPE, SUPPORTED_OPSETS, Tensor, tensor } from '../../src/builder/graph.js';
@@ -19,7 +18,7 @@ import { exportGraphs, exportModel } from '../../src/glow/export.js';
 import { buildEncode, GlowWeights } from '../../src/glow/model.js';
 import { HostTensor } from '../../src/glow/tensor.js';
 import { writeFilesAtomic } from '../../src/runtime/files.js';
-import { maxAbsDiff, runGraph } from '../helpers.js';
+import { CLI_BIN, maxAbsDiff, runGraph } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
 import { evaluateFloat16 } from './fp16-emulate.js';
 
@@ -143,8 +142,6 @@ describe('toFloat16 pass', () => {
   });
 });
 
-const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
-
 interface Case {
   name: string;
   config: GlowConfig;
@@ -251,7 +248,7 @@ describe('float16 Glow graphs on the CPU provider', function () {
     const dir = mkdtempSync(join(tmpdir(), 'glow-fp16-verify-'));
     try {
       writeFilesAtomic(dir, { ...exportModel({ config: base, params: randomParams(base, 19) }, { dtype: 'float16' }) });
-      const r = spawnSync(process.execPath, [BIN, 'verify', dir, '--data', 'mnist-test', '--limit', '16'], { encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [CLI_BIN, 'verify', dir, '--data', 'mnist-test', '--limit', '16'], { encoding: 'utf8' });
       expect(r.status, r.stderr).to.equal(0);
       const error = Number(/max \|x - decode\(encode\(x\)\)\| = (\S+)/.exec(r.stdout)![1]);
       expect(error).to.be.above(1e-4).and.below(2 ** -(base.nBits + 1));

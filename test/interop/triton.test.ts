@@ -4,11 +4,9 @@
 
 import { expect } from 'chai';
 import ort from 'onnxruntime-node';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GraphIO } from '../../src/builder/graph.js';
 import { parseModel } from '../../src/builder/serialize.js';
 import { GlowConfig } from '../../src/glow/config.js';
@@ -17,7 +15,7 @@ import { exportGraphs } from '../../src/glow/export.js';
 import { GlowWeights } from '../../src/glow/model.js';
 import { HostTensor } from '../../src/glow/tensor.js';
 import { preferredBatchSizes, tritonConfig, tritonRepository } from '../../src/glow/triton.js';
-import { maxAbsDiff, runGraph } from '../helpers.js';
+import { cli, maxAbsDiff, runGraph } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
 
 // ---------------------------------------------------------------- protobuf text format (subset)
@@ -80,7 +78,6 @@ const config: GlowConfig = {
   lu: true, learnTop: true, numClasses: 3, nBits: 5, actnormScale: 1,
 };
 const w: GlowWeights = { config, params: randomParams(config, 41) };
-const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
 
 function listFiles(dir: string): string[] {
   return readdirSync(dir, { recursive: true }).map(String).filter((f) => statSync(join(dir, f)).isFile()).map((f) => relative(dir, join(dir, f))).sort();
@@ -216,10 +213,9 @@ describe('Triton model repository (export --triton)', function () {
     try {
       const weights = join(dir, 'weights.safetensors');
       writeFileSync(weights, checkpointBytes(w));
-      const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
       const ok = cli('export', '--weights', weights, '--out', join(dir, 'model'), '--triton', join(dir, 'triton'),
         '--triton-max-batch', '16', '--triton-instances', '2', '--triton-device', 'cpu', '--dtype', 'float16');
-      expect(ok.status, ok.stderr).to.equal(0);
+      expect(ok.code, ok.stderr).to.equal(0);
       expect(listFiles(join(dir, 'triton'))).to.deep.equal(['glow_decode/1/model.onnx', 'glow_decode/config.pbtxt', 'glow_encode/1/model.onnx', 'glow_encode/config.pbtxt']);
       const pb = parsePbtxt(readFileSync(join(dir, 'triton', 'glow_encode', 'config.pbtxt'), 'utf8'));
       expect(one(pb, 'max_batch_size')).to.equal(16);
@@ -233,7 +229,7 @@ describe('Triton model repository (export --triton)', function () {
         [['--batch', '0'], '--batch must be an integer >= 1'],
       ] as const) {
         const r = cli('export', '--weights', weights, '--out', join(dir, 'never'), ...args);
-        expect(r.status, r.stderr).to.equal(2);
+        expect(r.code, r.stderr).to.equal(2);
         expect(r.stderr).to.contain(message);
       }
       expect(existsSync(join(dir, 'never'))).to.equal(false);
