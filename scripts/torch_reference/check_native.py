@@ -135,7 +135,8 @@ def tensor_json(t):
 
 def extract_config(obj):
     if isinstance(obj, dict) and all(k in obj for k in CONFIG_KEYS):
-        return {k: obj[k] for k in CONFIG_KEYS}
+        # scaleFloor is optional: absent means the paper's unbounded sigmoid.
+        return {k: obj[k] for k in CONFIG_KEYS + ('scaleFloor',) if k in obj}
     if isinstance(obj, dict) and isinstance(obj.get('config'), dict):
         return extract_config(obj['config'])
     raise LoadError('no Glow config found (expected the keys ' + ', '.join(CONFIG_KEYS) + ', possibly under "config")')

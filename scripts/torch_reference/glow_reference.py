@@ -30,7 +30,8 @@ Usage (a library; run it directly for a quick self-check):
     x2 = model.decode(out['eps'], 1.0, y)
 
 ``config`` is the JSON config of glow-onnx (src/glow/config.ts): imageShape [C,H,W], K, L,
-hiddenChannels, coupling, permutation, lu, learnTop, numClasses, nBits, actnormScale.
+hiddenChannels, coupling, permutation, lu, learnTop, numClasses, nBits, actnormScale and
+optionally scaleFloor.
 """
 
 import math
@@ -275,6 +276,8 @@ class FlowStep(nn.Module):
         self.channels = channels
         self.coupling = cfg['coupling']
         self.permutation = cfg['permutation']
+        # glow-onnx's optional lower bound on the affine scale (0: the paper's layer)
+        self.scale_floor = cfg.get('scaleFloor', 0.0)
         scale = cfg.get('actnormScale', 1.0)
         self.actnorm = ActNorm(channels, scale)
         if self.permutation == 'invconv':
@@ -317,7 +320,7 @@ class FlowStep(nn.Module):
         if self.coupling == 'additive':
             z2 = z2 + h
         else:
-            shift, scale = h[:, 0::2], torch.sigmoid(h[:, 1::2] + 2.0)
+            shift, scale = h[:, 0::2], torch.sigmoid(h[:, 1::2] + 2.0).clamp(min=self.scale_floor)
             z2 = (z2 + shift) * scale
             logdet = logdet + torch.log(scale).flatten(1).sum(1)
         return torch.cat([z1, z2], 1), logdet
@@ -329,7 +332,7 @@ class FlowStep(nn.Module):
         if self.coupling == 'additive':
             z2 = z2 - h
         else:
-            shift, scale = h[:, 0::2], torch.sigmoid(h[:, 1::2] + 2.0)
+            shift, scale = h[:, 0::2], torch.sigmoid(h[:, 1::2] + 2.0).clamp(min=self.scale_floor)
             z2 = z2 / scale - shift
         z = torch.cat([z1, z2], 1)
         if self.permutation == 'invconv':

@@ -21,6 +21,7 @@ export const CONFIG_FLAGS: Options = {
   'image-shape': { type: 'string' }, K: { type: 'string' }, L: { type: 'string' }, hidden: { type: 'string' },
   coupling: { type: 'string' }, permutation: { type: 'string' }, lu: { type: 'string' }, 'learn-top': { type: 'string' },
   classes: { type: 'string' }, 'n-bits': { type: 'string' }, 'actnorm-scale': { type: 'string' },
+  'scale-floor': { type: 'string' },
 };
 
 /** Defaults, then --config FILE, then individual flags; validated as a whole. */
@@ -39,6 +40,7 @@ export function configFromFlags(values: Values): GlowConfig {
     numClasses: numeric('classes'),
     nBits: numeric('n-bits'),
     actnormScale: numeric('actnorm-scale'),
+    scaleFloor: numeric('scale-floor'),
   };
   for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
   return validateConfig(merged);

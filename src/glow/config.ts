@@ -23,6 +23,10 @@ export interface GlowConfig {
   nBits: number;
   /** ActNorm data-dependent init target scale. */
   actnormScale: number;
+  /** Lower bound on the affine coupling scale, max(sigmoid(logit), scaleFloor), so decode never
+   * divides by less (see layers/coupling.ts). Absent or 0: the paper's unbounded sigmoid, as
+   * PyTorch checkpoints have it. */
+  scaleFloor?: number;
 }
 
 export const DEFAULT_CONFIG: GlowConfig = {
@@ -44,6 +48,9 @@ export class ConfigError extends Error {
 }
 
 const KEYS = Object.keys(DEFAULT_CONFIG) as (keyof GlowConfig)[];
+const OPTIONAL_KEYS: (keyof GlowConfig)[] = ['scaleFloor'];
+/** A floor must be a normal float32 for the encode graph's Log (see layers/coupling.ts). */
+const FLOAT32_MIN_NORMAL = 2 ** -126;
 
 function isPositiveInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v > 0;
@@ -59,8 +66,9 @@ export function validateConfig(input: unknown): GlowConfig {
   }
   const raw = input as Record<string, unknown>;
   const problems: string[] = [];
-  const unknownKeys = Object.keys(raw).filter((k) => !(KEYS as string[]).includes(k));
-  if (unknownKeys.length) problems.push(`unknown key(s) ${unknownKeys.join(', ')} (known: ${KEYS.join(', ')})`);
+  const known = [...KEYS, ...OPTIONAL_KEYS] as string[];
+  const unknownKeys = Object.keys(raw).filter((k) => !known.includes(k));
+  if (unknownKeys.length) problems.push(`unknown key(s) ${unknownKeys.join(', ')} (known: ${known.join(', ')})`);
   for (const k of KEYS) if (!(k in raw)) problems.push(`missing ${k}`);
   if (problems.length) throw new ConfigError(`invalid Glow config: ${problems.join('; ')}`);
 
@@ -89,6 +97,12 @@ export function validateConfig(input: unknown): GlowConfig {
   if (!(typeof c.actnormScale === 'number' && Number.isFinite(c.actnormScale) && c.actnormScale > 0)) {
     problems.push(`actnormScale must be a finite number > 0, got ${JSON.stringify(c.actnormScale)}`);
   }
+  const floor = c.scaleFloor ?? 0;
+  if (!(typeof floor === 'number' && (floor === 0 || (floor >= FLOAT32_MIN_NORMAL && floor < 1)))) {
+    problems.push(`scaleFloor must be 0 (no floor) or a number in [2^-126, 1), got ${JSON.stringify(c.scaleFloor)}`);
+  } else if (floor > 0 && c.coupling !== 'affine') {
+    problems.push(`scaleFloor bounds the affine coupling's scale; an ${JSON.stringify(c.coupling)} coupling has none`);
+  }
   if (problems.length === 0) {
     const [C, H, W] = shape;
     const f = 2 ** c.L;
@@ -111,6 +125,8 @@ export function validateConfig(input: unknown): GlowConfig {
     numClasses: c.numClasses,
     nBits: c.nBits,
     actnormScale: c.actnormScale,
+    // Written only when set, so configs of models without a floor stay as they were.
+    ...(floor > 0 ? { scaleFloor: floor } : {}),
   };
 }
 

@@ -92,14 +92,14 @@ function foldedStep(w: GlowWeights, prefix: string, C: number, logDet: coupling.
   return {
     encode(g, x) {
       const a = fusedMix.encode(g, x, mix);
-      return [a, coupling.encode(g, a.out, w.config.coupling, network, logDet)];
+      return [a, coupling.encode(g, a.out, w.config, network, logDet)];
     },
     encodeSqueezed(g, x) {
       const a = fusedMix.encodeSqueezed(g, x, mix);
-      return [a, coupling.encode(g, a.out, w.config.coupling, network, logDet)];
+      return [a, coupling.encode(g, a.out, w.config, network, logDet)];
     },
     decode(g, y) {
-      const c = coupling.decode(g, y, w.config.coupling, network);
+      const c = coupling.decode(g, y, w.config, network);
       return [c, fusedMix.decode(g, c.out, mix)];
     },
   };
@@ -135,10 +135,10 @@ function literalStep(w: GlowWeights, src: ParamSource, actnorms: ActNormSource, 
     encode(g, x) {
       const a = actnorm.encode(g, x, actnorms(g, `${prefix}.actnorm`, x));
       const m = mixEncode(g, a.out);
-      return [a, m, coupling.encode(g, m.out, w.config.coupling, network)];
+      return [a, m, coupling.encode(g, m.out, w.config, network)];
     },
     decode(g, y) {
-      const c = coupling.decode(g, y, w.config.coupling, network);
+      const c = coupling.decode(g, y, w.config, network);
       const m = mixDecode(g, c.out);
       return [c, m, actnorm.decode(g, m.out, actnorms(g, `${prefix}.actnorm`, m.out))];
     },

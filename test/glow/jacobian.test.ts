@@ -82,6 +82,7 @@ const CASES: { name: string; config: GlowConfig }[] = [
   { name: '[2,4,4] K1 L2 affine shuffle learnTop classes3 nBits8', config: cfg({ imageShape: [2, 4, 4], K: 1, L: 2, hiddenChannels: 6, coupling: 'affine', permutation: 'shuffle', lu: false, learnTop: true, numClasses: 3, nBits: 8 }) },
   { name: '[2,4,4] K2 L1 additive invconv-plain classes3', config: cfg({ imageShape: [2, 4, 4], K: 2, L: 1, hiddenChannels: 5, coupling: 'additive', permutation: 'invconv', lu: false, learnTop: false, numClasses: 3 }) },
   { name: '[3,4,4] K1 L2 additive invconv-LU', config: cfg({ imageShape: [3, 4, 4], K: 1, L: 2, hiddenChannels: 4, coupling: 'additive', permutation: 'invconv', lu: true, learnTop: false, numClasses: 0 }) },
+  { name: '[1,4,4] K2 L2 affine invconv-LU learnTop scaleFloor 0.88', config: cfg({ imageShape: [1, 4, 4], K: 2, L: 2, hiddenChannels: 4, coupling: 'affine', permutation: 'invconv', lu: true, learnTop: true, numClasses: 0, scaleFloor: 0.88 }) },
   { name: '[3,4,4] K2 L1 affine invconv-plain learnTop classes2', config: cfg({ imageShape: [3, 4, 4], K: 2, L: 1, hiddenChannels: 6, coupling: 'affine', permutation: 'invconv', lu: false, learnTop: true, numClasses: 2 }) },
 ];
 
@@ -96,6 +97,13 @@ describe('glow encode graphs in float64: log-determinant against the FD Jacobian
     const x = randomImages(config, 3, seed + 2);
     const y = config.numClasses > 0 ? randomOneHot(config, 3, seed + 3) : undefined;
     const feeds: Record<string, Tensor> = y ? { x: feed(x), y: feed(y) } : { x: feed(x) };
+
+    if (config.scaleFloor) {
+      it(`${name}: the scale floor binds on some elements (the log-det differs without it)`, () => {
+        const unbounded = refEncode({ config: { ...config, scaleFloor: 0 }, params, shuffles }, x, y);
+        expect(maxAbsDiff(unbounded.logdet, refEncode({ config, params, shuffles }, x, y).logdet)).to.be.above(1e-3);
+      });
+    }
 
     for (const fold of [true, false]) {
       describe(`${name} fold=${fold}`, () => {

@@ -15,6 +15,8 @@ describe('glow encode/decode against the float64 reference', () => {
   const variants: Partial<GlowConfig>[] = [
     {}, { coupling: 'additive' }, { lu: false }, { permutation: 'reverse' }, { permutation: 'shuffle' },
     { learnTop: false }, { numClasses: 3 }, { L: 1 }, { L: 3, imageShape: [1, 8, 8] },
+    // Near the typical scale sigmoid(2) = 0.88: the floor binds on part of the elements.
+    { scaleFloor: 0.88 },
   ];
   for (const variant of variants) {
     for (const fold of [true, false]) {
@@ -29,6 +31,10 @@ describe('glow encode/decode against the float64 reference', () => {
         const enc = await runGraph(buildEncode(model, { fold }), feeds);
         ref.eps.forEach((e, i) => expect(maxAbsDiff(enc[`eps_${i + 1}`].data, e.data), `eps_${i + 1}`).to.be.below(1e-4));
         expect(maxAbsDiff(enc.bpd.data, ref.bpd), 'bpd').to.be.below(1e-4);
+        if (config.scaleFloor) {
+          const unbounded = refEncode({ config: { ...config, scaleFloor: 0 }, params: model.params as never }, x, y);
+          expect(maxAbsDiff(unbounded.bpd, ref.bpd), 'the floor binds somewhere').to.be.above(1e-3);
+        }
         expect(maxAbsDiff(enc.logdet.data, ref.logdet), 'logdet').to.be.below(1e-3);
         if (y) expect(maxAbsDiff(enc.y_logits.data, ref.yLogits!.data), 'y_logits').to.be.below(1e-4);
         const decFeeds: Record<string, never> = {} as never;

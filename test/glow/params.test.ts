@@ -135,4 +135,14 @@ describe('config validation', () => {
     expectThrows(() => validateConfig({ K: 1 }), Error, 'missing imageShape');
     expectThrows(() => validateConfig([]), Error, 'JSON object');
   });
+
+  it('scaleFloor is optional, written only when set, and bounded', () => {
+    expect(validateConfig(small)).to.not.have.property('scaleFloor');
+    expect(validateConfig({ ...small, scaleFloor: 0 })).to.not.have.property('scaleFloor');
+    expect(validateConfig({ ...small, scaleFloor: 0.15 }).scaleFloor).to.equal(0.15);
+    for (const bad of [-0.1, 1, 1e-40, '0.1', Number.NaN]) {
+      expectThrows(() => validateConfig({ ...small, scaleFloor: bad }), Error, 'scaleFloor must be 0 (no floor) or a number in [2^-126, 1)');
+    }
+    expectThrows(() => validateConfig({ ...small, coupling: 'additive', scaleFloor: 0.1 }), Error, 'an "additive" coupling has none');
+  });
 });

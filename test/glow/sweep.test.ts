@@ -25,6 +25,8 @@ function randomConfig(rng: Rng, index: number): GlowConfig {
     numClasses: index % 3 === 1 ? 2 + rng.int(3) : 0,
     nBits: 1 + rng.int(8),
     actnormScale: 1,
+    // A floor near the typical scale sigmoid(2) = 0.88 binds on part of the elements.
+    ...(index % 4 === 2 ? { scaleFloor: 0.88 } : {}),
   });
 }
 
@@ -42,6 +44,7 @@ describe('random config sweep (ONNX Runtime CPU)', function () {
     expect(seen((c) => c.numClasses > 0)).to.equal(2);
     expect(seen((c) => c.L)).to.equal(3);
     expect(seen((c) => c.imageShape[0])).to.equal(3);
+    expect(seen((c) => c.scaleFloor ?? 0)).to.equal(2);
   });
 
   configs.forEach((config, i) => {

@@ -53,6 +53,7 @@ const CASES: { name: string; config: GlowConfig }[] = [
   { name: '[2,4,4] K1 L1 affine invconv-plain learnTop classes3', config: cfg({ imageShape: [2, 4, 4], K: 1, L: 1, hiddenChannels: 4, coupling: 'affine', permutation: 'invconv', lu: false, learnTop: true, numClasses: 3 }) },
   { name: '[3,8,8] K2 L2 affine invconv-LU learnTop classes3', config: cfg({ imageShape: [3, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv', lu: true, learnTop: true, numClasses: 3, nBits: 8 }) },
   { name: '[3,8,8] K1 L2 additive shuffle', config: cfg({ imageShape: [3, 8, 8], K: 1, L: 2, hiddenChannels: 4, coupling: 'additive', permutation: 'shuffle', lu: false, learnTop: false, numClasses: 0 }) },
+  { name: '[1,4,4] K2 L2 affine invconv-LU learnTop scaleFloor 0.88', config: cfg({ imageShape: [1, 4, 4], K: 2, L: 2, hiddenChannels: 4, coupling: 'affine', permutation: 'invconv', lu: true, learnTop: true, numClasses: 0, scaleFloor: 0.88 }) },
   { name: '[1,8,8] K2 L3 affine reverse learnTop', config: cfg({ imageShape: [1, 8, 8], K: 2, L: 3, hiddenChannels: 4, coupling: 'affine', permutation: 'reverse', lu: false, learnTop: true, numClasses: 0 }) },
 ];
 
@@ -82,6 +83,13 @@ describe('reference glow64', () => {
         if (config.numClasses > 0) expect(enc.yLogits?.shape).to.deep.equal([N, config.numClasses]);
         else expect(enc.yLogits).to.equal(undefined);
       });
+
+      if (config.scaleFloor) {
+        it('the scale floor binds on some elements (the log-det differs without it)', () => {
+          const unbounded = refEncode({ ...model, config: { ...config, scaleFloor: 0 } }, x, y);
+          expect(maxAbsDiff(unbounded.logdet, refEncode(model, x, y).logdet)).to.be.above(1e-3);
+        });
+      }
 
       it('decode(encode(x).eps, T=1) reproduces x', () => {
         const enc = refEncode(model, x, y);
@@ -243,6 +251,32 @@ describe('reference glow64', () => {
         expect(enc.logdet[0]).to.be.closeTo(logdet, 1e-13);
       });
     }
+
+    it('affine coupling with scaleFloor: scale = max(sigmoid(h[1::2] + 2), floor), exactly inverted', () => {
+      const floor = 0.6;
+      const config = cfg({ ...base, coupling: 'affine', permutation: 'invconv', lu: false, scaleFloor: floor });
+      const params = identityParams(config);
+      const p = stepPrefix(config, 0, 0);
+      // Scale logits (h + 2) -2.5 (sigmoid 0.08, below the floor) and 0.5 (sigmoid 0.62) alternate.
+      const h = constantZerosConv(params, `${p}.block.4`, Array.from({ length: 8 }, (_, c) => (c % 2 ? (c % 4 === 1 ? -4.5 : -1.5) : 0.1 * c)), Array(8).fill(0));
+      const enc = refEncode({ config, params }, x);
+      const sq = squeeze(x).data;
+      let logdet = 0;
+      let floored = 0;
+      for (let c = 4; c < 8; c++) {
+        const j = c - 4;
+        const sigmoid = 1 / (1 + Math.exp(-(h[2 * j + 1] + 2)));
+        const scale = sigmoid < floor ? floor : sigmoid;
+        if (sigmoid < floor) floored++;
+        for (let k = 0; k < 4; k++) {
+          expect(enc.eps[0].data[c * 4 + k]).to.be.closeTo((sq[c * 4 + k] + h[2 * j]) * scale, 1e-15);
+          logdet += Math.log(scale);
+        }
+      }
+      expect(floored).to.equal(2);
+      expect(enc.logdet[0]).to.be.closeTo(logdet, 1e-13);
+      expect(maxAbsDiff(refDecode({ config, params }, enc.eps, 1).data, x.data)).to.be.below(1e-14);
+    });
 
     it('split prior: mean = even, logs = odd channels; top prior: mean = first, logs = second half (+ y projection); y_logits', () => {
       const config = cfg({ ...base, imageShape: [1, 4, 4], L: 2, permutation: 'invconv', lu: false, learnTop: true, numClasses: 3 });

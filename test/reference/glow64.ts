@@ -413,13 +413,14 @@ function couplingForward(model: Ref64Input, prefix: string, x: HostTensor): { y:
     return { y: concatChannels(z1, zip(z2, h, (a, b) => a + b)), logdet };
   }
   const shift = pickChannels(h, 0, 2, half);
-  const raw = pickChannels(h, 1, 2, half); // scale = sigmoid(raw + 2)
+  const raw = pickChannels(h, 1, 2, half); // scale = max(sigmoid(raw + 2), floor)
+  const floor = model.config.scaleFloor ?? 0;
   const shifted = zip(z2, shift, (a, s) => a + s);
-  const z2out = zip(shifted, raw, (a, r) => a * sigmoid(r + 2));
+  const z2out = zip(shifted, raw, (a, r) => a * Math.max(sigmoid(r + 2), floor));
   const per = half * H * W;
   for (let n = 0; n < N; n++) {
     let s = 0;
-    for (let k = 0; k < per; k++) s += logSigmoid(raw.data[n * per + k] + 2);
+    for (let k = 0; k < per; k++) s += Math.max(logSigmoid(raw.data[n * per + k] + 2), Math.log(floor));
     logdet[n] = s;
   }
   return { y: concatChannels(z1, z2out), logdet };
@@ -434,7 +435,8 @@ function couplingReverse(model: Ref64Input, prefix: string, y: HostTensor): Host
   if (model.config.coupling === 'additive') return concatChannels(z1, zip(y2, h, (a, b) => a - b));
   const shift = pickChannels(h, 0, 2, half);
   const raw = pickChannels(h, 1, 2, half);
-  const unscaled = zip(y2, raw, (a, r) => a / sigmoid(r + 2));
+  const floor = model.config.scaleFloor ?? 0;
+  const unscaled = zip(y2, raw, (a, r) => a / Math.max(sigmoid(r + 2), floor));
   return concatChannels(z1, zip(unscaled, shift, (a, s) => a - s));
 }
 

@@ -44,7 +44,7 @@ const N = 4;
 
 const MODEL: GlowConfig = {
   imageShape: [1, 28, 28], K: 2, L: 2, hiddenChannels: 16, coupling: 'affine', permutation: 'invconv',
-  lu: true, learnTop: true, numClasses: 0, nBits: 5, actnormScale: 1,
+  lu: true, learnTop: true, numClasses: 0, nBits: 5, actnormScale: 1, scaleFloor: 0.88,
 };
 const CONDITIONAL: GlowConfig = {
   imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'additive', permutation: 'invconv',

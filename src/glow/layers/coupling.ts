@@ -1,7 +1,15 @@
 // Coupling: z1, z2 = channel halves; the network sees z1 only, so the layer inverts exactly.
 //   additive: z2' = z2 + h                                 log-det 0
-//   affine:   z2' = (z2 + shift) * sigmoid(scaleLogit)     log-det sum(log sigmoid(scaleLogit))
+//   affine:   z2' = (z2 + shift) * scale                   log-det sum(log scale)
+//             scale = max(sigmoid(scaleLogit), scaleFloor)
 // The network returns [h] or [shift, scaleLogit] with the paper's +2 already in scaleLogit.
+//
+// scaleFloor (GlowConfig.scaleFloor; 0, the paper's layer, when absent) bounds what decode
+// divides by. With the paper's sigmoid a trained MNIST model drove the scale of some test
+// images' pixels down to 1e-7..4e-3 against 0.12 on ordinary ones; decode then amplified
+// float32 rounding of the latents past 1e-2 in pixel space, or to NaN. The max keeps the layer
+// a bijection (the scale still depends on z1 alone) and leaves every scale above the floor as
+// it was, so weights trained without a floor keep their likelihood wherever it does not bind.
 //
 // The affine log-det comes in two forms (LogScale):
 // - 'stable': -softplus(-t), for training graphs: Log(Sigmoid(t)) is -inf once the sigmoid
@@ -13,19 +21,37 @@
 
 import { GraphBuilder, Value } from '../../builder/graph.js';
 import * as op from '../../builder/ops.js';
-import { Coupling } from '../config.js';
+import { GlowConfig } from '../config.js';
 import { FlowOutput, scalarConstant } from './common.js';
 import { Network } from './networks.js';
 
 export type LogScale = 'stable' | 'log';
 
+/** What the coupling layer takes from the model's config. */
+export type CouplingSpec = Pick<GlowConfig, 'coupling' | 'scaleFloor'>;
+
 /** The smallest normal float32. */
 const FLOAT32_MIN_NORMAL = 2 ** -126;
 
-function logScale(g: GraphBuilder, scaleLogit: Value, scale: Value, form: LogScale): Value {
+function logSigmoid(g: GraphBuilder, scaleLogit: Value, sigmoid: Value, form: LogScale): Value {
   if (form === 'stable') return op.neg(g, op.softplus(g, op.neg(g, scaleLogit)));
-  const underflows = op.less(g, scale, scalarConstant(g, FLOAT32_MIN_NORMAL, 'float32_min_normal'));
-  return op.where(g, underflows, scaleLogit, op.log(g, scale));
+  const underflows = op.less(g, sigmoid, scalarConstant(g, FLOAT32_MIN_NORMAL, 'float32_min_normal'));
+  return op.where(g, underflows, scaleLogit, op.log(g, sigmoid));
+}
+
+/** The affine scale and its log. Where, not Max, applies the floor: autodiff has a rule for
+ * it. A floor is a normal float32 (validateConfig), so the 'log' form can take Log of the scale
+ * as it is; the training form takes log(floor) as a constant where the floor binds. */
+function affineScale(g: GraphBuilder, scaleLogit: Value, floor: number, form: LogScale): { scale: Value; logScale: Value } {
+  const sigmoid = op.sigmoid(g, scaleLogit);
+  if (!floor) return { scale: sigmoid, logScale: logSigmoid(g, scaleLogit, sigmoid, form) };
+  const floorValue = scalarConstant(g, floor, 'scale_floor');
+  const floored = op.less(g, sigmoid, floorValue);
+  const scale = op.where(g, floored, floorValue, sigmoid);
+  const logScale = form === 'log'
+    ? op.log(g, scale)
+    : op.where(g, floored, scalarConstant(g, Math.log(floor), 'log_scale_floor'), logSigmoid(g, scaleLogit, sigmoid, form));
+  return { scale, logScale };
 }
 
 function halves(g: GraphBuilder, z: Value): Value[] {
@@ -33,30 +59,30 @@ function halves(g: GraphBuilder, z: Value): Value[] {
   return op.split(g, z, [C / 2, C / 2], 1);
 }
 
-export function encode(g: GraphBuilder, z: Value, kind: Coupling, network: Network, form: LogScale = 'stable'): FlowOutput {
+export function encode(g: GraphBuilder, z: Value, spec: CouplingSpec, network: Network, form: LogScale = 'stable'): FlowOutput {
   return g.scope('coupling', () => {
     const [z1, z2] = halves(g, z);
-    if (kind === 'additive') {
+    if (spec.coupling === 'additive') {
       const [h] = network(g, z1);
       return { out: op.concat(g, [z1, op.add(g, z2, h)], 1), logdet: 0 };
     }
     const [shift, scaleLogit] = network(g, z1);
-    const scale = op.sigmoid(g, scaleLogit);
+    const { scale, logScale } = affineScale(g, scaleLogit, spec.scaleFloor ?? 0, form);
     const out = op.concat(g, [z1, op.mul(g, op.add(g, z2, shift), scale)], 1);
-    return { out, logdet: op.reduceSum(g, logScale(g, scaleLogit, scale, form), [1, 2, 3], false) };
+    return { out, logdet: op.reduceSum(g, logScale, [1, 2, 3], false) };
   });
 }
 
-export function decode(g: GraphBuilder, y: Value, kind: Coupling, network: Network): FlowOutput {
+export function decode(g: GraphBuilder, y: Value, spec: CouplingSpec, network: Network): FlowOutput {
   return g.scope('coupling', () => {
     const [y1, y2] = halves(g, y);
-    if (kind === 'additive') {
+    if (spec.coupling === 'additive') {
       const [h] = network(g, y1);
       return { out: op.concat(g, [y1, op.sub(g, y2, h)], 1), logdet: 0 };
     }
     const [shift, scaleLogit] = network(g, y1);
-    const scale = op.sigmoid(g, scaleLogit);
+    const { scale, logScale } = affineScale(g, scaleLogit, spec.scaleFloor ?? 0, 'stable');
     const out = op.concat(g, [y1, op.sub(g, op.div(g, y2, scale), shift)], 1);
-    return { out, logdet: op.neg(g, op.reduceSum(g, logScale(g, scaleLogit, scale, 'stable'), [1, 2, 3], false)) };
+    return { out, logdet: op.neg(g, op.reduceSum(g, logScale, [1, 2, 3], false)) };
   });
 }

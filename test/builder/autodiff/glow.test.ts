@@ -48,6 +48,12 @@ const CASES: Case[] = [
     batch: 2,
   },
   {
+    // Near the typical scale sigmoid(2) = 0.88, so the floor binds on part of the elements only.
+    name: '[1,4,4] K=2 L=2 hidden 4, affine, LU, learnTop, scaleFloor 0.88',
+    config: { ...base, imageShape: [1, 4, 4], K: 2, L: 2, hiddenChannels: 4, scaleFloor: 0.88 },
+    batch: 2,
+  },
+  {
     name: '[2,4,4] K=1 L=2 hidden 3, additive, reverse, class-conditional (2 classes)',
     config: { ...base, imageShape: [2, 4, 4], K: 1, L: 2, hiddenChannels: 3, coupling: 'additive', permutation: 'reverse', lu: false, learnTop: false, numClasses: 2 },
     batch: 3,

@@ -15,6 +15,8 @@ import { paramSpecs } from '../../../src/glow/names.js';
 import { checkpointBytes } from '../../../src/glow/params.js';
 import { HostTensor } from '../../../src/glow/tensor.js';
 import { Feeds, maxAbsDiff, runGraph } from '../../helpers.js';
+import { refEncode } from '../../reference/glow64.js';
+import { randomImages, randomParams } from '../../reference/random-params.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const FIXTURES = join(ROOT, 'test/fixtures/glow-torch');
@@ -125,6 +127,36 @@ describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', 
         expect(maxAbsDiff(out.bpd.data, f.encode.bpd.data), `${f.case} bpd`).to.be.below(1e-6);
         out.eps.forEach((e, l) => expect(maxAbsDiff(e.data, f.encode.eps[l].data), `${f.case} eps_${l + 1}`).to.be.below(1e-6));
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a model with scaleFloor: the PyTorch reference (clamp) and the float64 reference agree, and ONNX Runtime with them', async () => {
+    const config: GlowConfig = {
+      imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 6, coupling: 'affine', permutation: 'invconv', lu: true,
+      learnTop: true, numClasses: 0, nBits: 5, actnormScale: 1, scaleFloor: 0.88,
+    };
+    // Through the float32 checkpoint, so that both references see the same weights.
+    const bytes = checkpointBytes({ config, params: randomParams(config, 31) });
+    const { weights } = importWeights(bytes, 'floor.safetensors');
+    expect(weights.config.scaleFloor).to.equal(0.88);
+    const x = randomImages(config, 3, 32);
+    const ref = refEncode({ config, params: weights.params as never }, x);
+    const unbounded = refEncode({ config: { ...config, scaleFloor: 0 }, params: weights.params as never }, x);
+    expect(maxAbsDiff(unbounded.bpd, ref.bpd), 'the floor binds somewhere').to.be.above(1e-3);
+    const dir = mkdtempSync(join(tmpdir(), 'glow-floor-'));
+    try {
+      const checkpoint = join(dir, 'floor.safetensors');
+      writeFileSync(checkpoint, bytes);
+      writeFileSync(join(dir, 'inputs.json'), JSON.stringify({ x: { shape: x.shape, data: Array.from(x.data) } }));
+      const r = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(dir, 'inputs.json')], { encoding: 'utf8', cwd: ROOT });
+      expect(r.status, r.stderr).to.equal(0);
+      const torch = JSON.parse(r.stdout) as { eps: HostTensor[]; bpd: HostTensor };
+      expect(maxAbsDiff(torch.bpd.data, ref.bpd), 'PyTorch vs float64 bpd').to.be.below(1e-10);
+      torch.eps.forEach((e, l) => expect(maxAbsDiff(e.data, ref.eps[l].data), `PyTorch vs float64 eps_${l + 1}`).to.be.below(1e-10));
+      const enc = await runGraph(buildEncode(weights), { x });
+      expect(maxAbsDiff(enc.bpd.data, ref.bpd), 'ONNX Runtime bpd').to.be.below(1e-4);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
