@@ -25,7 +25,7 @@ make and describe models:
 train:
   train        --out DIR (--epochs N | --minutes M) [--data mnist|DIR] [--test-data DIR] [config flags | --weights FILE]
                [--batch-size 64] [--lr 1e-3] [--warmup 200] [--clip 50] [--ema 0.999] [--weight-decay 0]
-               [--class-weight 0.01] [--checkpoint-every 200] [--seed N] [--init-batch 256] [--eval-limit 10000]
+               [--class-weight 0.01] [--checkpoint-every 200] [--seed N] [--init-batch 256 (0 with --weights)] [--eval-limit 10000]
                [--threads N] [--ep cpu|webgpu] [--resume]
   artifacts    --weights FILE --out DIR [--opset N]
                training_model.onnx, eval_model.onnx, optimizer_model.onnx and checkpoint (ORT's layout)
@@ -47,7 +47,8 @@ import flags (what PyTorch checkpoints do not store): --n-bits N (default 8) --i
   --permutation reverse|shuffle --shuffles FILE.json
 config flags: --image-shape C,H,W --K N --L N --hidden N --coupling additive|affine
   --permutation invconv|shuffle|reverse --lu true|false --learn-top true|false
-  --classes N --n-bits N --actnorm-scale X`;
+  --classes N --n-bits N --actnorm-scale X --scale-floor A (affine scale >= A; 0: none)
+  train --weights/--resume keep the stored config; of the config flags they take --scale-floor only`;
 
 /** A command resolves to its exit code when it is not 0 (a run stopped by Ctrl-C: 130). */
 const COMMANDS: Record<string, (argv: string[]) => Promise<void | number>> = {

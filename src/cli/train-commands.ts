@@ -4,14 +4,16 @@ import cliProgress from 'cli-progress';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { serializeModel } from '../builder/serialize.js';
+import { validateConfig } from '../glow/config.js';
 import { exportModel } from '../glow/export.js';
 import { importWeights } from '../glow/import/index.js';
 import { paramSpecs } from '../glow/names.js';
+import { GlowWeights } from '../glow/model.js';
 import { initWeights } from '../glow/params.js';
 import { buildEvalModel, buildOptimizerModel, buildTrainingModel, DEFAULT_CLASS_WEIGHT } from '../glow/training.js';
 import { writeFilesAtomic } from '../runtime/files.js';
 import { loadMnist } from '../runtime/mnist.js';
-import { CHECKPOINT_FILE, Dataset, initialCheckpoint, readTrainCheckpoint, StepReport, train, TrainOptions } from '../runtime/train.js';
+import { CHECKPOINT_FILE, Dataset, initialCheckpoint, readTrainCheckpoint, StepReport, train, TrainCheckpoint, TrainOptions } from '../runtime/train.js';
 import { integer, number, parse, readBytes, required, UsageError, Values } from './args.js';
 import { isMnist, readImages } from './data.js';
 import { CONFIG_FLAGS, configFromFlags } from './model-commands.js';
@@ -68,6 +70,16 @@ function progressPrinter(): { onStep: (r: StepReport) => void; stop: () => void 
   };
 }
 
+/** Trained weights keep their architecture; --scale-floor alone may change, since a floor
+ * leaves every weight in place and is how a model trained without one is fine-tuned into one. */
+function withStoredConfig<T extends GlowWeights | TrainCheckpoint>(trained: T, values: Values): T {
+  const ignored = ['config', ...Object.keys(CONFIG_FLAGS)].filter((flag) => flag !== 'scale-floor' && values[flag] !== undefined);
+  if (ignored.length) throw new UsageError(`--weights and --resume keep the stored config; drop ${ignored.map((f) => `--${f}`).join(', ')}`);
+  if (values['scale-floor'] === undefined) return trained;
+  const withFloor = (w: GlowWeights): GlowWeights => ({ ...w, config: validateConfig({ ...w.config, scaleFloor: Number(values['scale-floor']) }) });
+  return ('state' in trained ? { ...trained, weights: withFloor(trained.weights) } : withFloor(trained)) as T;
+}
+
 export async function cmdTrain(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     data: { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, config: { type: 'string' }, ...CONFIG_FLAGS,
@@ -85,9 +97,9 @@ export async function cmdTrain(argv: string[]): Promise<number> {
   if (epochs === undefined && minutes === undefined) throw new UsageError('give a budget: --epochs N or --minutes M');
   const checkpointPath = join(out, CHECKPOINT_FILE);
   if (!values.resume && existsSync(checkpointPath)) throw new UsageError(`${checkpointPath} exists: pass --resume to continue that run, or choose another --out`);
-  const start = values.resume ? readTrainCheckpoint(readBytes(checkpointPath), checkpointPath)
-    : values.weights ? importWeights(readBytes(values.weights as string), values.weights as string).weights
-      : initWeights(configFromFlags(values), integer(values, 'seed', 0) ?? 0);
+  const trained = values.resume ? readTrainCheckpoint(readBytes(checkpointPath), checkpointPath)
+    : values.weights ? importWeights(readBytes(values.weights as string), values.weights as string).weights : undefined;
+  const start = trained ? withStoredConfig(trained, values) : initWeights(configFromFlags(values), integer(values, 'seed', 0) ?? 0);
   const config = 'state' in start ? start.weights.config : start.config;
   // A resumed run keeps its own settings unless a flag says otherwise.
   const stored = 'state' in start ? start.options : {};
@@ -103,7 +115,8 @@ export async function cmdTrain(argv: string[]): Promise<number> {
     classWeight: pick(number(values, 'class-weight', (n) => n >= 0, 'a number >= 0'), 'classWeight', DEFAULT_CLASS_WEIGHT),
     checkpointEvery: pick(integer(values, 'checkpoint-every', 1), 'checkpointEvery', 200),
     seed: pick(integer(values, 'seed', 0), 'seed', 0),
-    initBatch: pick(integer(values, 'init-batch', 2), 'initBatch', 256),
+    // Weights given with --weights are trained (or initialised by glow-onnx init): their ActNorms stay.
+    initBatch: pick(integer(values, 'init-batch', 0), 'initBatch', values.weights ? 0 : 256),
     evalLimit: pick(integer(values, 'eval-limit', 0), 'evalLimit', 10000),
     threads: pick(integer(values, 'threads', 1), 'threads', undefined),
     ep,

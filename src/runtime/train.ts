@@ -41,6 +41,8 @@ export interface TrainOptions extends OptimizerOptions, LossOptions {
   emaDecay: number;
   checkpointEvery: number;
   seed: number;
+  /** Images for the data-dependent ActNorm initialisation before the first step; 0 keeps the
+   * ActNorms the start weights have, as fine-tuning a trained model must. */
   initBatch: number;
   threads?: number;
   /** Where the train step runs (default cpu). On webgpu the parameters, moments and averages
@@ -327,12 +329,14 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
   if (resumed) {
     ({ params, moments, ema, state } = resumed);
   } else {
-    const initRng = new Rng(options.seed + 1);
-    const initCount = Math.min(options.initBatch, data.train.count);
-    const order = epochOrder(data.train.count, options.seed, -1).slice(0, initCount);
-    const initPixels = new Uint8Array(initCount * size);
-    order.forEach((idx, i) => initPixels.set(data.train.pixels.subarray(idx * size, (idx + 1) * size), i * size));
-    base = await initActNorms(initial, dequantize(initPixels, config.nBits, initRng), labelsOf(data.train, 0, initCount, classes, order));
+    if (options.initBatch > 0) {
+      const initRng = new Rng(options.seed + 1);
+      const initCount = Math.min(options.initBatch, data.train.count);
+      const order = epochOrder(data.train.count, options.seed, -1).slice(0, initCount);
+      const initPixels = new Uint8Array(initCount * size);
+      order.forEach((idx, i) => initPixels.set(data.train.pixels.subarray(idx * size, (idx + 1) * size), i * size));
+      base = await initActNorms(initial, dequantize(initPixels, config.nBits, initRng), labelsOf(data.train, 0, initCount, classes, order));
+    }
     params = new Map([...shapes.keys()].map((name) => [name, floats(base.params.get(name)!)]));
     moments = zeroMoments(shapes);
     ema = options.emaDecay > 0 ? new Map([...params].map(([k, v]) => [k, v.slice()])) : undefined;

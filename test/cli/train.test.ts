@@ -3,9 +3,10 @@
 import { expect } from 'chai';
 import { Jimp } from 'jimp';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { importWeights } from '../../src/glow/import/index.js';
 import { cli, CLI_BIN } from '../helpers.js';
 
 describe('glow-onnx train', function () {
@@ -59,6 +60,26 @@ describe('glow-onnx train', function () {
     expect(resumed.stdout).to.contain(`finished at step ${5 * epochs}`);
     const verify = cli('verify', join(out, 'model'), '--data', images, '--limit', '8');
     expect(verify.code, verify.stderr).to.equal(0);
+  });
+
+  it('fine-tunes trained weights: --weights keeps their ActNorms and config, --scale-floor adds a floor', () => {
+    const config = model.slice(0, 10);
+    const training = model.slice(10);
+    // --data none: every ActNorm is the identity, which a data-dependent init would not leave.
+    expect(cli('init', '--out', join(dir, 'start'), '--data', 'none', ...config).code).to.equal(0);
+    const start = join(dir, 'start', 'weights.safetensors');
+    const refused = cli('train', '--data', images, '--out', join(dir, 'tuned'), '--weights', start, '--epochs', '1', '--K', '2', ...training);
+    expect(refused.code).to.equal(2);
+    expect(refused.stderr).to.contain('--weights and --resume keep the stored config; drop --K');
+
+    const out = join(dir, 'tuned');
+    const r = cli('train', '--data', images, '--out', out, '--weights', start, '--scale-floor', '0.3', '--epochs', '1', '--lr', '1e-9', '--ema', '0', ...training);
+    expect(r.code, r.stderr).to.equal(0);
+    const tuned = importWeights(readFileSync(join(out, 'weights.safetensors')), 'tuned').weights;
+    expect(tuned.config).to.deep.equal({ ...importWeights(readFileSync(start), 'start').weights.config, scaleFloor: 0.3 });
+    const actnorms = [...tuned.params].filter(([name]) => /^flow\.layers\.\d+\.actnorm\.(bias|logs)$/.test(name));
+    expect(actnorms.length).to.be.above(0);
+    for (const [name, t] of actnorms) expect(Math.max(...Array.from(t.data, Math.abs)), name).to.be.below(1e-6);
   });
 
   it('refuses a run without a budget, and writes training artifacts', () => {
