@@ -313,7 +313,11 @@ export async function cmdVerify(argv: string[]): Promise<void> {
     // NaN fails too: it is not below the tolerance.
     const failing = [...errors.keys()].filter((n) => !(errors[n] < tolerance));
     const { mean, stdErr } = meanAndStdErr(encoded.bpd);
-    console.log(`${batch.count} images of ${data}: bits/dim ${mean.toFixed(4)} ± ${stdErr.toFixed(4)}, round-trip max |x - decode(encode(x))| = ${largest(errors).toExponential(2)}`);
+    // NaN sorts as the largest error.
+    const sorted = Float64Array.from(errors, (e) => (Number.isNaN(e) ? Infinity : e)).sort();
+    const quantile = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))].toExponential(1);
+    console.log(`${batch.count} images of ${data}: bits/dim ${mean.toFixed(4)} ± ${stdErr.toFixed(4)}, round-trip max |x - decode(encode(x))| = ${largest(errors).toExponential(2)} `
+      + `(per image: median ${quantile(0.5)}, 99th percentile ${quantile(0.99)}, 99.9th ${quantile(0.999)})`);
     if (failing.length > 0) {
       const named = failing.slice(0, 5).map((n) => `${batch.names[n]} (${errors[n].toExponential(2)}, ${encoded.bpd[n].toFixed(3)} bits/dim)`).join(', ');
       throw new Error(`${failing.length} of ${batch.count} images do not round-trip within the ${runtime.dtype} tolerance ${tolerance}: ${named}${failing.length > 5 ? ', ...' : ''}`);

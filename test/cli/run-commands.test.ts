@@ -85,8 +85,8 @@ describe('glow-onnx run commands', function () {
     expect(existsSync(join(dir, 'strict.png'))).to.equal(false);
   });
 
-  it('verify passes an invertible model and names the images a saturated coupling cannot invert', () => {
-    expect(ok(cli('verify', model, '--limit', '8'))).to.match(/^8 images of mnist-test: bits\/dim \S+ ± \S+, round-trip max/m);
+  it('verify passes an invertible model, names the images a saturated coupling cannot invert, and passes them with a scale floor', () => {
+    expect(ok(cli('verify', model, '--limit', '8'))).to.match(/^8 images of mnist-test: bits\/dim \S+ ± \S+, round-trip max \|x - decode\(encode\(x\)\)\| = \S+ \(per image: median \S+, 99th percentile \S+, 99\.9th \S+\)$/m);
     // A coupling scale of sigmoid(-198) underflows float32: encode multiplies that half by 0, so
     // no decode can recover it, and verify must say which images failed rather than pass.
     const config = { ...DEFAULT_CONFIG, K: 1, hiddenChannels: 8 };
@@ -96,6 +96,10 @@ describe('glow-onnx run commands', function () {
     const saturated = join(dir, 'saturated');
     writeFilesAtomic(saturated, { ...exportModel({ config, params }) });
     fails(cli('verify', saturated, '--limit', '8'), 1, '8 of 8 images do not round-trip within the float32 tolerance 0.001: mnist-test[0] (');
+    // The same weights with a scale floor: decode divides by 0.1, not 0, and inverts.
+    const floored = join(dir, 'floored');
+    writeFilesAtomic(floored, { ...exportModel({ config: { ...config, scaleFloor: 0.1 }, params }) });
+    ok(cli('verify', floored, '--limit', '8'));
   });
 
   it('bad input: one line, nonzero exit, nothing written', () => {
