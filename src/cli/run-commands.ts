@@ -15,7 +15,7 @@ import { latentsBytes, parseLatents } from '../runtime/latents.js';
 import { loadMnist } from '../runtime/mnist.js';
 import { GlowRuntime, loadGlowRuntime } from '../runtime/node.js';
 import { PROVIDERS, ProviderName } from '../runtime/providers.js';
-import { dequantize, quantize } from '../runtime/quantize.js';
+import { dequantize, largest, quantize, roundTripErrors, roundTripTolerance } from '../runtime/quantize.js';
 import { integer, number, Options, parse, readBytes, required, UsageError, Values } from './args.js';
 import { checkMnistShape, loadImages, oneHot, readImages } from './data.js';
 import { withProgress } from './progress.js';
@@ -131,22 +131,6 @@ export async function cmdDecode(argv: string[]): Promise<void> {
   } finally {
     await runtime.model.release();
   }
-}
-
-/** Each image's max |x - decode(encode(x))|; NaN where the decode gave NaN. */
-function roundTripErrors(x: Float32Array, decoded: Float32Array, count: number): Float64Array {
-  const perImage = x.length / count;
-  const errors = new Float64Array(count);
-  for (let i = 0; i < x.length; i++) {
-    const n = Math.floor(i / perImage);
-    errors[n] = Math.max(errors[n], Math.abs(x[i] - decoded[i]));
-  }
-  return errors;
-}
-
-/** The largest value, NaN if any is NaN (Math.max(...values) overflows the stack on big arrays). */
-function largest(values: Float64Array): number {
-  return values.reduce((a, b) => Math.max(a, b), 0);
 }
 
 export async function cmdReconstruct(argv: string[]): Promise<void> {
@@ -307,8 +291,7 @@ export async function cmdVerify(argv: string[]): Promise<void> {
     const y = oneHot(batch.labels, batch.count, config.numClasses);
     const encoded = await withProgress('encode', batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], y, p));
     const xr = await withProgress('decode', batch.count, (p) => runtime.model.decode(encoded.eps, 1, y, p));
-    // float16 graphs: the inverse must still land in the pixel's own quantisation bin.
-    const tolerance = runtime.dtype === 'float16' ? 2 ** -(config.nBits + 1) : 1e-3;
+    const tolerance = roundTripTolerance(runtime.dtype, config.nBits);
     const errors = roundTripErrors(x, xr, batch.count);
     // NaN fails too: it is not below the tolerance.
     const failing = [...errors.keys()].filter((n) => !(errors[n] < tolerance));

@@ -137,7 +137,10 @@ export async function cmdTrain(argv: string[]): Promise<number> {
       onStep: progress.onStep,
       onEpoch: (r) => {
         progress.stop();
-        console.error(`epoch ${r.epoch} (step ${r.step}): test ${r.testBpd?.toFixed(4) ?? '-'} bits/dim, samples ${r.samplePath}`);
+        const roundTrip = r.roundTrip
+          ? `, round trip: ${r.roundTrip.failing} of ${r.roundTrip.count} images off by more than 1e-3 (max ${r.roundTrip.maxError.toExponential(1)})`
+          : '';
+        console.error(`epoch ${r.epoch} (step ${r.step}): test ${r.testBpd?.toFixed(4) ?? '-'} bits/dim${roundTrip}, samples ${r.samplePath}`);
       },
       shouldStop: () => stopRequested,
     });

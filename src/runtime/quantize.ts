@@ -30,3 +30,25 @@ export function quantize(x: ArrayLike<number>, nBits: number): Uint8Array {
   }
   return out;
 }
+
+/** The largest |x - decode(encode(x))| a pixel may show: 1e-3 for float32 graphs; float16 ones
+ * must still land in the pixel's own quantisation bin. */
+export function roundTripTolerance(dtype: string, nBits: number): number {
+  return dtype === 'float16' ? 2 ** -(nBits + 1) : 1e-3;
+}
+
+/** Each image's max |x - decode(encode(x))|; NaN where the decode gave NaN. */
+export function roundTripErrors(x: Float32Array, decoded: Float32Array, count: number): Float64Array {
+  const perImage = x.length / count;
+  const errors = new Float64Array(count);
+  for (let i = 0; i < x.length; i++) {
+    const n = Math.floor(i / perImage);
+    errors[n] = Math.max(errors[n], Math.abs(x[i] - decoded[i]));
+  }
+  return errors;
+}
+
+/** The largest value, NaN if any is NaN (Math.max(...values) overflows the stack on big arrays). */
+export function largest(values: Float64Array): number {
+  return values.reduce((a, b) => Math.max(a, b), 0);
+}

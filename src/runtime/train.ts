@@ -20,7 +20,7 @@ import { writeFileAtomic, writeFilesAtomic } from './files.js';
 import { oneHotRows, sampleEps } from './generate.js';
 import { writeGrid } from './images.js';
 import { initActNorms } from './init.js';
-import { dequantize, quantize } from './quantize.js';
+import { dequantize, largest, quantize, roundTripErrors, roundTripTolerance } from './quantize.js';
 
 export interface Dataset {
   /** 8-bit CHW pixels, image after image. */
@@ -66,6 +66,9 @@ export interface EpochReport {
   epoch: number;
   step: number;
   testBpd?: number;
+  /** decode(encode(x)) on the same test images: how many miss x by more than the float32
+   * tolerance, and the largest miss (NaN if a decode gave NaN). */
+  roundTrip?: { failing: number; count: number; maxError: number };
   samplePath?: string;
 }
 
@@ -184,7 +187,7 @@ export function weightsWith(base: GlowWeights, trained: ReadonlyMap<string, Floa
   return { ...base, params };
 }
 
-async function evaluate(w: GlowWeights, test: Dataset | undefined, options: TrainOptions, epoch: number): Promise<{ testBpd?: number; samplePath: string }> {
+async function evaluate(w: GlowWeights, test: Dataset | undefined, options: TrainOptions, epoch: number): Promise<Omit<EpochReport, 'epoch' | 'step'>> {
   const files = exportModel(w);
   const sessionOptions = { executionProviders: ['cpu'], ...(options.threads ? { intraOpNumThreads: options.threads } : {}) };
   const model = new GlowModel(
@@ -197,6 +200,7 @@ async function evaluate(w: GlowWeights, test: Dataset | undefined, options: Trai
   try {
     const { config } = w;
     let testBpd: number | undefined;
+    let roundTrip: EpochReport['roundTrip'];
     if (test && options.evalLimit > 0) {
       const count = Math.min(test.count, options.evalLimit);
       const size = config.imageShape.reduce((a, b) => a * b, 1);
@@ -204,6 +208,10 @@ async function evaluate(w: GlowWeights, test: Dataset | undefined, options: Trai
       const y = labelsOf(test, 0, count, config.numClasses);
       const enc = await model.encode(x, [count, ...config.imageShape], y);
       testBpd = enc.bpd.reduce((a, b) => a + b, 0) / count;
+      // A model can learn scales that float32 cannot invert on some images; say so every epoch.
+      const errors = roundTripErrors(x, await model.decode(enc.eps, 1, y), count);
+      const tolerance = roundTripTolerance('float32', config.nBits);
+      roundTrip = { failing: errors.filter((e) => !(e < tolerance)).length, count, maxError: largest(errors) };
     }
     const n = 64;
     const y = config.numClasses ? oneHotRows(config.numClasses, Array.from({ length: n }, (_, i) => i % config.numClasses)) : undefined;
@@ -212,7 +220,7 @@ async function evaluate(w: GlowWeights, test: Dataset | undefined, options: Trai
     const pixels = quantize(xs, config.nBits);
     const samplePath = join(options.out, 'samples', `epoch-${String(epoch).padStart(3, '0')}.png`);
     await writeGrid(samplePath, Array.from({ length: n }, (_, i) => pixels.subarray(i * size, (i + 1) * size)), config.imageShape, { columns: 8, scale: Math.max(1, Math.round(56 / config.imageShape[1])) });
-    return { testBpd, samplePath };
+    return { testBpd, roundTrip, samplePath };
   } finally {
     await model.release();
   }

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { serializeModel } from '../../src/builder/serialize.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { GlowWeights } from '../../src/glow/model.js';
-import { paramSpecs } from '../../src/glow/names.js';
+import { paramSpecs, stepPrefix } from '../../src/glow/names.js';
 import { initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/glow/rng.js';
 import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/glow/training.js';
-import { CHECKPOINT_FILE, Dataset, readTrainCheckpoint, train, TrainingError, TrainOptions } from '../../src/runtime/train.js';
+import { CHECKPOINT_FILE, Dataset, EpochReport, readTrainCheckpoint, train, TrainingError, TrainOptions } from '../../src/runtime/train.js';
 import { maxAbsDiff, useSoftwareWebGpu } from '../helpers.js';
 
 const config: GlowConfig = {
@@ -71,6 +71,25 @@ describe('training loop', function () {
     expect([...first.losses, ...resumed.losses]).to.deep.equal(straight.losses);
     for (const [name, t] of straight.weights.params) expect(maxAbsDiff(resumed.weights.params.get(name)!.data, t.data), name).to.equal(0);
     expect(existsSync(join(dir, 'b', 'samples', 'epoch-004.png'))).to.equal(true);
+  });
+
+  it('each epoch reports the round trip of the test images it scores, and flags a model that cannot invert', async () => {
+    const reports: EpochReport[] = [];
+    await train(initWeights(config, 1), data, options(join(dir, 'ok')), { onEpoch: (r) => reports.push(r) });
+    expect(reports).to.have.length(1);
+    const { roundTrip } = reports[0];
+    expect(roundTrip?.count).to.equal(16);
+    expect(roundTrip?.failing).to.equal(0);
+    expect(roundTrip?.maxError).to.be.within(1e-9, 1e-3);
+
+    // Coupling scales of sigmoid(-198): encode multiplies half the channels by 0 in float32.
+    const start = initWeights(config, 1);
+    const params = new Map(start.params);
+    const bias = `${stepPrefix(config, 0, 0)}.block.4.conv.bias`;
+    params.set(bias, { ...params.get(bias)!, data: params.get(bias)!.data.map(() => -200) });
+    const saturated: EpochReport[] = [];
+    await train({ ...start, params }, data, options(join(dir, 'saturated'), { learningRate: 1e-12, initBatch: 0 }), { onEpoch: (r) => saturated.push(r) });
+    expect(saturated[0].roundTrip?.failing).to.equal(16);
   });
 
   it('a stop request ends at a checkpoint from which the run continues', async () => {
