@@ -281,13 +281,13 @@ export async function cmdEval(argv: string[]): Promise<void> {
 }
 
 export async function cmdVerify(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { ...RUNTIME_FLAGS, data: { type: 'string' }, limit: { type: 'string' }, placement: { type: 'boolean' } }, [0, 1]);
+  const { values, positionals } = parse(argv, { ...RUNTIME_FLAGS, data: { type: 'string' }, limit: { type: 'string' }, seed: { type: 'string' }, placement: { type: 'boolean' } }, [0, 1]);
   const runtime = await openModel({ ...values, model: positionals[0] ?? values.model });
   try {
     const { config } = runtime;
     const data = (values.data as string | undefined) ?? 'mnist-test';
     const batch = await loadImages(data, config, integer(values, 'limit', 1) ?? 256);
-    const x = dequantize(batch.pixels, config.nBits, new Rng(1));
+    const x = dequantize(batch.pixels, config.nBits, new Rng(integer(values, 'seed', 0) ?? 1));
     const y = oneHot(batch.labels, batch.count, config.numClasses);
     const encoded = await withProgress('encode', batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], y, p));
     const xr = await withProgress('decode', batch.count, (p) => runtime.model.decode(encoded.eps, 1, y, p));

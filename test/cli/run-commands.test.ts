@@ -86,7 +86,11 @@ describe('glow-onnx run commands', function () {
   });
 
   it('verify passes an invertible model, names the images a saturated coupling cannot invert, and passes them with a scale floor', () => {
-    expect(ok(cli('verify', model, '--limit', '8'))).to.match(/^8 images of mnist-test: bits\/dim \S+ ± \S+, round-trip max \|x - decode\(encode\(x\)\)\| = \S+ \(per image: median \S+, 99th percentile \S+, 99\.9th \S+\)$/m);
+    const seed1 = ok(cli('verify', model, '--limit', '8'));
+    expect(seed1).to.match(/^8 images of mnist-test: bits\/dim \S+ ± \S+, round-trip max \|x - decode\(encode\(x\)\)\| = \S+ \(per image: median \S+, 99th percentile \S+, 99\.9th \S+\)$/m);
+    // --seed draws other dequantisation noise: other inputs, other bits/dim.
+    const bitsPerDim = (out: string) => /bits\/dim (\S+)/.exec(out)![1];
+    expect(bitsPerDim(ok(cli('verify', model, '--limit', '8', '--seed', '2')))).to.not.equal(bitsPerDim(seed1));
     // A coupling scale of sigmoid(-198) underflows float32: encode multiplies that half by 0, so
     // no decode can recover it, and verify must say which images failed rather than pass.
     const config = { ...DEFAULT_CONFIG, K: 1, hiddenChannels: 8 };
