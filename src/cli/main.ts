@@ -40,6 +40,7 @@ run a model (--model DIR, default: the shipped models/mnist):
   manipulate   IMAGE --out strip.png (--direction FILE | --attribute DIGIT) [--alpha A|A..B] [--steps 5]
   eval         [--data mnist-test|DIR] [--limit N] [--seed N]
   verify       [DIR] [--data mnist-test|DIR] [--limit N] [--seed N (dequantisation noise, default 1)]
+               [--max-failing N (images allowed to miss the tolerance, named all the same; default 0)]
 
 runtime flags: --ep tensorrt,cuda,webgpu,cpu (priority order, default cpu) --strict-ep
   --threads N --batch-size N --device-id N --trt-fp16 --trt-cache DIR

@@ -100,6 +100,11 @@ describe('glow-onnx run commands', function () {
     const saturated = join(dir, 'saturated');
     writeFilesAtomic(saturated, { ...exportModel({ config, params }) });
     fails(cli('verify', saturated, '--limit', '8'), 1, '8 of 8 images do not round-trip within the float32 tolerance 0.001: mnist-test[0] (');
+    // --max-failing N: up to N misses are named on stderr without failing; one more fails.
+    fails(cli('verify', saturated, '--limit', '8', '--max-failing', '7'), 1, '(at most 7 allowed)');
+    const allowed = cli('verify', saturated, '--limit', '8', '--max-failing', '8');
+    expect(allowed.code, allowed.stderr).to.equal(0);
+    expect(allowed.stderr).to.contain('note: 8 of 8 images do not round-trip within the float32 tolerance 0.001: mnist-test[0] (');
     // The same weights with a scale floor: decode divides by 0.1, not 0, and inverts.
     const floored = join(dir, 'floored');
     writeFilesAtomic(floored, { ...exportModel({ config: { ...config, scaleFloor: 0.1 }, params }) });
