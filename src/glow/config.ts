@@ -49,8 +49,9 @@ export class ConfigError extends Error {
 
 const KEYS = Object.keys(DEFAULT_CONFIG) as (keyof GlowConfig)[];
 const OPTIONAL_KEYS: (keyof GlowConfig)[] = ['scaleFloor'];
-/** A floor must be a normal float32 for the encode graph's Log (see layers/coupling.ts). */
-const FLOAT32_MIN_NORMAL = 2 ** -126;
+/** The smallest normal float32. A scale floor must be one, for the encode graph's Log (see
+ * layers/coupling.ts). */
+export const FLOAT32_MIN_NORMAL = 2 ** -126;
 
 function isPositiveInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v > 0;

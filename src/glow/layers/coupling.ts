@@ -21,7 +21,7 @@
 
 import { GraphBuilder, Value } from '../../builder/graph.js';
 import * as op from '../../builder/ops.js';
-import { GlowConfig } from '../config.js';
+import { FLOAT32_MIN_NORMAL, GlowConfig } from '../config.js';
 import { FlowOutput, scalarConstant } from './common.js';
 import { Network } from './networks.js';
 
@@ -29,9 +29,6 @@ export type LogScale = 'stable' | 'log';
 
 /** What the coupling layer takes from the model's config. */
 export type CouplingSpec = Pick<GlowConfig, 'coupling' | 'scaleFloor'>;
-
-/** The smallest normal float32. */
-const FLOAT32_MIN_NORMAL = 2 ** -126;
 
 function logSigmoid(g: GraphBuilder, scaleLogit: Value, sigmoid: Value, form: LogScale): Value {
   if (form === 'stable') return op.neg(g, op.softplus(g, op.neg(g, scaleLogit)));
