@@ -10,10 +10,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { latentShape } from '../src/glow/config.js';
+import { dimensions, latentShape } from '../src/glow/config.js';
 import { exportModel } from '../src/glow/export.js';
 import { importWeights } from '../src/glow/import/index.js';
 import { Rng } from '../src/glow/rng.js';
+import { sampleEps } from '../src/runtime/generate.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const REPEATS = 5;
@@ -40,12 +41,8 @@ const { config } = weights;
 console.log(`scaleFloor ${config.scaleFloor} vs none, ${path}: onnxruntime-node CPU, ${threads} threads, median of ${rounds} alternating rounds of ${REPEATS} runs`);
 for (const n of batches) {
   const rng = new Rng(n);
-  const x = new ort.Tensor('float32', Float32Array.from({ length: n * 784 }, () => rng.uniform() - 0.5), [n, ...config.imageShape]);
-  const eps: Record<string, ort.Tensor> = {};
-  for (let l = 1; l <= config.L; l++) {
-    const shape = [n, ...latentShape(config, l)];
-    eps[`eps_${l}`] = new ort.Tensor('float32', Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()), shape);
-  }
+  const x = new ort.Tensor('float32', Float32Array.from({ length: n * dimensions(config) }, () => rng.uniform() - 0.5), [n, ...config.imageShape]);
+  const eps = Object.fromEntries(sampleEps(config, n, n).map((data, l) => [`eps_${l + 1}`, new ort.Tensor('float32', data, [n, ...latentShape(config, l + 1)])]));
   const feeds = { encode: { x }, decode: { ...eps, temperature: new ort.Tensor('float32', [1], []) } };
   const times: Record<Variant, Record<'encode' | 'decode', number[]>> = { floor: { encode: [], decode: [] }, none: { encode: [], decode: [] } };
   for (let r = 0; r < rounds; r++) {

@@ -15,7 +15,7 @@ import { latentsBytes, parseLatents } from '../runtime/latents.js';
 import { loadMnist } from '../runtime/mnist.js';
 import { GlowRuntime, loadGlowRuntime } from '../runtime/node.js';
 import { PROVIDERS, ProviderName } from '../runtime/providers.js';
-import { dequantize, largest, quantize, roundTripErrors, roundTripTolerance } from '../runtime/quantize.js';
+import { dequantize, failingImages, largest, quantize, roundTripErrors, roundTripTolerance } from '../runtime/quantize.js';
 import { integer, number, Options, parse, readBytes, required, UsageError, Values } from './args.js';
 import { checkMnistShape, loadImages, oneHot, readImages } from './data.js';
 import { withProgress } from './progress.js';
@@ -294,8 +294,7 @@ export async function cmdVerify(argv: string[]): Promise<void> {
     const tolerance = roundTripTolerance(runtime.dtype, config.nBits);
     const maxFailing = integer(values, 'max-failing', 0) ?? 0;
     const errors = roundTripErrors(x, xr, batch.count);
-    // NaN fails too: it is not below the tolerance.
-    const failing = [...errors.keys()].filter((n) => !(errors[n] < tolerance));
+    const failing = failingImages(errors, tolerance);
     const { mean, stdErr } = meanAndStdErr(encoded.bpd);
     // NaN sorts as the largest error.
     const sorted = Float64Array.from(errors, (e) => (Number.isNaN(e) ? Infinity : e)).sort();

@@ -48,6 +48,11 @@ export function roundTripErrors(x: Float32Array, decoded: Float32Array, count: n
   return errors;
 }
 
+/** Indices of the images whose round-trip error is not below the tolerance (NaN included). */
+export function failingImages(errors: Float64Array, tolerance: number): number[] {
+  return [...errors.keys()].filter((n) => !(errors[n] < tolerance));
+}
+
 /** The largest value, NaN if any is NaN (Math.max(...values) overflows the stack on big arrays). */
 export function largest(values: Float64Array): number {
   return values.reduce((a, b) => Math.max(a, b), 0);

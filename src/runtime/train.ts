@@ -20,7 +20,7 @@ import { writeFileAtomic, writeFilesAtomic } from './files.js';
 import { oneHotRows, sampleEps } from './generate.js';
 import { writeGrid } from './images.js';
 import { initActNorms } from './init.js';
-import { dequantize, largest, quantize, roundTripErrors, roundTripTolerance } from './quantize.js';
+import { dequantize, failingImages, largest, quantize, roundTripErrors, roundTripTolerance } from './quantize.js';
 
 export interface Dataset {
   /** 8-bit CHW pixels, image after image. */
@@ -210,8 +210,8 @@ async function evaluate(w: GlowWeights, test: Dataset | undefined, options: Trai
       testBpd = enc.bpd.reduce((a, b) => a + b, 0) / count;
       // A model can learn scales that float32 cannot invert on some images; say so every epoch.
       const errors = roundTripErrors(x, await model.decode(enc.eps, 1, y), count);
-      const tolerance = roundTripTolerance('float32', config.nBits);
-      roundTrip = { failing: errors.filter((e) => !(e < tolerance)).length, count, maxError: largest(errors) };
+      const failing = failingImages(errors, roundTripTolerance('float32', config.nBits)).length;
+      roundTrip = { failing, count, maxError: largest(errors) };
     }
     const n = 64;
     const y = config.numClasses ? oneHotRows(config.numClasses, Array.from({ length: n }, (_, i) => i % config.numClasses)) : undefined;
