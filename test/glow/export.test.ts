@@ -3,6 +3,7 @@
 
 import { expect } from 'chai';
 import onnxProto from 'onnx-proto';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,4 +109,37 @@ describe('streaming export', function () {
     expect(readFileSync(join(out, 'glow.json'), 'utf8')).to.equal(exportModel(weights)['glow.json']);
     expect(readdirSync(dir)).to.deep.equal(['model']);
   });
+});
+
+// An export is computed in float64 on the host (LU products, inverses, log-determinants, the
+// float16 rounding) with no CPU-specific arithmetic, so its bytes are the same on every machine:
+// the hashes below were taken on an AVX-512 CPU and reproduced with AVX-512 hidden (AVX2 only)
+// and with AVX hidden (SSE4.2 only) under qemu (README, "How it is tested").
+describe('export bytes do not depend on the CPU', () => {
+  const rgb: GlowConfig = { ...DEFAULT_CONFIG, imageShape: [3, 16, 16], K: 2, L: 2, hiddenChannels: 12, numClasses: 4, nBits: 8, scaleFloor: 0.1 };
+  const rgbWeights: GlowWeights = { config: rgb, params: randomParams(rgb, 1515) };
+  const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+  const EXPECTED: Record<string, Record<'encode.onnx' | 'decode.onnx', string>> = {
+    folded: {
+      'encode.onnx': '316bec43cf9bbdf9f4ea26616357e9c0608c5ad7da19ff44ab6b2286684877f2',
+      'decode.onnx': '6e62cdb7c86539a76ad9350dedb02796dbbdd364e6a281cc351bc37a6df5ca6a',
+    },
+    literal: {
+      'encode.onnx': 'f7d0906afbb4073fd9fb88ab8fc19b184a994dad3fb368a00ec011546a0edea7',
+      'decode.onnx': 'be9bfe08146ab5114f45f7a81a6ca3cc538bfeea2ed0bb7c211d017aff882888',
+    },
+    float16: {
+      'encode.onnx': '938c37fb93818d350bc5d7be242610d66005f6a529ff21b9e227f72b9759ef30',
+      'decode.onnx': '6c99f309546599782b7b78ea6a07df947b87ed3e20bbd71fbbc3aefba6932551',
+    },
+  };
+  const OPTIONS = { folded: {}, literal: { fold: false }, float16: { dtype: 'float16' as const } };
+  for (const [variant, options] of Object.entries(OPTIONS)) {
+    it(`${variant}: the committed SHA-256 of an RGB class-conditional export`, () => {
+      const files = exportModel(rgbWeights, options);
+      for (const name of ['encode.onnx', 'decode.onnx'] as const) {
+        expect(sha256(files[name]), `${variant} ${name}`).to.equal(EXPECTED[variant][name]);
+      }
+    });
+  }
 });
