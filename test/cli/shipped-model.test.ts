@@ -6,8 +6,15 @@ import { expect } from 'chai';
 import { readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { exportModel, type GlowJson } from '../../src/glow/export.js';
+import { evaluateGraph } from '../../src/builder/evaluate.js';
+import type { Tensor } from '../../src/builder/graph.js';
 import { importWeights } from '../../src/glow/import/index.js';
-import { cli } from '../helpers.js';
+import { buildDecode, buildEncode } from '../../src/glow/model.js';
+import { Rng } from '../../src/glow/rng.js';
+import { size } from '../../src/glow/tensor.js';
+import { loadMnist } from '../../src/runtime/mnist.js';
+import { dequantize } from '../../src/runtime/quantize.js';
+import { cli, maxAbsDiff } from '../helpers.js';
 
 const MODEL = fileURLToPath(new URL('../../../models/mnist/', import.meta.url));
 const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
@@ -19,11 +26,25 @@ function readmeBitsPerDim(): number {
   return Number(claim[1]);
 }
 
-/** The README's count of test images the shipped model does not invert within 1e-3. */
-function readmeRoundTripFailures(): number {
-  const claim = /\*\*Round trip \(all 10,000 test images, float32\): (\d+) images? off by more than 1e-3/.exec(readFileSync(README, 'utf8'));
+/**
+ * The README's bound on the shipped model's float32 round trip, one that holds on every x86-64
+ * CPU family measured: which images miss, and by how much, depends on the order in which the
+ * CPU's kernels sum (AVX2 and AVX-512 differ), so the README states a count and an error that
+ * cover them all rather than one machine's list.
+ */
+function readmeRoundTripBound(): { images: number; worst: number } {
+  const text = readFileSync(README, 'utf8').replace(/\s+/g, ' ');
+  const claim = /\*\*Round trip \(all 10,000 test images, float32[^)]*\): at most (\d+) images? off by more than 1e-3, none by more than (\d(?:\.\d+)?e-\d+)/.exec(text);
   if (!claim) throw new Error('README.md no longer states the shipped model\'s round trip in the form this test reads');
-  return Number(claim[1]);
+  return { images: Number(claim[1]), worst: Number(claim[2]) };
+}
+
+/** The images the README names as the model's ill-conditioned ones, with what float64 shows of them. */
+function readmeIllConditioned(): { images: number[]; rounding: number } {
+  const text = readFileSync(README, 'utf8').replace(/\s+/g, ' ');
+  const claim = /rounded to float32 and decoded in float64, test images ([\d, and]+?) already come back off by more than (\d(?:\.\d+)?e-\d+)/.exec(text);
+  if (!claim) throw new Error('README.md no longer names the ill-conditioned test images in the form this test reads');
+  return { images: claim[1].split(/, | and /).map(Number), rounding: Number(claim[2]) };
 }
 
 describe('the shipped model (models/mnist)', function () {
@@ -49,17 +70,47 @@ describe('the shipped model (models/mnist)', function () {
     expect(r.code, r.stderr).to.equal(0);
     const match = /^10000 images of mnist-test: (\d+\.\d+) ± (\d+\.\d+) bits\/dim/m.exec(r.stdout);
     expect(match, r.stdout).to.not.equal(null);
-    expect(Number(match![1]).toFixed(3)).to.equal(readmeBitsPerDim().toFixed(3));
+    // The README gives three decimals; float32 kernels move the mean by about 1e-6.
+    expect(Number(match![1])).to.be.closeTo(readmeBitsPerDim(), 5e-4);
   });
 
-  it('inverts the full MNIST test set except for the images the README owns up to', () => {
-    const failures = readmeRoundTripFailures();
-    const r = cli('verify', MODEL, '--limit', '10000');
-    if (failures === 0) {
-      expect(r.code, r.stderr).to.equal(0);
-    } else {
-      expect(r.code, r.stdout).to.equal(1);
-      expect(r.stderr).to.contain(`${failures} of 10000 images do not round-trip within the float32 tolerance 0.001`);
+  it('inverts the full MNIST test set within the README\'s bound on misses', () => {
+    const { images, worst } = readmeRoundTripBound();
+    const r = cli('verify', MODEL, '--limit', '10000', '--max-failing', String(images));
+    expect(r.code, r.stderr).to.equal(0);
+    const match = /round-trip max \|x - decode\(encode\(x\)\)\| = (\S+) /.exec(r.stdout);
+    expect(match, r.stdout).to.not.equal(null);
+    expect(Number(match![1]), r.stdout).to.be.at.most(worst);
+  });
+
+  // Why no CPU gets every image back within 1e-3: in exact (float64) arithmetic the model inverts
+  // these images to 1e-11, but its decode magnifies the half-ulp rounding of their latents to
+  // float32, which every float32 runtime incurs before it computes anything, some ten thousand
+  // times more than on an ordinary image. The misses are the model's conditioning; the kernels
+  // only decide which of these images cross the tolerance.
+  it('is invertible in float64 on the images the README names, but ill-conditioned there', () => {
+    const { images, rounding } = readmeIllConditioned();
+    const { weights } = importWeights(readFileSync(MODEL + 'weights.safetensors'), 'weights.safetensors');
+    const encode = buildEncode(weights);
+    const decode = buildDecode(weights);
+    const { pixels } = loadMnist('test', 10000);
+    const x = dequantize(pixels, weights.config.nBits, new Rng(1)); // verify's default noise
+    const D = size(weights.config.imageShape);
+    const roundTrip = (n: number, latents: (data: Float64Array) => Float64Array) => {
+      const image = x.subarray(n * D, (n + 1) * D);
+      const encoded = evaluateGraph(encode, { x: { dtype: 'float32', shape: [1, ...weights.config.imageShape], data: image } });
+      const feeds: Record<string, Tensor> = { temperature: { dtype: 'float32', shape: [], data: Float64Array.of(1) } };
+      for (const name of Object.keys(encoded).filter((k) => k.startsWith('eps_'))) {
+        feeds[name] = { ...encoded[name], data: latents(Float64Array.from(encoded[name].data)) };
+      }
+      return maxAbsDiff(evaluateGraph(decode, feeds).x.data, image);
+    };
+    const toFloat32 = (data: Float64Array) => data.map(Math.fround);
+    for (const n of images) {
+      expect(roundTrip(n, (d) => d), `test image ${n}, float64 end to end`).to.be.below(1e-9);
+      expect(roundTrip(n, toFloat32), `test image ${n}, float32 latents decoded in float64`).to.be.above(rounding);
     }
+    // An ordinary image shrugs the same rounding off.
+    expect(roundTrip(0, toFloat32), 'test image 0, float32 latents decoded in float64').to.be.below(rounding / 1000);
   });
 });
