@@ -8,6 +8,7 @@ import { Rng } from '../src/glow/rng.js';
 import { GlowModel } from '../src/runtime/core.js';
 import { interpolate, oneHotRows, pick, sampleEps } from '../src/runtime/generate.js';
 import { dequantize, quantize } from '../src/runtime/quantize.js';
+import { WEBGPU_EP } from '../src/runtime/webgpu-options.js';
 import type {
   Backend, BackendChoice, Envelope, InterpolateRequest, LoadResult, ModelSource, Phase, ReconstructRequest,
   Request, SampleRequest, WorkerMessage,
@@ -159,7 +160,7 @@ interface GraphBytes {
 
 async function createSessions(encode: GraphBytes, decode: GraphBytes, backend: Backend): Promise<[ort.InferenceSession, ort.InferenceSession]> {
   const options = (g: GraphBytes): ort.InferenceSession.SessionOptions => ({
-    executionProviders: [backend],
+    executionProviders: [backend === 'webgpu' ? WEBGPU_EP : backend],
     graphOptimizationLevel: 'all',
     // Errors only: ORT warns about shape ops it keeps on the CPU on purpose.
     logSeverityLevel: 3,
