@@ -2,7 +2,7 @@
 
 import ort from 'onnxruntime-node';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,4 +65,19 @@ export function useSoftwareWebGpu(): string | undefined {
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   }
   return preset;
+}
+
+export const WEBGPU_INSTALL_HELP = 'install the software Vulkan driver and loader with `apt-get install chromium libvulkan1` '
+  + `(Debian's chromium ships ${SWIFTSHADER_ICD})`;
+
+/** Why WebGPU cannot get a Vulkan driver here (with the command that installs one), or
+ * undefined. `preset` is what useSoftwareWebGpu returned. */
+export function webGpuDriverProblem(preset: string | undefined): string | undefined {
+  const files = (process.env.VK_ICD_FILENAMES ?? '').split(':').filter(Boolean);
+  const missing = files.filter((f) => !existsSync(f));
+  if (!existsSync(SWIFTSHADER_ICD) && (preset === undefined || missing.length > 0)) {
+    return `the WebGPU tests need a Vulkan driver: ${SWIFTSHADER_ICD} is missing; ${WEBGPU_INSTALL_HELP}`;
+  }
+  if (missing.length > 0) return `VK_ICD_FILENAMES names missing file(s) ${missing.join(', ')}; ${WEBGPU_INSTALL_HELP}`;
+  return undefined;
 }

@@ -11,7 +11,7 @@
 
 import { expect } from 'chai';
 import ort from 'onnxruntime-node';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GlowConfig } from '../../src/glow/config.js';
@@ -20,11 +20,8 @@ import { latentShape } from '../../src/glow/config.js';
 import { Encoded, GlowModel } from '../../src/runtime/core.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { createSession, Placement, profilePlacement } from '../../src/runtime/providers.js';
-import { maxAbsDiff, SWIFTSHADER_ICD, useSoftwareWebGpu } from '../helpers.js';
+import { maxAbsDiff, SWIFTSHADER_ICD, useSoftwareWebGpu, WEBGPU_INSTALL_HELP, webGpuDriverProblem } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
-
-const INSTALL_HELP = 'install the software Vulkan driver and loader with `apt-get install chromium libvulkan1` '
-  + `(Debian's chromium ships ${SWIFTSHADER_ICD})`;
 
 const presetIcd = useSoftwareWebGpu();
 
@@ -63,16 +60,6 @@ const CASES: Case[] = [
   },
 ];
 
-function icdProblem(): string | undefined {
-  const files = (process.env.VK_ICD_FILENAMES ?? '').split(':').filter(Boolean);
-  const missing = files.filter((f) => !existsSync(f));
-  if (!existsSync(SWIFTSHADER_ICD) && (presetIcd === undefined || missing.length > 0)) {
-    return `the WebGPU tests need a Vulkan driver: ${SWIFTSHADER_ICD} is missing; ${INSTALL_HELP}`;
-  }
-  if (missing.length > 0) return `VK_ICD_FILENAMES names missing file(s) ${missing.join(', ')}; ${INSTALL_HELP}`;
-  return undefined;
-}
-
 function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]) / Math.max(Math.abs(b[i]), 1e-30));
@@ -101,7 +88,7 @@ describe('WebGPU execution provider (onnxruntime-node, SwiftShader on the CPU)',
   const dirs: string[] = [];
 
   before(async function () {
-    const problem = icdProblem();
+    const problem = webGpuDriverProblem(presetIcd);
     if (problem) throw new Error(problem);
     // One tiny session first, so that a missing adapter is reported as such, not as a parity failure.
     const config = CASES[1].config;
@@ -112,7 +99,7 @@ describe('WebGPU execution provider (onnxruntime-node, SwiftShader on the CPU)',
     } catch (e) {
       throw new Error(`no WebGPU adapter (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES}): ${(e as Error).message}. `
         + `If another test created a WebGPU session before this file set VK_ICD_FILENAMES, Dawn keeps that failure: `
-        + `run mocha with VK_ICD_FILENAMES=${SWIFTSHADER_ICD} in its environment. Otherwise ${INSTALL_HELP}`);
+        + `run mocha with VK_ICD_FILENAMES=${SWIFTSHADER_ICD} in its environment. Otherwise ${WEBGPU_INSTALL_HELP}`);
     }
   });
 
