@@ -20,7 +20,7 @@ import { latentShape } from '../../src/glow/config.js';
 import { Encoded, GlowModel } from '../../src/runtime/core.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { createSession, Placement, profilePlacement } from '../../src/runtime/providers.js';
-import { maxAbsDiff, SWIFTSHADER_ICD, useSoftwareWebGpu, WEBGPU_INSTALL_HELP, webGpuDriverProblem } from '../helpers.js';
+import { maxAbsDiff, RGB_CONFIGS, RGB_TOLERANCE, SWIFTSHADER_ICD, useSoftwareWebGpu, WEBGPU_INSTALL_HELP, webGpuDriverProblem } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
 
 const presetIcd = useSoftwareWebGpu();
@@ -87,22 +87,6 @@ async function glowOn(provider: 'webgpu' | 'cpu' | 'webgpu defaults', config: Gl
   return new GlowModel(config, encode, await create(files['decode.onnx']), ort);
 }
 
-// RGB models, where ONNX Runtime's WebGPU provider gets convolutions wrong in its default layout
-// unless the export pads them (builder/passes/conv-channels.ts): both sizes the issue names,
-// class-conditional, affine with LU; hidden 18 makes the networks' last 3x3 conv a padded one too.
-const RGB_CONFIGS: GlowConfig[] = [
-  {
-    imageShape: [3, 16, 16], K: 2, L: 2, hiddenChannels: 12, coupling: 'affine', permutation: 'invconv',
-    lu: true, learnTop: true, numClasses: 4, nBits: 5, actnormScale: 1,
-  },
-  {
-    imageShape: [3, 32, 32], K: 2, L: 3, hiddenChannels: 18, coupling: 'affine', permutation: 'invconv',
-    lu: true, learnTop: true, numClasses: 4, nBits: 5, actnormScale: 1,
-  },
-];
-/** eps, bpd and decoded x against the CPU provider: float32 rounding is ~1e-6 here, the layout
- * bug ~1. */
-const RGB_TOLERANCE = 1e-5;
 
 describe('WebGPU execution provider (onnxruntime-node, SwiftShader on the CPU)', function () {
   this.timeout(120_000);
