@@ -211,9 +211,10 @@ describe('WebGPU execution provider (onnxruntime-node, SwiftShader on the CPU)',
           await cpu?.release();
         });
 
+        // The padded graphs under the project's options are what the CLI runs on new exports:
+        // the [3,8,8] case above and the page's tests run those.
         const runs = [
           { provider: 'webgpu defaults', graphs: files, name: "the provider's default options" },
-          { provider: 'webgpu', graphs: files, name: "the project's options (NCHW)" },
           { provider: 'webgpu', graphs: unpadded, name: "the project's options (NCHW), graphs exported without the channel padding" },
         ] as const;
         for (const { provider, graphs, name } of runs) {
