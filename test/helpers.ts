@@ -2,12 +2,13 @@
 
 import ort from 'onnxruntime-node';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Graph } from '../src/builder/graph.js';
 import { serializeModel } from '../src/builder/serialize.js';
+import { GlowConfig } from '../src/glow/config.js';
 import { HostTensor } from '../src/glow/tensor.js';
 
 /** The built CLI entry point. */
@@ -66,3 +67,36 @@ export function useSoftwareWebGpu(): string | undefined {
   }
   return preset;
 }
+
+export const WEBGPU_INSTALL_HELP = 'install the software Vulkan driver and loader with `apt-get install chromium libvulkan1` '
+  + `(Debian's chromium ships ${SWIFTSHADER_ICD})`;
+
+/** Why WebGPU cannot get a Vulkan driver here (with the command that installs one), or
+ * undefined. `preset` is what useSoftwareWebGpu returned. */
+export function webGpuDriverProblem(preset: string | undefined): string | undefined {
+  const files = (process.env.VK_ICD_FILENAMES ?? '').split(':').filter(Boolean);
+  const missing = files.filter((f) => !existsSync(f));
+  if (!existsSync(SWIFTSHADER_ICD) && (preset === undefined || missing.length > 0)) {
+    return `the WebGPU tests need a Vulkan driver: ${SWIFTSHADER_ICD} is missing; ${WEBGPU_INSTALL_HELP}`;
+  }
+  if (missing.length > 0) return `VK_ICD_FILENAMES names missing file(s) ${missing.join(', ')}; ${WEBGPU_INSTALL_HELP}`;
+  return undefined;
+}
+
+/** RGB models, where ONNX Runtime's WebGPU provider gets convolutions wrong in its default layout
+ * unless the export pads them (builder/passes/conv-channels.ts): the two sizes of issue 15,
+ * class-conditional, affine with LU; hidden 18 makes the networks' last 3x3 conv a padded one
+ * too. For the WebGPU tests in Node and in the page. */
+export const RGB_CONFIGS: readonly GlowConfig[] = [
+  {
+    imageShape: [3, 16, 16], K: 2, L: 2, hiddenChannels: 12, coupling: 'affine', permutation: 'invconv',
+    lu: true, learnTop: true, numClasses: 4, nBits: 5, actnormScale: 1,
+  },
+  {
+    imageShape: [3, 32, 32], K: 2, L: 3, hiddenChannels: 18, coupling: 'affine', permutation: 'invconv',
+    lu: true, learnTop: true, numClasses: 4, nBits: 5, actnormScale: 1,
+  },
+];
+/** eps, bpd and decoded x of RGB_CONFIGS on WebGPU against the CPU provider: float32 rounding is
+ * ~1e-6 there, the layout bug ~1. */
+export const RGB_TOLERANCE = 1e-5;

@@ -473,6 +473,10 @@ declare global {
       ready: Promise<{ backend: Backend; config: GlowConfig; note?: string }>;
       /** Decoded x of n samples from sampleEps(config, n, seed), as plain numbers. */
       sample(seed: number, temperature: number, n: number, labels?: number[]): Promise<number[]>;
+      /** eps_1..eps_L and bits/dim of n dequantised images x [n, C, H, W], as plain numbers. */
+      encode(x: number[], n: number, labels?: number[]): Promise<{ eps: number[][]; bpd: number[] }>;
+      /** Decoded x of given latents eps_1..eps_L, as plain numbers. */
+      decode(eps: number[][], temperature: number, labels?: number[]): Promise<number[]>;
       backend(): Backend | undefined;
       gridRenders(): number;
       error(): string | null;
@@ -484,6 +488,14 @@ window.glowTest = {
   ready,
   async sample(seed, t, n, labels) {
     const r = await call({ op: 'sample', seed, temperature: t, n, labels });
+    return Array.from(r.x);
+  },
+  async encode(x, n, labels) {
+    const r = await call({ op: 'encode', x: Float32Array.from(x), n, labels });
+    return { eps: r.eps.map((e) => Array.from(e)), bpd: Array.from(r.bpd) };
+  },
+  async decode(eps, t, labels) {
+    const r = await call({ op: 'decode', eps: eps.map((e) => Float32Array.from(e)), temperature: t, labels });
     return Array.from(r.x);
   },
   backend: () => state.backend,

@@ -41,13 +41,22 @@ export interface ReconstructResult { pixels: Uint8Array; bpd: number; maxError: 
 export interface InterpolateRequest { op: 'interpolate'; a: Uint8Array; b: Uint8Array; steps: number; labelA?: number; labelB?: number }
 export interface InterpolateResult { pixels: Uint8Array; ms: number }
 
-export type Request = LoadRequest | SampleRequest | ReconstructRequest | InterpolateRequest;
+/** Latents and bits/dim of n images as they are (x already dequantised), for the tests. */
+export interface EncodeRequest { op: 'encode'; x: Float32Array; n: number; labels?: number[] }
+export interface EncodeResult { eps: Float32Array[]; bpd: Float32Array; ms: number }
+/** x of given latents eps_1..eps_L, for the tests. */
+export interface DecodeRequest { op: 'decode'; eps: Float32Array[]; temperature: number; labels?: number[] }
+export interface DecodeResult { x: Float32Array; ms: number }
+
+export type Request = LoadRequest | SampleRequest | ReconstructRequest | InterpolateRequest | EncodeRequest | DecodeRequest;
 
 export interface ResultOf {
   load: LoadResult;
   sample: SampleResult;
   reconstruct: ReconstructResult;
   interpolate: InterpolateResult;
+  encode: EncodeResult;
+  decode: DecodeResult;
 }
 
 export type Phase = 'download' | 'init' | 'encode' | 'decode';

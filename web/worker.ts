@@ -8,8 +8,9 @@ import { Rng } from '../src/glow/rng.js';
 import { GlowModel } from '../src/runtime/core.js';
 import { interpolate, oneHotRows, pick, sampleEps } from '../src/runtime/generate.js';
 import { dequantize, quantize } from '../src/runtime/quantize.js';
+import { WEBGPU_EP } from '../src/runtime/webgpu-options.js';
 import type {
-  Backend, BackendChoice, Envelope, InterpolateRequest, LoadResult, ModelSource, Phase, ReconstructRequest,
+  Backend, BackendChoice, DecodeRequest, EncodeRequest, Envelope, InterpolateRequest, LoadResult, ModelSource, Phase, ReconstructRequest,
   Request, SampleRequest, WorkerMessage,
 } from './protocol.js';
 
@@ -159,7 +160,7 @@ interface GraphBytes {
 
 async function createSessions(encode: GraphBytes, decode: GraphBytes, backend: Backend): Promise<[ort.InferenceSession, ort.InferenceSession]> {
   const options = (g: GraphBytes): ort.InferenceSession.SessionOptions => ({
-    executionProviders: [backend],
+    executionProviders: [backend === 'webgpu' ? WEBGPU_EP : backend],
     graphOptimizationLevel: 'all',
     // Errors only: ORT warns about shape ops it keeps on the CPU on purpose.
     logSeverityLevel: 3,
@@ -341,6 +342,21 @@ async function interpolation(id: number, r: InterpolateRequest) {
   return { pixels: quantize(x, config.nBits), ms: performance.now() - started };
 }
 
+async function encodeImages(r: EncodeRequest) {
+  const { model, config } = loaded();
+  const started = performance.now();
+  const encoded = await model.encode(r.x, [r.n, ...config.imageShape], labelsOf(config, r.labels ?? Array.from({ length: r.n }, () => 0)));
+  return { eps: encoded.eps, bpd: encoded.bpd, ms: performance.now() - started };
+}
+
+async function decodeLatents(r: DecodeRequest) {
+  const { model, config } = loaded();
+  const started = performance.now();
+  const n = r.eps[0].length / model.latentSizes[0];
+  const x = await model.decode(r.eps, r.temperature, labelsOf(config, r.labels ?? Array.from({ length: n }, () => 0)));
+  return { x, ms: performance.now() - started };
+}
+
 async function handle(id: number, request: Request): Promise<{ result: unknown; transfer: Transferable[] }> {
   switch (request.op) {
     case 'load': {
@@ -358,6 +374,14 @@ async function handle(id: number, request: Request): Promise<{ result: unknown; 
     case 'interpolate': {
       const r = await interpolation(id, request);
       return { result: r, transfer: [r.pixels.buffer] };
+    }
+    case 'encode': {
+      const r = await encodeImages(request);
+      return { result: r, transfer: [...r.eps.map((e) => e.buffer), r.bpd.buffer] };
+    }
+    case 'decode': {
+      const r = await decodeLatents(request);
+      return { result: r, transfer: [r.x.buffer] };
     }
     default:
       throw new Error(`unknown request ${(request as { op: string }).op}`);

@@ -4,7 +4,7 @@
 // config in its metadata.
 
 import { Graph } from '../builder/graph.js';
-import { toFloat16 } from '../builder/passes/index.js';
+import { padConvChannels, toFloat16 } from '../builder/passes/index.js';
 import { concatChunks, ModelInfo, modelChunks, needsExternalData } from '../builder/serialize.js';
 import { GlowConfig, latentShape } from './config.js';
 import { buildDecode, buildEncode, BuildOptions, GlowWeights } from './model.js';
@@ -25,6 +25,10 @@ export interface ExportOptions extends BuildOptions {
   externalData?: boolean | 'auto';
   /** The size 'auto' compares with; default PROTOBUF_LIMIT (lower it only to test). */
   inlineLimit?: number;
+  /** Zero input channels where ONNX Runtime's WebGPU provider computes a Conv wrongly in its
+   * default layout (builder/passes/conv-channels.ts), so that the files are right whatever
+   * options their user gives it. Default true; false only to measure what the padding costs. */
+  webgpuConvPadding?: boolean;
 }
 
 export interface ModelFiles {
@@ -62,15 +66,16 @@ function ioOf(graph: Graph): { inputs: Record<string, (number | string)[]>; outp
 
 export type GraphKind = 'encode' | 'decode';
 
-/** One graph as exported: built, converted to float16 compute when asked, with the export
- * options in its metadata. */
+/** One graph as exported: built, its convolutions padded for WebGPU, converted to float16
+ * compute when asked, with the export options in its metadata. */
 export function exportGraph(w: GlowWeights, kind: GraphKind, options: ExportOptions = {}): Graph {
   const dtype = options.dtype ?? 'float32';
   if (!DTYPES.includes(dtype)) throw new Error(`dtype must be ${DTYPES.join(' or ')}, got ${dtype}`);
   // Float32 weights are stored compactly: an exported graph is only serialised. Not for float16,
   // whose weights are rounded once from the float64 values when serialised.
   const buildOptions = { ...options, compact: dtype === 'float32', ...(dtype === 'float16' ? { couplingLogDet: 'stable' as const } : {}) };
-  const graph = kind === 'encode' ? buildEncode(w, buildOptions) : buildDecode(w, buildOptions);
+  const built = kind === 'encode' ? buildEncode(w, buildOptions) : buildDecode(w, buildOptions);
+  const graph = options.webgpuConvPadding === false ? built : padConvChannels(built);
   const converted = dtype === 'float16' ? toFloat16(graph) : graph;
   const metadata = { ...converted.metadata, 'glow_onnx.dtype': dtype, 'glow_onnx.batch': String(options.batch ?? 'dynamic') };
   return { ...converted, metadata };

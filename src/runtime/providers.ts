@@ -5,6 +5,7 @@ import ort from 'onnxruntime-node';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { WEBGPU_EP } from './webgpu-options.js';
 
 export type ProviderName = 'tensorrt' | 'cuda' | 'webgpu' | 'cpu';
 export const PROVIDERS: readonly ProviderName[] = ['tensorrt', 'cuda', 'webgpu', 'cpu'];
@@ -63,7 +64,7 @@ export function sessionOptions(provider: ProviderName, opts: ProviderOptions): o
   const ep: ort.InferenceSession.ExecutionProviderConfig =
     provider === 'cuda' ? { name: 'cuda', deviceId }
       : provider === 'tensorrt' ? { name: 'tensorrt', deviceId }
-        : provider === 'webgpu' ? { name: 'webgpu', preferredLayout: 'NCHW' }
+        : provider === 'webgpu' ? WEBGPU_EP
           : 'cpu';
   return {
     executionProviders: [ep],

@@ -21,6 +21,7 @@ import { oneHotRows, sampleEps } from './generate.js';
 import { writeGrid } from './images.js';
 import { initActNorms } from './init.js';
 import { dequantize, failingImages, largest, quantize, roundTripErrors, roundTripTolerance } from './quantize.js';
+import { WEBGPU_EP } from './webgpu-options.js';
 
 export interface Dataset {
   /** 8-bit CHW pixels, image after image. */
@@ -353,7 +354,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
 
   const ep = options.ep ?? 'cpu';
   const sessionOptions: ort.InferenceSession.SessionOptions = {
-    executionProviders: [ep === 'webgpu' ? { name: 'webgpu', preferredLayout: 'NCHW' } : 'cpu'],
+    executionProviders: [ep === 'webgpu' ? WEBGPU_EP : 'cpu'],
     graphOptimizationLevel: 'all',
     ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
   };

@@ -15,6 +15,7 @@ import { initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/glow/rng.js';
 import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/glow/training.js';
 import { CHECKPOINT_FILE, Dataset, EpochReport, readTrainCheckpoint, train, TrainingError, TrainOptions } from '../../src/runtime/train.js';
+import { WEBGPU_EP } from '../../src/runtime/webgpu-options.js';
 import { maxAbsDiff, useSoftwareWebGpu } from '../helpers.js';
 
 const config: GlowConfig = {
@@ -223,7 +224,7 @@ describe('training artifacts', function () {
     const model = serializeModel(buildTrainingModel(w));
     const feeds = feedsFor(w, new Rng(4));
     const cpu = await (await ort.InferenceSession.create(model)).run(feeds);
-    const gpu = await (await ort.InferenceSession.create(model, { executionProviders: ['webgpu'] })).run(feeds);
+    const gpu = await (await ort.InferenceSession.create(model, { executionProviders: [WEBGPU_EP] })).run(feeds);
     for (const name of Object.keys(cpu)) {
       const reference = cpu[name].data as Float32Array;
       const scale = Math.max(1e-3, ...Array.from(reference, Math.abs));

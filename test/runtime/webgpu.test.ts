@@ -11,7 +11,7 @@
 
 import { expect } from 'chai';
 import ort from 'onnxruntime-node';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GlowConfig } from '../../src/glow/config.js';
@@ -20,11 +20,8 @@ import { latentShape } from '../../src/glow/config.js';
 import { Encoded, GlowModel } from '../../src/runtime/core.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { createSession, Placement, profilePlacement } from '../../src/runtime/providers.js';
-import { maxAbsDiff, SWIFTSHADER_ICD, useSoftwareWebGpu } from '../helpers.js';
+import { maxAbsDiff, RGB_CONFIGS, RGB_TOLERANCE, SWIFTSHADER_ICD, useSoftwareWebGpu, WEBGPU_INSTALL_HELP, webGpuDriverProblem } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
-
-const INSTALL_HELP = 'install the software Vulkan driver and loader with `apt-get install chromium libvulkan1` '
-  + `(Debian's chromium ships ${SWIFTSHADER_ICD})`;
 
 const presetIcd = useSoftwareWebGpu();
 
@@ -63,16 +60,6 @@ const CASES: Case[] = [
   },
 ];
 
-function icdProblem(): string | undefined {
-  const files = (process.env.VK_ICD_FILENAMES ?? '').split(':').filter(Boolean);
-  const missing = files.filter((f) => !existsSync(f));
-  if (!existsSync(SWIFTSHADER_ICD) && (presetIcd === undefined || missing.length > 0)) {
-    return `the WebGPU tests need a Vulkan driver: ${SWIFTSHADER_ICD} is missing; ${INSTALL_HELP}`;
-  }
-  if (missing.length > 0) return `VK_ICD_FILENAMES names missing file(s) ${missing.join(', ')}; ${INSTALL_HELP}`;
-  return undefined;
-}
-
 function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]) / Math.max(Math.abs(b[i]), 1e-30));
@@ -89,19 +76,24 @@ function describePlacement(p: Placement): string {
     .join(' | ');
 }
 
-/** Sessions for both graphs on one provider, wrapped in the backend-agnostic GlowModel. */
-async function glowOn(provider: 'webgpu' | 'cpu', config: GlowConfig, files: ModelFiles): Promise<GlowModel> {
-  const encode = await createSession(files['encode.onnx'], { executionProviders: [provider], strict: true });
-  const decode = await createSession(files['decode.onnx'], { executionProviders: [provider], strict: true });
-  return new GlowModel(config, encode.session, decode.session, ort);
+/** Sessions for both graphs on one provider, wrapped in the backend-agnostic GlowModel:
+ * through the project's createSession, or ('webgpu defaults') the way a user who never heard of
+ * this project's options would create them. */
+async function glowOn(provider: 'webgpu' | 'cpu' | 'webgpu defaults', config: GlowConfig, files: ModelFiles): Promise<GlowModel> {
+  const create = async (model: Uint8Array) => (provider === 'webgpu defaults'
+    ? ort.InferenceSession.create(model, { executionProviders: ['webgpu'] })
+    : (await createSession(model, { executionProviders: [provider], strict: true })).session);
+  const encode = await create(files['encode.onnx']);
+  return new GlowModel(config, encode, await create(files['decode.onnx']), ort);
 }
+
 
 describe('WebGPU execution provider (onnxruntime-node, SwiftShader on the CPU)', function () {
   this.timeout(120_000);
   const dirs: string[] = [];
 
   before(async function () {
-    const problem = icdProblem();
+    const problem = webGpuDriverProblem(presetIcd);
     if (problem) throw new Error(problem);
     // One tiny session first, so that a missing adapter is reported as such, not as a parity failure.
     const config = CASES[1].config;
@@ -112,7 +104,7 @@ describe('WebGPU execution provider (onnxruntime-node, SwiftShader on the CPU)',
     } catch (e) {
       throw new Error(`no WebGPU adapter (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES}): ${(e as Error).message}. `
         + `If another test created a WebGPU session before this file set VK_ICD_FILENAMES, Dawn keeps that failure: `
-        + `run mocha with VK_ICD_FILENAMES=${SWIFTSHADER_ICD} in its environment. Otherwise ${INSTALL_HELP}`);
+        + `run mocha with VK_ICD_FILENAMES=${SWIFTSHADER_ICD} in its environment. Otherwise ${WEBGPU_INSTALL_HELP}`);
     }
   });
 
@@ -196,6 +188,56 @@ describe('WebGPU execution provider (onnxruntime-node, SwiftShader on the CPU)',
         }
       });
     });
+  }
+
+  for (const [index, config] of RGB_CONFIGS.entries()) {
+    for (const fold of [true, false]) {
+      const [C, H, W] = config.imageShape;
+      describe(`RGB ${H}x${W}x${C}, affine, LU, K=${config.K} L=${config.L} hidden ${config.hiddenChannels}, ${config.numClasses} classes, ${fold ? 'folded' : '--no-fold'}`, () => {
+        const w = { config, params: randomParams(config, 40 + index) };
+        const files = exportModel(w, { fold });
+        // What older exports and other producers hand over: only the session options protect these.
+        const unpadded = exportModel(w, { fold, webgpuConvPadding: false });
+        const x = Float32Array.from(randomImages(config, N, 41 + index).data);
+        const y = Float32Array.from(randomOneHot(config, N, 42 + index).data);
+        let cpu: GlowModel;
+        let encCpu: Encoded;
+
+        before(async () => {
+          cpu = await glowOn('cpu', config, files);
+          encCpu = await cpu.encode(x, [N, ...config.imageShape], y);
+        });
+        after(async () => {
+          await cpu?.release();
+        });
+
+        // The padded graphs under the project's options are what the CLI runs on new exports:
+        // the [3,8,8] case above and the page's tests run those.
+        const runs = [
+          { provider: 'webgpu defaults', graphs: files, name: "the provider's default options" },
+          { provider: 'webgpu', graphs: unpadded, name: "the project's options (NCHW), graphs exported without the channel padding" },
+        ] as const;
+        for (const { provider, graphs, name } of runs) {
+          it(`${name}: eps, bpd and decoded x within ${RGB_TOLERANCE} of CPU`, async () => {
+            const gpu = await glowOn(provider, config, graphs);
+            try {
+              const enc = await gpu.encode(x, [N, ...config.imageShape], y);
+              const errors: Record<string, number> = {};
+              encCpu.eps.forEach((e, l) => (errors[`eps_${l + 1}`] = maxAbsDiff(enc.eps[l], e)));
+              errors.bpd = maxAbsDiff(enc.bpd, encCpu.bpd);
+              errors['x (T=1)'] = maxAbsDiff(await gpu.decode(encCpu.eps, 1, y), await cpu.decode(encCpu.eps, 1, y));
+              errors['x (T=0.7)'] = maxAbsDiff(await gpu.decode(encCpu.eps, 0.7, y), await cpu.decode(encCpu.eps, 0.7, y));
+              console.log(`      ${provider}${graphs === unpadded ? ', unpadded' : ''} vs cpu: ${Object.entries(errors).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}`);
+              for (const [k, v] of Object.entries(errors)) expect(v, k).to.be.below(RGB_TOLERANCE);
+              // Non-trivial weights: far from the identity, so that the parity says something.
+              expect(Math.abs(encCpu.logdet[0]), 'logdet magnitude').to.be.above(1);
+            } finally {
+              await gpu.release();
+            }
+          });
+        }
+      });
+    }
   }
 
   it("loadGlowRuntime(dir, { executionProviders: ['webgpu', 'cpu'] }) runs both graphs on WebGPU", async () => {

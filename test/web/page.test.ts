@@ -21,8 +21,8 @@ import { exportModel, ModelFiles } from '../../src/glow/export.js';
 import { GlowModel } from '../../src/runtime/core.js';
 import { oneHotRows, sampleEps } from '../../src/runtime/generate.js';
 import { createSession } from '../../src/runtime/providers.js';
-import { maxAbsDiff } from '../helpers.js';
-import { randomParams } from '../reference/random-params.js';
+import { maxAbsDiff, RGB_CONFIGS, RGB_TOLERANCE } from '../helpers.js';
+import { randomImages, randomParams } from '../reference/random-params.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 /** What makes WebGPU available in headless Debian Chromium here (navigator.gpu.requestAdapter()
@@ -55,6 +55,8 @@ const CONDITIONAL: GlowConfig = {
 interface Hook {
   ready: Promise<{ backend: string; config: GlowConfig; note?: string }>;
   sample(seed: number, temperature: number, n: number, labels?: number[]): Promise<number[]>;
+  encode(x: number[], n: number, labels?: number[]): Promise<{ eps: number[][]; bpd: number[] }>;
+  decode(eps: number[][], temperature: number, labels?: number[]): Promise<number[]>;
   backend(): string | undefined;
   gridRenders(): number;
   error(): string | null;
@@ -66,17 +68,25 @@ function writeModel(dir: string, files: ModelFiles): void {
   for (const [name, data] of Object.entries(files)) if (data !== undefined) writeFileSync(join(dir, name), data);
 }
 
-/** Decoded x on onnxruntime-node's CPU provider for sampleEps(config, n, seed). */
-async function nodeSample(config: GlowConfig, files: ModelFiles, seed: number, temperature: number, n: number, labels?: number[]): Promise<Float32Array> {
+/** Runs fn on the model on onnxruntime-node's CPU provider. */
+async function onNodeCpu<T>(config: GlowConfig, files: ModelFiles, fn: (model: GlowModel) => Promise<T>): Promise<T> {
   const encode = await createSession(files['encode.onnx'], { executionProviders: ['cpu'] });
   const decode = await createSession(files['decode.onnx'], { executionProviders: ['cpu'] });
   const model = new GlowModel(config, encode.session, decode.session, ort);
   try {
-    const y = config.numClasses ? oneHotRows(config.numClasses, labels ?? Array.from({ length: n }, () => 0)) : undefined;
-    return await model.decode(sampleEps(config, n, seed), temperature, y);
+    return await fn(model);
   } finally {
     await model.release();
   }
+}
+
+function labelRows(config: GlowConfig, n: number, labels?: number[]): Float32Array | undefined {
+  return config.numClasses ? oneHotRows(config.numClasses, labels ?? Array.from({ length: n }, () => 0)) : undefined;
+}
+
+/** Decoded x on onnxruntime-node's CPU provider for sampleEps(config, n, seed). */
+function nodeSample(config: GlowConfig, files: ModelFiles, seed: number, temperature: number, n: number, labels?: number[]): Promise<Float32Array> {
+  return onNodeCpu(config, files, (model) => model.decode(sampleEps(config, n, seed), temperature, labelRows(config, n, labels)));
 }
 
 /** Size, distinct grey levels and a fingerprint of the sample grid canvas. */
@@ -100,6 +110,17 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
   const artifacts = join(root, 'test-artifacts', 'web');
   const files = exportModel({ config: MODEL, params: randomParams(MODEL, 7) });
   const conditionalFiles = exportModel({ config: CONDITIONAL, params: randomParams(CONDITIONAL, 8) });
+  // RGB models in the page: the page runs onnxruntime-web's JSEP build, whose convolutions are
+  // right in either layout (measured); the native WebGPU build ('onnxruntime-web/webgpu', the
+  // kernels of onnxruntime-node) is not, and the unpadded model fails there unless the worker
+  // asks for NCHW. One of each size, folded and not, exported without the channel padding (only
+  // the session options would protect it) and as by default (Pads included).
+  const rgbModels = RGB_CONFIGS.map((config, i) => {
+    const [C, H, W] = config.imageShape;
+    const fold = i === 0;
+    const files = exportModel({ config, params: randomParams(config, 50 + i) }, { fold, webgpuConvPadding: !fold });
+    return { name: `rgb-${H}x${W}x${C}-${fold ? 'folded-unpadded' : 'no-fold'}`, config, files };
+  });
   let tmp: string;
   let site: string;
   let server: StaticServer;
@@ -116,6 +137,7 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
     const built = await buildWeb({ outDir: site, copyModels: false });
     writeModel(join(site, 'models', 'test'), files);
     writeModel(join(site, 'models', 'conditional'), conditionalFiles);
+    for (const m of rgbModels) writeModel(join(site, 'models', m.name), m.files);
     // The float32 graphs under a glow.json that says float16: what the page decides from glow.json.
     const json = JSON.parse(conditionalFiles['glow.json']);
     writeModel(join(site, 'models', 'labelled-float16'), { ...conditionalFiles, 'glow.json': JSON.stringify({ ...json, dtype: 'float16' }) });
@@ -305,6 +327,48 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
       console.log(`      class-conditional wasm vs node cpu: max |dx| ${err.toExponential(2)}`);
       expect(err).to.be.below(TOLERANCE);
     });
+  });
+
+  describe(`RGB models on WebGPU (eps, bpd and decoded x within ${RGB_TOLERANCE} of node CPU; folded and --no-fold run in Node too)`, () => {
+    for (const m of rgbModels) {
+      it(m.name, async () => {
+        const { page, context, errors } = await open(`?model=models/${m.name}/&backend=webgpu`);
+        try {
+          const r = await ready(page);
+          expect(r.backend, r.note).to.equal('webgpu');
+          const { config, files: modelFiles } = m;
+          const x = Array.from(randomImages(config, N, 60).data);
+          const labels = Array.from({ length: N }, (_, i) => i % config.numClasses);
+          const inPage = await page.evaluate(
+            ([xs, n, l]) => (window as unknown as HookWindow).glowTest.encode(xs, n, l),
+            [x, N, labels] as [number[], number, number[]],
+          );
+          const y = labelRows(config, N, labels);
+          const temperatures = [1, 0.7];
+          // Decoded from the CPU's eps of the images: eps drawn from the prior can overflow a
+          // flow with random weights to Inf (on either side).
+          const reference = await onNodeCpu(config, modelFiles, async (model) => {
+            const encoded = await model.encode(Float32Array.from(x), [N, ...config.imageShape], y);
+            return { ...encoded, decoded: await Promise.all(temperatures.map((t) => model.decode(encoded.eps, t, y))) };
+          });
+          const errorsBy: Record<string, number> = {};
+          reference.eps.forEach((e, l) => (errorsBy[`eps_${l + 1}`] = maxAbsDiff(inPage.eps[l], e)));
+          errorsBy.bpd = maxAbsDiff(inPage.bpd, reference.bpd);
+          for (const [i, t] of temperatures.entries()) {
+            const decoded = await page.evaluate(
+              ([eps, temperature, l]) => (window as unknown as HookWindow).glowTest.decode(eps, temperature, l),
+              [reference.eps.map((e) => Array.from(e)), t, labels] as [number[][], number, number[]],
+            );
+            errorsBy[`x (T=${t})`] = maxAbsDiff(decoded, reference.decoded[i]);
+          }
+          console.log(`      ${Object.entries(errorsBy).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}`);
+          for (const [k, v] of Object.entries(errorsBy)) expect(v, k).to.be.below(RGB_TOLERANCE);
+          expect(errors, errors.join('\n')).to.deep.equal([]);
+        } finally {
+          await context.close();
+        }
+      });
+    }
   });
 
   /** What WebGPU the page's worker would find: no adapter, or an adapter and its shader-f16. */

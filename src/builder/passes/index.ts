@@ -1,5 +1,6 @@
 import { Graph } from '../graph.js';
 export { cleanup } from './cleanup.js';
+export { padConvChannels, paddedChannels, webgpuMiscomputes } from './conv-channels.js';
 export { foldConstants } from './fold-constants.js';
 export { FLOAT16_MAX, Float16Options, perExampleTerms, toFloat16 } from './float16.js';
 export { toposort } from './toposort.js';
