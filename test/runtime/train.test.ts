@@ -141,7 +141,7 @@ describe('training artifacts', function () {
   // A non-zero prior_h too, or learn_top_fn.conv.weight (applied to it) would get no gradient.
   for (const [name, t] of w.params) if (/block\.4|conv\.conv|learn_top_fn|project_|\.logs$|prior_h/.test(name)) t.data.forEach((_, i) => (t.data[i] = 0.02 * Math.sin(i + name.length)));
 
-  it('Adam in the optimizer graph matches a direct implementation, clipping included', async () => {
+  it('Adam in the optimizer graph matches a direct implementation (parameters, both moments), clipping included', async () => {
     const shapes = new Map([['a', [3, 4]], ['b', [5]]]);
     const session = await ort.InferenceSession.create(serializeModel(buildOptimizerModel(shapes, { clipNorm: 1, weightDecay: 0.01 })));
     const rng = new Rng(5);
@@ -166,6 +166,8 @@ describe('training artifacts', function () {
         const p = host[name][i] - (0.01 * (m / (1 - 0.9 ** 3))) / (Math.sqrt(v / (1 - 0.999 ** 3)) + 1e-8) - 0.01 * 0.01 * host[name][i];
         expect((out[updatedName(name)].data as Float32Array)[i]).to.be.closeTo(p, 1e-6);
         expect((out[updatedName(momentNames(name).m)].data as Float32Array)[i]).to.be.closeTo(m, 1e-6);
+        // The stored second moment is the raw average; bias correction applies only in the step.
+        expect((out[updatedName(momentNames(name).v)].data as Float32Array)[i], `${name} exp_avg_sq[${i}]`).to.be.closeTo(v, 1e-6 * Math.max(1, v));
       });
     }
     expect((out.grad_norm.data as Float32Array)[0]).to.be.closeTo(norm, 1e-4 * norm);
