@@ -1,5 +1,6 @@
 // Test utilities: run a builder Graph in onnxruntime-node CPU and compare arrays.
 
+import { expect } from 'chai';
 import ort from 'onnxruntime-node';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Graph } from '../src/builder/graph.js';
 import { serializeModel } from '../src/builder/serialize.js';
 import { HostTensor } from '../src/glow/tensor.js';
+import type { TrainCheckpoint } from '../src/runtime/train.js';
 
 /** The built CLI entry point. */
 export const CLI_BIN = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url));
@@ -56,6 +58,19 @@ export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
     if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
   }
   return m;
+}
+
+const bytesOf = (t: Float32Array) => Buffer.from(t.buffer, t.byteOffset, t.byteLength);
+
+/** Bit for bit: parameters, Adam moments, moving averages and the loop state (all but the clock). */
+export function expectSameCheckpoint(actual: TrainCheckpoint, expected: TrainCheckpoint): void {
+  const { elapsedSeconds: _actualClock, ...state } = actual.state;
+  const { elapsedSeconds: _expectedClock, ...expectedState } = expected.state;
+  expect(state).to.deep.equal(expectedState);
+  for (const part of ['params', 'moments', 'ema'] as const) {
+    expect([...(actual[part]?.keys() ?? [])].sort(), part).to.deep.equal([...(expected[part]?.keys() ?? [])].sort());
+    for (const [name, t] of expected[part] ?? []) expect(bytesOf(actual[part]!.get(name)!).equals(bytesOf(t)), `${part} ${name}`).to.equal(true);
+  }
 }
 
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';

@@ -15,7 +15,7 @@ import { initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/glow/rng.js';
 import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/glow/training.js';
 import { CHECKPOINT_FILE, Dataset, EpochReport, readTrainCheckpoint, train, TrainingError, TrainOptions } from '../../src/runtime/train.js';
-import { maxAbsDiff, useSoftwareWebGpu } from '../helpers.js';
+import { expectSameCheckpoint, maxAbsDiff, useSoftwareWebGpu } from '../helpers.js';
 
 const config: GlowConfig = {
   imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv',
@@ -92,14 +92,20 @@ describe('training loop', function () {
     expect(saturated[0].roundTrip?.failing).to.equal(16);
   });
 
-  it('a stop request ends at a checkpoint from which the run continues', async () => {
+  it('a stop request mid-epoch ends at a checkpoint from which the run continues exactly as if never stopped', async () => {
+    const straight = await train(initWeights(config, 1), data, options(join(dir, 'straight'), { epochs: 3 }));
     let steps = 0;
+    // Step 7 of 6 a epoch: the checkpoint must carry the epoch's order, position and noise state.
     const stopped = await train(initWeights(config, 1), data, options(dir, { epochs: 3 }), { shouldStop: () => ++steps === 7 });
     expect(stopped.stoppedEarly).to.equal(true);
     const checkpoint = readTrainCheckpoint(readFileSync(join(dir, CHECKPOINT_FILE)), 'checkpoint');
-    expect(checkpoint.state.step).to.equal(7);
+    expect(checkpoint.state).to.include({ step: 7, epoch: 1, batchInEpoch: 1 });
     const rest = await train(checkpoint, data, options(dir, { epochs: 3 }));
     expect(rest.steps).to.equal(18);
+    expect([...stopped.losses, ...rest.losses]).to.deep.equal(straight.losses);
+    for (const [name, t] of straight.weights.params) expect(maxAbsDiff(rest.weights.params.get(name)!.data, t.data), name).to.equal(0);
+    const [a, b] = [join(dir, 'straight', CHECKPOINT_FILE), join(dir, CHECKPOINT_FILE)].map((path) => readTrainCheckpoint(readFileSync(path), path));
+    expectSameCheckpoint(b, a);
   });
 
   it('a non-finite loss stops the run and leaves the last good checkpoint intact', async () => {
