@@ -95,7 +95,7 @@ describe('training loop', function () {
   it('a stop request mid-epoch ends at a checkpoint from which the run continues exactly as if never stopped', async () => {
     const straight = await train(initWeights(config, 1), data, options(join(dir, 'straight'), { epochs: 3 }));
     let steps = 0;
-    // Step 7 of 6 a epoch: the checkpoint must carry the epoch's order, position and noise state.
+    // Step 7 at 6 steps an epoch: the checkpoint must carry the epoch's position and noise state.
     const stopped = await train(initWeights(config, 1), data, options(dir, { epochs: 3 }), { shouldStop: () => ++steps === 7 });
     expect(stopped.stoppedEarly).to.equal(true);
     const checkpoint = readTrainCheckpoint(readFileSync(join(dir, CHECKPOINT_FILE)), 'checkpoint');
