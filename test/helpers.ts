@@ -1,5 +1,6 @@
 // Test utilities: run a builder Graph in onnxruntime-node CPU and compare arrays.
 
+import { expect } from 'chai';
 import ort from 'onnxruntime-node';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { Graph } from '../src/builder/graph.js';
 import { serializeModel } from '../src/builder/serialize.js';
 import { GlowConfig } from '../src/glow/config.js';
 import { HostTensor } from '../src/glow/tensor.js';
+import type { TrainCheckpoint } from '../src/runtime/train.js';
 
 /** The built CLI entry point. */
 export const CLI_BIN = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url));
@@ -46,6 +48,30 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
     if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
   }
   return m;
+}
+
+/** Largest |a - b| / |b| elementwise (b is the reference); NaN counts as Infinity. */
+export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]) / Math.max(Math.abs(b[i]), 1e-30);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
+
+const bytesOf = (t: Float32Array) => Buffer.from(t.buffer, t.byteOffset, t.byteLength);
+
+/** Bit for bit: parameters, Adam moments, moving averages and the loop state (all but the clock). */
+export function expectSameCheckpoint(actual: TrainCheckpoint, expected: TrainCheckpoint): void {
+  const { elapsedSeconds: _actualClock, ...state } = actual.state;
+  const { elapsedSeconds: _expectedClock, ...expectedState } = expected.state;
+  expect(state).to.deep.equal(expectedState);
+  for (const part of ['params', 'moments', 'ema'] as const) {
+    expect([...(actual[part]?.keys() ?? [])].sort(), part).to.deep.equal([...(expected[part]?.keys() ?? [])].sort());
+    for (const [name, t] of expected[part] ?? []) expect(bytesOf(actual[part]!.get(name)!).equals(bytesOf(t)), `${part} ${name}`).to.equal(true);
+  }
 }
 
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';

@@ -281,7 +281,7 @@ function reducedShape(x: Value, axes: number[], keepdims: boolean): Shape | unde
   return out;
 }
 
-function reduce(g: GraphBuilder, op: 'ReduceSum' | 'ReduceMean', x: Value, axes: number[], keepdims: boolean): Value {
+function reduce(g: GraphBuilder, op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax', x: Value, axes: number[], keepdims: boolean): Value {
   const shape = reducedShape(x, axes, keepdims);
   const keep = { keepdims: attr.int(keepdims ? 1 : 0) };
   // ReduceSum takes axes as an input from opset 13, the other reductions only from opset 18.
@@ -294,6 +294,7 @@ function reduce(g: GraphBuilder, op: 'ReduceSum' | 'ReduceMean', x: Value, axes:
 
 export const reduceSum = (g: GraphBuilder, x: Value, axes: number[], keepdims: boolean) => reduce(g, 'ReduceSum', x, axes, keepdims);
 export const reduceMean = (g: GraphBuilder, x: Value, axes: number[], keepdims: boolean) => reduce(g, 'ReduceMean', x, axes, keepdims);
+export const reduceMax = (g: GraphBuilder, x: Value, axes: number[], keepdims: boolean) => reduce(g, 'ReduceMax', x, axes, keepdims);
 
 // ---------------------------------------------------------------- comparisons and selection
 

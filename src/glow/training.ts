@@ -53,9 +53,11 @@ function lossGraph(w: GlowWeights, options: LossOptions): LossGraph {
     const bpdMean = op.reduceMean(g, values.bpd, [0], false);
     if (!values.yLogits) return bpdMean;
     const y = g.build().inputs.find((io) => io.value.name === 'y')!.value;
-    // log softmax = logits - log(sum(exp(logits))): logits of a zero-initialised projection stay small.
-    const logNormaliser = op.log(g, op.reduceSum(g, op.exp(g, values.yLogits), [1], true));
-    const logSoftmax = op.sub(g, values.yLogits, logNormaliser);
+    // log softmax = shifted - log(sum(exp(shifted))) with shifted = logits - max(logits): exp
+    // never overflows, and the largest term is exp(0) = 1, so the Log never sees 0. The gradient
+    // through the max is zero analytically (the shift cancels); its rule sends it there anyway.
+    const shifted = op.sub(g, values.yLogits, op.reduceMax(g, values.yLogits, [1], true));
+    const logSoftmax = op.sub(g, shifted, op.log(g, op.reduceSum(g, op.exp(g, shifted), [1], true)));
     const crossEntropy = op.neg(g, op.reduceMean(g, op.reduceSum(g, op.mul(g, y, logSoftmax), [1], false), [0], false));
     return op.add(g, bpdMean, op.mul(g, crossEntropy, scalarConstant(g, options.classWeight ?? DEFAULT_CLASS_WEIGHT, 'class_weight')));
   });

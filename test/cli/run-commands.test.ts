@@ -8,13 +8,26 @@ import { join } from 'node:path';
 import { DEFAULT_CONFIG } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
 import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { parseLatents } from '../../src/runtime/latents.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { randomParams } from '../reference/random-params.js';
-import { cli } from '../helpers.js';
+import { cli, maxAbsDiff } from '../helpers.js';
 
 function ok(r: ReturnType<typeof cli>): string {
   expect(r.code, r.stderr).to.equal(0);
   return r.stdout;
+}
+
+/** The cells of a PNG grid of 28x28 images drawn at scale 2 with 1-pixel gaps (and a 12-pixel
+ * caption band above each when captioned), as 8-bit pixels: what the CLI's grids hold. */
+async function gridCells(file: string, count: number, columns: number, captioned: boolean): Promise<number[][]> {
+  const { bitmap } = await Jimp.read(file);
+  const [cellW, cellH, top] = [57, 57 + (captioned ? 12 : 0), captioned ? 12 : 0];
+  expect([bitmap.width, bitmap.height], file).to.deep.equal([columns * cellW + 1, Math.ceil(count / columns) * cellH + 1]);
+  return Array.from({ length: count }, (_, i) => {
+    const [x0, y0] = [(i % columns) * cellW + 1, Math.floor(i / columns) * cellH + 1 + top];
+    return Array.from({ length: 784 }, (_, p) => bitmap.data[4 * ((y0 + 2 * Math.floor(p / 28)) * bitmap.width + x0 + 2 * (p % 28))]);
+  });
 }
 
 function fails(r: ReturnType<typeof cli>, code: number, fragment: string): void {
@@ -28,11 +41,11 @@ describe('glow-onnx run commands', function () {
   let dir: string;
   let model: string;
   let digits: string;
+  const config = { ...DEFAULT_CONFIG, K: 1, hiddenChannels: 8 };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'glow-run-'));
     model = join(dir, 'model');
-    const config = { ...DEFAULT_CONFIG, K: 1, hiddenChannels: 8 };
     writeFilesAtomic(model, { ...exportModel({ config, params: randomParams(config, 3, 0.5) }) });
     digits = join(dir, 'digits');
     mkdirSync(digits);
@@ -57,22 +70,50 @@ describe('glow-onnx run commands', function () {
     expect([grid.bitmap.width, grid.bitmap.height]).to.deep.equal([3 * 57 + 1, 2 * 57 + 1]);
   });
 
-  it('reconstruct, interpolate, encode/decode, direction, manipulate, eval', async () => {
+  it('reconstruct, interpolate, encode/decode, direction, manipulate, eval: what each writes', async () => {
     const out = ok(cli('reconstruct', '--model', model, digits, '--out', join(dir, 'r.png')));
     expect(Number(/= (\S+),/.exec(out)![1])).to.be.below(1e-4);
     expect(out).to.contain(' 0 of 2352 pixels change level');
-    ok(cli('interpolate', '--model', model, join(digits, 'd0.png'), join(digits, 'd1.png'), '--steps', '4', '--out', join(dir, 'i.png')));
-    expect((await Jimp.read(join(dir, 'i.png'))).bitmap.width).to.equal(4 * 57 + 1);
+    // Pairs (image, decoded), captioned: the decoded digits are cells 1, 3 and 5.
+    const reconstructed = (await gridCells(join(dir, 'r.png'), 6, 2, true)).filter((_, i) => i % 2 === 1);
+
     ok(cli('encode', '--model', model, digits, '--out', join(dir, 'l.safetensors')));
+    const encoded = parseLatents(readFileSync(join(dir, 'l.safetensors')), 'l.safetensors', config);
+    expect(encoded.n).to.equal(3);
+    expect(JSON.parse(encoded.metadata.images)).to.deep.equal(['d0.png', 'd1.png', 'd2.png']);
     ok(cli('decode', '--model', model, join(dir, 'l.safetensors'), '--out', join(dir, 'd.png')));
-    ok(cli('direction', '--model', model, '--mnist-digit', '1', '--limit', '200', '--out', join(dir, 'one.safetensors')));
-    ok(cli('manipulate', '--model', model, join(digits, 'd0.png'), '--direction', join(dir, 'one.safetensors'), '--alpha=-1..1', '--steps', '3', '--out', join(dir, 'm.png')));
+    expect(await gridCells(join(dir, 'd.png'), 3, 2, false), 'the latents decode to the reconstructions').to.deep.equal(reconstructed);
+
+    ok(cli('interpolate', '--model', model, join(digits, 'd0.png'), join(digits, 'd1.png'), '--steps', '4', '--out', join(dir, 'i.png')));
+    const path = await gridCells(join(dir, 'i.png'), 4, 4, true);
+    expect([path[0], path[3]], 'the ends of the path are the two reconstructions').to.deep.equal([reconstructed[0], reconstructed[1]]);
+    expect(path[1], 'the path leaves its start').to.not.deep.equal(path[0]);
+
+    // The mean latent of the images labelled 1 minus the mean of those labelled 0.
     const labels = join(dir, 'labels.txt');
     writeFileSync(labels, 'd0.png 1\nd1.png 0\nd2.png 0\n');
     ok(cli('direction', '--model', model, '--images', digits, '--labels', labels, '--out', join(dir, 'custom.safetensors')));
+    const custom = parseLatents(readFileSync(join(dir, 'custom.safetensors')), 'custom.safetensors', config);
+    expect(custom.n).to.equal(1);
+    custom.latents.forEach((d, l) => {
+      const size = d.length;
+      const e = encoded.latents[l];
+      const expected = Array.from(d, (_, k) => e[k] - (e[size + k] + e[2 * size + k]) / 2);
+      expect(maxAbsDiff(d, expected), `eps_${l + 1}`).to.be.below(1e-6);
+      expect(Math.max(...Array.from(d, Math.abs)), `eps_${l + 1} is not all zeros`).to.be.above(0.1);
+    });
+    ok(cli('direction', '--model', model, '--mnist-digit', '1', '--limit', '200', '--out', join(dir, 'one.safetensors')));
+    expect(parseLatents(readFileSync(join(dir, 'one.safetensors')), 'one.safetensors', config).n).to.equal(1);
+
+    ok(cli('manipulate', '--model', model, join(digits, 'd0.png'), '--direction', join(dir, 'custom.safetensors'), '--alpha=-1..1', '--steps', '3', '--out', join(dir, 'm.png')));
+    const manipulated = await gridCells(join(dir, 'm.png'), 3, 3, true);
+    expect(manipulated[1], 'alpha 0 is the reconstruction').to.deep.equal(reconstructed[0]);
+    // d0 + (d0 - mean(d1, d2)) and d0 - (d0 - mean(d1, d2)): away from d0 both ways.
+    expect(manipulated[0]).to.not.deep.equal(reconstructed[0]);
+    expect(manipulated[2]).to.not.deep.equal(reconstructed[0]);
+
     const evaluation = ok(cli('eval', '--model', model, '--limit', '100'));
     expect(evaluation).to.match(/100 images of mnist-test: \d+\.\d{4} ± \d+\.\d{4} bits\/dim/);
-    for (const f of ['r.png', 'i.png', 'd.png', 'm.png']) expect(existsSync(join(dir, f)), f).to.equal(true);
   });
 
   it('execution providers: fallback is reported, strict mode refuses it', () => {

@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { importWeights } from '../../src/glow/import/index.js';
-import { cli, CLI_BIN } from '../helpers.js';
+import { CHECKPOINT_FILE, readTrainCheckpoint } from '../../src/runtime/train.js';
+import { cli, CLI_BIN, expectSameCheckpoint } from '../helpers.js';
 
 describe('glow-onnx train', function () {
   this.timeout(300000);
@@ -60,6 +61,34 @@ describe('glow-onnx train', function () {
     expect(resumed.stdout).to.contain(`finished at step ${5 * epochs}`);
     const verify = cli('verify', join(out, 'model'), '--data', images, '--limit', '8');
     expect(verify.code, verify.stderr).to.equal(0);
+  });
+
+  it('a run stopped mid-epoch by Ctrl-C and resumed with --resume ends bit for bit where an uninterrupted run ends', async () => {
+    // Batches of 2: 20 steps an epoch, and a checkpoint after every step, so that the signal sent
+    // on the first checkpoint stops the run inside its first epoch.
+    const flags = ['--data', images, '--checkpoint-every', '1', '--seed', '5', ...model.map((f, i) => (model[i - 1] === '--batch-size' ? '2' : f))];
+    const out = join(dir, 'stopped');
+    const child = spawn(process.execPath, [CLI_BIN, 'train', '--out', out, '--minutes', '10', ...flags]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 120000;
+    while (!existsSync(join(out, 'checkpoint.safetensors')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGINT');
+    expect(await exited, stderr).to.equal(130);
+    const stoppedAt = Number(/stopped at step (\d+)/.exec(stdout)![1]);
+    expect(stoppedAt % 20, `stopped at step ${stoppedAt}, not mid-epoch`).to.not.equal(0);
+    const epochs = String(Math.floor(stoppedAt / 20) + 2);
+    const resumed = cli('train', '--out', out, '--resume', '--epochs', epochs, '--data', images, '--threads', '1', '--eval-limit', '0');
+    expect(resumed.code, resumed.stderr).to.equal(0);
+    const straight = cli('train', '--out', join(dir, 'straight'), '--epochs', epochs, ...flags);
+    expect(straight.code, straight.stderr).to.equal(0);
+    const checkpoint = (run: string) => readTrainCheckpoint(readFileSync(join(dir, run, CHECKPOINT_FILE)), run);
+    expect(checkpoint('straight').state.step).to.equal(20 * Number(epochs));
+    expectSameCheckpoint(checkpoint('stopped'), checkpoint('straight'));
+    expect(readFileSync(join(out, 'weights.safetensors')).equals(readFileSync(join(dir, 'straight', 'weights.safetensors'))), 'weights.safetensors').to.equal(true);
   });
 
   it('fine-tunes trained weights: --weights keeps their ActNorms and config, --scale-floor adds a floor', () => {

@@ -14,7 +14,7 @@ import { checkpointBytes } from '../../src/glow/params.js';
 import { exportGraphs } from '../../src/glow/export.js';
 import { GlowWeights } from '../../src/glow/model.js';
 import { HostTensor } from '../../src/glow/tensor.js';
-import { preferredBatchSizes, tritonConfig, tritonRepository } from '../../src/glow/triton.js';
+import { preferredBatchSizes, tritonConfig, TritonOptions, tritonRepository } from '../../src/glow/triton.js';
 import { cli, maxAbsDiff, runGraph } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
 
@@ -122,7 +122,17 @@ describe('Triton model repository (export --triton)', function () {
     ]);
   });
 
-  for (const options of [{}, { maxBatchSize: 8, instances: 2, device: 'cpu' as const, dtype: 'float16' as const, opset: 13 }]) {
+  it('preferred batch sizes are a quarter, a half and all of max_batch_size, each at least 1 and listed once', () => {
+    const expected: [number, number[]][] = [[1, [1]], [2, [1, 2]], [3, [1, 3]], [4, [1, 2, 4]], [6, [1, 3, 6]], [8, [2, 4, 8]], [10, [2, 5, 10]], [64, [16, 32, 64]]];
+    for (const [max, sizes] of expected) expect(preferredBatchSizes(max), `max ${max}`).to.deep.equal(sizes);
+  });
+
+  // The preferred sizes are literals here: comparing with preferredBatchSizes would test the function against itself.
+  const cases: [TritonOptions, number[]][] = [
+    [{}, [16, 32, 64]],
+    [{ maxBatchSize: 8, instances: 2, device: 'cpu', dtype: 'float16', opset: 13 }, [2, 4, 8]],
+  ];
+  for (const [options, preferred] of cases) {
     it(`config.pbtxt matches each model's inputs and outputs (${JSON.stringify(options)})`, () => {
       const repo = tritonRepository(w, options);
       for (const name of ['glow_encode', 'glow_decode']) {
@@ -138,8 +148,7 @@ describe('Triton model repository (export --triton)', function () {
         (pb.input as PbMessage[]).forEach((e, k) => expectEntry(e, graph.inputs[k]));
         (pb.output as PbMessage[]).forEach((e, k) => expectEntry(e, graph.outputs[k]));
         const batching = one(pb, 'dynamic_batching') as PbMessage;
-        expect(batching.preferred_batch_size).to.deep.equal(preferredBatchSizes(max));
-        expect((batching.preferred_batch_size as number[]).every((b) => b >= 1 && b <= max)).to.equal(true);
+        expect(batching.preferred_batch_size).to.deep.equal(preferred);
         expect(one(batching, 'max_queue_delay_microseconds')).to.equal(100);
         const group = pb.instance_group as PbMessage[];
         expect(group).to.have.length(1);
@@ -219,6 +228,7 @@ describe('Triton model repository (export --triton)', function () {
       expect(listFiles(join(dir, 'triton'))).to.deep.equal(['glow_decode/1/model.onnx', 'glow_decode/config.pbtxt', 'glow_encode/1/model.onnx', 'glow_encode/config.pbtxt']);
       const pb = parsePbtxt(readFileSync(join(dir, 'triton', 'glow_encode', 'config.pbtxt'), 'utf8'));
       expect(one(pb, 'max_batch_size')).to.equal(16);
+      expect((one(pb, 'dynamic_batching') as PbMessage).preferred_batch_size).to.deep.equal([4, 8, 16]);
       expect(one((pb.instance_group as PbMessage[])[0], 'count')).to.equal(2);
       expect(parseModel(readFileSync(join(dir, 'triton', 'glow_encode', '1', 'model.onnx'))).graph.metadata['glow_onnx.dtype']).to.equal('float16');
       expect(existsSync(join(dir, 'model', 'encode.onnx'))).to.equal(true);

@@ -18,6 +18,9 @@ export interface Ref64Input {
   params: Map<string, HostTensor>;
   /** For permutation 'shuffle': output channel c takes input channel indices[c], per step prefix. */
   shuffles?: Map<string, number[]>;
+  /** Called with each ActNorm's prefix and input, in encode order: what data-dependent
+   * initialisation takes its statistics from. */
+  onActNorm?: (prefix: string, input: HostTensor) => void;
 }
 
 export interface Ref64Encoded {
@@ -288,6 +291,7 @@ function checkParams(model: Ref64Input): void {
 
 /** ActNorm: y = (x + bias) * exp(logs) per channel; its log-det is H*W*sum(logs). */
 function actnormForward(model: Ref64Input, prefix: string, x: HostTensor): { y: HostTensor; logdet: number } {
+  model.onActNorm?.(prefix, x);
   const bias = param(model, `${prefix}.bias`).data;
   const logs = param(model, `${prefix}.logs`).data;
   const [, , H, W] = dims4(x);

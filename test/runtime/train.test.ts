@@ -16,7 +16,7 @@ import { Rng } from '../../src/glow/rng.js';
 import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/glow/training.js';
 import { CHECKPOINT_FILE, Dataset, EpochReport, readTrainCheckpoint, train, TrainingError, TrainOptions } from '../../src/runtime/train.js';
 import { WEBGPU_EP } from '../../src/runtime/webgpu-options.js';
-import { maxAbsDiff, useSoftwareWebGpu } from '../helpers.js';
+import { expectSameCheckpoint, maxAbsDiff, useSoftwareWebGpu } from '../helpers.js';
 
 const config: GlowConfig = {
   imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv',
@@ -93,14 +93,20 @@ describe('training loop', function () {
     expect(saturated[0].roundTrip?.failing).to.equal(16);
   });
 
-  it('a stop request ends at a checkpoint from which the run continues', async () => {
+  it('a stop request mid-epoch ends at a checkpoint from which the run continues exactly as if never stopped', async () => {
+    const straight = await train(initWeights(config, 1), data, options(join(dir, 'straight'), { epochs: 3 }));
     let steps = 0;
+    // Step 7 at 6 steps an epoch: the checkpoint must carry the epoch's position and noise state.
     const stopped = await train(initWeights(config, 1), data, options(dir, { epochs: 3 }), { shouldStop: () => ++steps === 7 });
     expect(stopped.stoppedEarly).to.equal(true);
     const checkpoint = readTrainCheckpoint(readFileSync(join(dir, CHECKPOINT_FILE)), 'checkpoint');
-    expect(checkpoint.state.step).to.equal(7);
+    expect(checkpoint.state).to.include({ step: 7, epoch: 1, batchInEpoch: 1 });
     const rest = await train(checkpoint, data, options(dir, { epochs: 3 }));
     expect(rest.steps).to.equal(18);
+    expect([...stopped.losses, ...rest.losses]).to.deep.equal(straight.losses);
+    for (const [name, t] of straight.weights.params) expect(maxAbsDiff(rest.weights.params.get(name)!.data, t.data), name).to.equal(0);
+    const [a, b] = [join(dir, 'straight', CHECKPOINT_FILE), join(dir, CHECKPOINT_FILE)].map((path) => readTrainCheckpoint(readFileSync(path), path));
+    expectSameCheckpoint(b, a);
   });
 
   it('a non-finite loss stops the run and leaves the last good checkpoint intact', async () => {
@@ -142,7 +148,7 @@ describe('training artifacts', function () {
   // A non-zero prior_h too, or learn_top_fn.conv.weight (applied to it) would get no gradient.
   for (const [name, t] of w.params) if (/block\.4|conv\.conv|learn_top_fn|project_|\.logs$|prior_h/.test(name)) t.data.forEach((_, i) => (t.data[i] = 0.02 * Math.sin(i + name.length)));
 
-  it('Adam in the optimizer graph matches a direct implementation, clipping included', async () => {
+  it('Adam in the optimizer graph matches a direct implementation (parameters, both moments), clipping included', async () => {
     const shapes = new Map([['a', [3, 4]], ['b', [5]]]);
     const session = await ort.InferenceSession.create(serializeModel(buildOptimizerModel(shapes, { clipNorm: 1, weightDecay: 0.01 })));
     const rng = new Rng(5);
@@ -167,6 +173,8 @@ describe('training artifacts', function () {
         const p = host[name][i] - (0.01 * (m / (1 - 0.9 ** 3))) / (Math.sqrt(v / (1 - 0.999 ** 3)) + 1e-8) - 0.01 * 0.01 * host[name][i];
         expect((out[updatedName(name)].data as Float32Array)[i]).to.be.closeTo(p, 1e-6);
         expect((out[updatedName(momentNames(name).m)].data as Float32Array)[i]).to.be.closeTo(m, 1e-6);
+        // The stored second moment is the raw average; bias correction applies only in the step.
+        expect((out[updatedName(momentNames(name).v)].data as Float32Array)[i], `${name} exp_avg_sq[${i}]`).to.be.closeTo(v, 1e-6 * Math.max(1, v));
       });
     }
     expect((out.grad_norm.data as Float32Array)[0]).to.be.closeTo(norm, 1e-4 * norm);

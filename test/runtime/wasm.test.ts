@@ -10,7 +10,7 @@ import { GlowConfig } from '../../src/glow/config.js';
 import { exportModel, ModelFiles } from '../../src/glow/export.js';
 import { Encoded, GlowModel } from '../../src/runtime/core.js';
 import { createSession } from '../../src/runtime/providers.js';
-import { maxAbsDiff } from '../helpers.js';
+import { maxAbsDiff, maxRelDiff } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
 
 // Threads work too (measured: same results); one thread keeps the 2-core test machines quiet and
@@ -35,12 +35,6 @@ const CASES: { name: string; config: GlowConfig }[] = [
     },
   },
 ];
-
-function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]) / Math.max(Math.abs(b[i]), 1e-30));
-  return m;
-}
 
 async function webModel(config: GlowConfig, files: ModelFiles): Promise<GlowModel> {
   const options: ortWeb.InferenceSession.SessionOptions = { executionProviders: ['wasm'], graphOptimizationLevel: 'all' };
@@ -95,8 +89,8 @@ describe('onnxruntime-web wasm backend in Node', function () {
         if (encCpu.yLogits) errors.y_logits = maxAbsDiff(encWeb.yLogits!, encCpu.yLogits);
         // log_px is thousands of nats, where float32 steps by 2.4e-4: compared relatively, like logdet
         // (bpd, the same quantity divided by D ln 2, is held to 1e-4 absolute above).
-        const logPxRel = relDiff(encWeb.logPx, encCpu.logPx);
-        const logdetRel = relDiff(encWeb.logdet, encCpu.logdet);
+        const logPxRel = maxRelDiff(encWeb.logPx, encCpu.logPx);
+        const logdetRel = maxRelDiff(encWeb.logdet, encCpu.logdet);
         console.log(`      wasm vs node cpu encode: ${Object.entries(errors).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}, logdet rel ${logdetRel.toExponential(2)}`);
         for (const [k, v] of Object.entries(errors)) expect(v, k).to.be.below(1e-4);
         expect(logdetRel, 'logdet (relative)').to.be.below(1e-6);

@@ -441,4 +441,14 @@ export const RULES: Record<string, GradientRule> = {
     if (!axes) return [d];
     return [unreduce(g, node, op.div(g, d, reductionCount(g, node.inputs[0]!, axes)), axes)];
   },
+  ReduceMax: (ctx) => {
+    const { g, node, dy: [d] } = ctx;
+    const axes = reductionAxes(ctx);
+    if (!axes) return [d];
+    // dy goes to the elements equal to the maximum; tied elements share it (a subgradient).
+    const x = node.inputs[0]!;
+    const winners = op.cast(g, op.equal(g, x, unreduce(g, node, node.outputs[0], axes)), x.dtype);
+    const ties = op.reduceSum(g, winners, axes, true);
+    return [op.div(g, op.mul(g, unreduce(g, node, d, axes), winners), ties)];
+  },
 };

@@ -347,6 +347,22 @@ export const CASES: Case[] = [
     },
   })),
 
+  // Random inputs have no ties: the gradient goes to the one maximum of each slice.
+  ...[13, 18].map((opset): Case => ({
+    name: `ReduceMax, keepdims 0 and 1, the symbolic batch axis and not, opset ${opset}`,
+    ops: ['ReduceMax'],
+    opset,
+    build: (t) => {
+      const { g } = t;
+      const x = t.input('x', [3, 2, 4], { declared: [...N, 2, 4] });
+      const w = t.param('w', [2, 4]);
+      const xw = op.mul(g, x, w);
+      const m1 = op.reduceMax(g, xw, [-1], true); // [N, 2, 1]
+      const m0 = op.reduceMax(g, xw, [0, 1], false); // [4]
+      return { out: op.add(g, op.mul(g, m1, op.reduceMax(g, w, [0, 1], false)), m0), wrt: [x, w] };
+    },
+  })),
+
   // ---- linear algebra
   ...[
     { name: 'plain 3x3, same pads, bias', x: [2, 2, 5, 5], w: [3, 2, 3, 3], conv: { pads: [1, 1, 1, 1] } },

@@ -9,10 +9,12 @@ import { addGradients } from '../../../src/builder/autodiff/index.js';
 import { Graph, GraphBuilder, Tensor, Value } from '../../../src/builder/graph.js';
 import * as op from '../../../src/builder/ops.js';
 import { GlowConfig } from '../../../src/glow/config.js';
+import { HostTensor } from '../../../src/glow/tensor.js';
 import { buildEncode } from '../../../src/glow/model.js';
-import { buildTrainingModel } from '../../../src/glow/training.js';
+import { buildEvalModel, buildTrainingModel } from '../../../src/glow/training.js';
 import { paramSpecs } from '../../../src/glow/names.js';
-import { runGraph } from '../../helpers.js';
+import { maxAbsDiff, runGraph } from '../../helpers.js';
+import { refEncode } from '../../reference/glow64.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles, Rng } from '../../reference/random-params.js';
 import { evaluateGraph as evaluate } from '../../../src/builder/evaluate.js';
 
@@ -222,4 +224,85 @@ describe('autodiff: the gradient of a whole Glow loss (literal encode graph, mea
       });
     });
   }
+});
+
+describe('autodiff: the training loss with the class cross-entropy (classWeight > 0)', function () {
+  this.timeout(60_000);
+  const config: GlowConfig = { ...base, imageShape: [2, 4, 4], K: 1, L: 2, hiddenChannels: 3, numClasses: 3 };
+  const classWeight = 0.5;
+  const seed = 90;
+  const batch = 3;
+  const trainable = paramSpecs(config).filter((s) => s.trainable);
+  const feedsOf = (params: Map<string, HostTensor>): Record<string, Tensor> => {
+    const feeds: Record<string, Tensor> = {
+      x: { dtype: 'float32', ...randomImages(config, batch, seed + 2) },
+      y: { dtype: 'float32', ...randomOneHot(config, batch, seed + 3) },
+    };
+    for (const s of trainable) feeds[s.name] = { dtype: 'float32', ...params.get(s.name)! };
+    return feeds;
+  };
+  /** Mean bits/dim plus classWeight times the mean cross-entropy, in float64 from the reference's
+   * bpd and y_logits, with log-sum-exp written out here. */
+  const expectedLoss = (params: Map<string, HostTensor>, feeds: Record<string, Tensor>): number => {
+    const ref = refEncode({ config, params }, feeds.x, feeds.y);
+    const C = config.numClasses;
+    let crossEntropy = 0;
+    for (let n = 0; n < batch; n++) {
+      const logits = Array.from(ref.yLogits!.data.subarray(n * C, (n + 1) * C));
+      const top = Math.max(...logits);
+      const logSum = top + Math.log(logits.reduce((a, l) => a + Math.exp(l - top), 0));
+      logits.forEach((l, k) => (crossEntropy -= feeds.y.data[n * C + k] * (l - logSum)));
+    }
+    return ref.bpd.reduce((a, b) => a + b, 0) / batch + (classWeight * crossEntropy) / batch;
+  };
+
+  it('every gradient matches float64 finite differences of the loss', () => {
+    const params = randomParams(config, seed, SCALE, { priorHStd: 0.5 });
+    const feeds = feedsOf(params);
+    const w = { config, params };
+    const grads = evaluate(buildTrainingModel(w, { classWeight }), feeds);
+    const evalModel = buildEvalModel(w, { classWeight });
+    expect(grads.loss.data[0]).to.be.closeTo(expectedLoss(params, feeds), 1e-9 * Math.abs(grads.loss.data[0]));
+    // The class term moves the gradients: without it, project_class.* get none.
+    const withoutClass = evaluate(buildTrainingModel(w, { classWeight: 0 }), feeds);
+    expect(withoutClass['project_class.linear.weight_grad'].data.every((v) => v === 0)).to.equal(true);
+    const rng = new Rng(seed + 5);
+    for (const s of trainable) {
+      const grad = grads[`${s.name}_grad`].data;
+      expect(Math.max(...Array.from(grad, Math.abs)), `${s.name}_grad is all zeros`).to.be.above(1e-6);
+      const elements = grad.length <= SMALL ? Array.from({ length: grad.length }, (_, k) => k) : Array.from({ length: 4 }, () => rng.int(grad.length));
+      for (const k of elements) {
+        const lossAt = (delta: number) => {
+          const data = Float64Array.from(feeds[s.name].data);
+          data[k] += delta;
+          return evaluate(evalModel, { ...feeds, [s.name]: { ...feeds[s.name], data } }).loss.data[0];
+        };
+        const fd = (lossAt(STEP) - lossAt(-STEP)) / (2 * STEP);
+        const err = Math.abs(fd - grad[k]);
+        expect(err <= ABS || err <= REL * Math.max(Math.abs(fd), Math.abs(grad[k])), `${s.name}[${k}]: autodiff ${grad[k]} vs finite differences ${fd}`).to.equal(true);
+      }
+    }
+  });
+
+  it('logits far beyond exp\'s float32 range: finite loss and gradients, the loss as in float64', async () => {
+    const params = randomParams(config, seed, SCALE, { priorHStd: 0.5 });
+    // Logits of order 1000 (float32 exp overflows past 88): exp(logits) alone would give Inf and
+    // then NaN for the loss and every gradient.
+    params.set('project_class.linear.bias', { shape: [3], data: Float64Array.of(1000, -700, 400) });
+    const feeds = feedsOf(params);
+    const ref = refEncode({ config, params }, feeds.x, feeds.y);
+    expect(Math.max(...Array.from(ref.yLogits!.data, Math.abs))).to.be.above(300);
+    const expected = expectedLoss(params, feeds);
+    const hostFeeds = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { shape: t.shape, data: Float64Array.from(t.data) }]));
+    const training = buildTrainingModel({ config, params }, { classWeight });
+    const out = await runGraph(training, hostFeeds);
+    const exact = evaluate(training, feeds);
+    expect(out.loss.data[0]).to.be.closeTo(expected, 1e-6 * Math.abs(expected));
+    for (const s of trainable) {
+      const name = `${s.name}_grad`;
+      expect(out[name].data.every(Number.isFinite), name).to.equal(true);
+      const scale = Math.max(...Array.from(exact[name].data, Math.abs), 1e-12);
+      expect(maxAbsDiff(out[name].data, exact[name].data) / scale, name).to.be.at.most(1e-4);
+    }
+  });
 });
