@@ -1,6 +1,5 @@
 // Commands that make and describe models: init, export, inspect.
 
-import { mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { SUPPORTED_OPSETS } from '../builder/graph.js';
 import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../glow/config.js';
@@ -117,12 +116,6 @@ function choice<T extends string>(values: Values, name: string, allowed: readonl
   return value as T;
 }
 
-/** Writes files whose names may hold subfolders (a Triton repository), all or none. */
-function writeTree(dir: string, files: Record<string, Uint8Array | string>): void {
-  for (const name of Object.keys(files)) mkdirSync(join(dir, dirname(name)), { recursive: true });
-  writeFilesAtomic(dir, files);
-}
-
 export async function cmdExport(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
     weights: { type: 'string' }, out: { type: 'string' }, config: { type: 'string' }, opset: { type: 'string' },
@@ -157,7 +150,7 @@ export async function cmdExport(argv: string[]): Promise<void> {
   const variant = [json.dtype, json.batch ? `batch ${json.batch}` : '', json.folded ? '' : 'unfolded'].filter(Boolean).join(', ');
   console.log(`wrote ${out}/{glow.json, ${sizes.join(', ')}} at opset ${json.opset}, ${variant}`);
   if (repository) {
-    writeTree(values.triton as string, repository);
+    writeFilesAtomic(values.triton as string, repository);
     console.log(`wrote a Triton model repository to ${values.triton}: ${Object.keys(repository).sort().join(', ')}`);
   }
 }
