@@ -11,24 +11,11 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { main } from '../../src/cli/main.js';
 import { readSafetensors } from '../../src/glow/safetensors.js';
 import { Faults, Io, snapshot, withFaults } from '../fault-fs.js';
+import { cliInProcess } from '../helpers.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures', import.meta.url));
-
-/** Runs glow-onnx in this process: exit code and what it printed on stderr. */
-async function run(args: string[]): Promise<{ code: number; stderr: string }> {
-  const { log, error } = console;
-  let stderr = '';
-  console.log = () => {};
-  console.error = (...parts: unknown[]) => (stderr += `${parts.join(' ')}\n`);
-  try {
-    return { code: await main(args), stderr };
-  } finally {
-    Object.assign(console, { log, error });
-  }
-}
 
 /** The failure points of a command that does `io` when nothing fails. */
 function failurePoints(io: Io, renames: number[] | 'all'): Omit<Faults, 'under'>[] {
@@ -79,11 +66,11 @@ describe('glow-onnx under injected write failures: nothing partial, older files 
     }
     writeFileSync(join(shared, 'labels.txt'), Array.from({ length: 16 }, (_, i) => `b${String(i).padStart(2, '0')}.png ${i % 2}`).join('\n'));
     for (const [name, hidden] of [['a', '4'], ['b', '6']]) {
-      expect((await run(['init', '--out', join(shared, name), '--data', 'none', ...model8, '--hidden', hidden, '--seed', '1'])).code).to.equal(0);
-      const exported = await run(['export', '--weights', join(shared, name, 'weights.safetensors'), '--out', join(shared, name, 'model'), '--triton', join(shared, name, 'triton')]);
+      expect((await cliInProcess('init', '--out', join(shared, name), '--data', 'none', ...model8, '--hidden', hidden, '--seed', '1')).code).to.equal(0);
+      const exported = await cliInProcess('export', '--weights', join(shared, name, 'weights.safetensors'), '--out', join(shared, name, 'model'), '--triton', join(shared, name, 'triton'));
       expect(exported.code, exported.stderr).to.equal(0);
     }
-    const trained = await run(['train', '--data', images, '--out', join(shared, 'run'), '--epochs', '1', ...model8, '--hidden', '4', ...training]);
+    const trained = await cliInProcess('train', '--data', images, '--out', join(shared, 'run'), '--epochs', '1', ...model8, '--hidden', '4', ...training);
     expect(trained.code, trained.stderr).to.equal(0);
   });
   after(() => rmSync(shared, { recursive: true, force: true }));
@@ -107,14 +94,14 @@ describe('glow-onnx under injected write failures: nothing partial, older files 
     };
     reset();
     const before = normalise(snapshot(root));
-    const { result, io } = await withFaults({ under: root }, () => run(c.args(root)));
+    const { result, io } = await withFaults({ under: root }, () => cliInProcess(...c.args(root)));
     expect(result.code, result.stderr).to.equal(0);
     const after = normalise(snapshot(root));
     expect(io.renames, 'the command renames its outputs into place').to.be.above(0);
     const points = failurePoints(io, c.renames ?? 'all');
     for (const point of points) {
       reset();
-      const { result: failed } = await withFaults({ under: root, ...point }, () => run(c.args(root)));
+      const { result: failed } = await withFaults({ under: root, ...point }, () => cliInProcess(...c.args(root)));
       const label = `${c.name}, ${JSON.stringify(point)}`;
       expect(failed.code, `${label}: ${failed.stderr}`).to.equal(1);
       const errors = failed.stderr.trim().split('\n').filter((l) => l.startsWith('glow-onnx'));
