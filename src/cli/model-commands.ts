@@ -6,7 +6,7 @@ import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../glow/config.js';
 import { exportModelToDirectory } from '../glow/export-directory.js';
 import { DTYPES, ExportDType, ExportOptions } from '../glow/export.js';
 import { importWeights, ImportOptions } from '../glow/import/index.js';
-import { checkpointBytes, initWeights, WEIGHTS_FILE } from '../glow/params.js';
+import { checkpointBytes, initWeights, shufflesFrom, WEIGHTS_FILE } from '../glow/params.js';
 import { Rng } from '../glow/rng.js';
 import { writeFilesAtomic } from '../runtime/files.js';
 import { initActNorms } from '../runtime/init.js';
@@ -88,8 +88,7 @@ function importFlags(values: Values): ImportOptions {
     if (dims.length !== 3 || !dims.every((d) => Number.isInteger(d) && d > 0)) throw new UsageError(`--image-shape must be C,H,W, got ${values['image-shape']}`);
     imageShape = dims as [number, number, number];
   }
-  const shuffles = values.shuffles === undefined ? undefined
-    : new Map(Object.entries(readJson(values.shuffles as string) as Record<string, number[]>));
+  const shuffles = values.shuffles === undefined ? undefined : shufflesFrom(readJson(values.shuffles as string), values.shuffles as string);
   return { nBits: integer(values, 'n-bits', 1), imageShape, permutation, shuffles };
 }
 
