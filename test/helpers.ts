@@ -22,6 +22,21 @@ export function cli(...args: string[]): { code: number | null; stdout: string; s
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Runs `glow-onnx ARGS...` in this process (no start-up cost; fs patches apply): the exit code
+ * and what it printed on stderr. */
+export async function cliInProcess(...args: string[]): Promise<{ code: number; stderr: string }> {
+  const { main } = await import('../src/cli/main.js');
+  const { log, error } = console;
+  let stderr = '';
+  console.log = () => {};
+  console.error = (...parts: unknown[]) => (stderr += `${parts.join(' ')}\n`);
+  try {
+    return { code: await main(args), stderr };
+  } finally {
+    Object.assign(console, { log, error });
+  }
+}
+
 export type Feeds = Record<string, HostTensor | number>;
 
 export async function runGraph(graph: Graph, feeds: Feeds): Promise<Record<string, HostTensor>> {

@@ -1,13 +1,12 @@
 // Commands that make and describe models: init, export, inspect.
 
-import { mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { SUPPORTED_OPSETS } from '../builder/graph.js';
 import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../glow/config.js';
 import { exportModelToDirectory } from '../glow/export-directory.js';
 import { DTYPES, ExportDType, ExportOptions } from '../glow/export.js';
 import { importWeights, ImportOptions } from '../glow/import/index.js';
-import { checkpointBytes, initWeights, WEIGHTS_FILE } from '../glow/params.js';
+import { checkpointBytes, initWeights, shufflesFrom, WEIGHTS_FILE } from '../glow/params.js';
 import { Rng } from '../glow/rng.js';
 import { writeFilesAtomic } from '../runtime/files.js';
 import { initActNorms } from '../runtime/init.js';
@@ -89,8 +88,7 @@ function importFlags(values: Values): ImportOptions {
     if (dims.length !== 3 || !dims.every((d) => Number.isInteger(d) && d > 0)) throw new UsageError(`--image-shape must be C,H,W, got ${values['image-shape']}`);
     imageShape = dims as [number, number, number];
   }
-  const shuffles = values.shuffles === undefined ? undefined
-    : new Map(Object.entries(readJson(values.shuffles as string) as Record<string, number[]>));
+  const shuffles = values.shuffles === undefined ? undefined : shufflesFrom(readJson(values.shuffles as string), values.shuffles as string);
   return { nBits: integer(values, 'n-bits', 1), imageShape, permutation, shuffles };
 }
 
@@ -115,12 +113,6 @@ function choice<T extends string>(values: Values, name: string, allowed: readonl
   if (value === undefined) return undefined;
   if (!allowed.includes(value as T)) throw new UsageError(`--${name} must be ${allowed.join(' or ')}, got ${value}`);
   return value as T;
-}
-
-/** Writes files whose names may hold subfolders (a Triton repository), all or none. */
-function writeTree(dir: string, files: Record<string, Uint8Array | string>): void {
-  for (const name of Object.keys(files)) mkdirSync(join(dir, dirname(name)), { recursive: true });
-  writeFilesAtomic(dir, files);
 }
 
 export async function cmdExport(argv: string[]): Promise<void> {
@@ -157,7 +149,7 @@ export async function cmdExport(argv: string[]): Promise<void> {
   const variant = [json.dtype, json.batch ? `batch ${json.batch}` : '', json.folded ? '' : 'unfolded'].filter(Boolean).join(', ');
   console.log(`wrote ${out}/{glow.json, ${sizes.join(', ')}} at opset ${json.opset}, ${variant}`);
   if (repository) {
-    writeTree(values.triton as string, repository);
+    writeFilesAtomic(values.triton as string, repository);
     console.log(`wrote a Triton model repository to ${values.triton}: ${Object.keys(repository).sort().join(', ')}`);
   }
 }

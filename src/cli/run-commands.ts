@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { GlowConfig, latentShape } from '../glow/config.js';
 import { Rng } from '../glow/rng.js';
-import { Encoded } from '../runtime/core.js';
+import { Encoded, InputError } from '../runtime/core.js';
 import { writeFileAtomic } from '../runtime/files.js';
 import { attributeDirection, interpolate, Latents, manipulate, meanAndStdErr, oneHotRows, pick, sampleEps } from '../runtime/generate.js';
 import { writeGrid } from '../runtime/images.js';
@@ -241,6 +241,13 @@ function alphas(values: Values): number[] {
   return [0, alpha];
 }
 
+/** A direction file holds one latent of this model (glow-onnx direction writes one). */
+function directionFile(path: string, config: GlowConfig): Latents {
+  const { latents, n } = parseLatents(readBytes(path), path, config);
+  if (n !== 1) throw new InputError(`${path} holds ${n} latents, a direction is one (write it with glow-onnx direction)`);
+  return latents;
+}
+
 export async function cmdManipulate(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, {
     ...RUNTIME_FLAGS, out: { type: 'string' }, direction: { type: 'string' }, attribute: { type: 'string' },
@@ -253,7 +260,7 @@ export async function cmdManipulate(argv: string[]): Promise<void> {
   try {
     const { config } = runtime;
     const direction = values.direction
-      ? parseLatents(readBytes(values.direction as string), values.direction as string, config).latents
+      ? directionFile(values.direction as string, config)
       : await mnistDirection(runtime, Number(values.attribute), integer(values, 'limit', 2) ?? 2000);
     const { encoded } = await encodeImages(runtime, positionals);
     const batch = manipulate(config, pick(config, encoded.eps, 0), direction, amounts);

@@ -97,6 +97,7 @@ export async function cmdTrain(argv: string[]): Promise<number> {
   if (epochs === undefined && minutes === undefined) throw new UsageError('give a budget: --epochs N or --minutes M');
   const checkpointPath = join(out, CHECKPOINT_FILE);
   if (!values.resume && existsSync(checkpointPath)) throw new UsageError(`${checkpointPath} exists: pass --resume to continue that run, or choose another --out`);
+  if (values.resume && !existsSync(checkpointPath)) throw new UsageError(`--resume: there is no run to continue in ${out} (no ${CHECKPOINT_FILE}); drop --resume to start one`);
   const trained = values.resume ? readTrainCheckpoint(readBytes(checkpointPath), checkpointPath)
     : values.weights ? importWeights(readBytes(values.weights as string), values.weights as string).weights : undefined;
   const start = trained ? withStoredConfig(trained, values) : initWeights(configFromFlags(values), integer(values, 'seed', 0) ?? 0);

@@ -9,8 +9,8 @@ import { GlowWeights } from './model.js';
 /** exportModel written to `dir` as it is made: one graph in memory at a time, and each file
  * written chunk by chunk (tensor by tensor), so that the memory an export needs stays near one
  * graph's weights instead of several copies of both. The files are the same bytes exportModel
- * returns. All or nothing: they go to a staging directory beside `dir` and are moved into place
- * only once all are written (see writeDirectoryAtomic). Returns glow.json's content and each
+ * returns. All or nothing: they go to a staging directory and are moved into place only once all
+ * are written (see writeDirectoryAtomic). Returns glow.json's content and each
  * file's name and size, in the order written. */
 export function exportModelToDirectory(
   w: GlowWeights, dir: string, options: ExportOptions = {}, provenance: Record<string, string> = {},

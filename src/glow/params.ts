@@ -136,7 +136,7 @@ export function parseCheckpoint(bytes: Uint8Array, source: string, configOverrid
   if (config.permutation === 'shuffle') {
     const raw = file.metadata[META_SHUFFLES];
     if (!raw) throw new WeightsError(`${source}: shuffle permutations are not stored in it; a shuffle model needs its channel orders`);
-    shuffles = new Map(Object.entries(parseJson(raw, `${source} metadata ${META_SHUFFLES}`) as Record<string, number[]>));
+    shuffles = shufflesFrom(parseJson(raw, `${source} metadata ${META_SHUFFLES}`), `${source} metadata ${META_SHUFFLES}`);
     checkShuffles(config, shuffles, source);
   }
   return { config, params, shuffles };
@@ -154,7 +154,16 @@ export function checkShuffles(config: GlowConfig, shuffles: ReadonlyMap<string, 
   }
 }
 
-function parseJson(text: string, where: string): unknown {
+/** Shuffle orders as JSON holds them, {"flow.layers.N": [indices]}; checkShuffles checks them
+ * against a config. */
+export function shufflesFrom(json: unknown, where: string): Map<string, number[]> {
+  const valid = typeof json === 'object' && json !== null && !Array.isArray(json)
+    && Object.values(json).every((p) => Array.isArray(p) && p.every(Number.isInteger));
+  if (!valid) throw new WeightsError(`${where} must be a JSON object {"flow.layers.N": [channel indices]}`);
+  return new Map(Object.entries(json as Record<string, number[]>));
+}
+
+export function parseJson(text: string, where: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {

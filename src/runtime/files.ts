@@ -1,42 +1,44 @@
 // Writes that never leave a half-written file or directory behind: write a temporary sibling,
 // then rename.
 
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 function temporarySibling(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
 }
 
+/** Creates `dir` and any missing parents, and returns an undo that removes what was created
+ * here, so that a failed write leaves no empty folders behind. */
+function makeParents(dir: string): () => void {
+  const created = mkdirSync(dir, { recursive: true });
+  return () => {
+    if (created) rmSync(created, { recursive: true, force: true });
+  };
+}
+
 export function writeFileAtomic(path: string, data: Uint8Array | string): void {
-  mkdirSync(dirname(path), { recursive: true });
+  const undoParents = makeParents(dirname(path));
   const tmp = temporarySibling(path);
   try {
     writeFileSync(tmp, data);
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
+    undoParents();
     throw e;
   }
 }
 
-/** Writes several files so that either all of them are replaced or none: every file is first
- * written in full as a temporary sibling, and only then are they renamed into place. */
+/** Writes several files (names may hold subfolders: a Triton repository) so that either all of
+ * them are replaced or none; see writeDirectoryAtomic. */
 export function writeFilesAtomic(dir: string, files: Record<string, Uint8Array | string>): void {
-  mkdirSync(dir, { recursive: true });
-  const staged: [string, string][] = [];
-  try {
+  writeDirectoryAtomic(dir, (staging) => {
     for (const [name, data] of Object.entries(files)) {
-      const target = join(dir, name);
-      const tmp = temporarySibling(target);
-      staged.push([tmp, target]);
-      writeFileSync(tmp, data);
+      mkdirSync(dirname(join(staging, name)), { recursive: true });
+      writeFileSync(join(staging, name), data);
     }
-  } catch (e) {
-    for (const [tmp] of staged) rmSync(tmp, { force: true });
-    throw e;
-  }
-  for (const [tmp, target] of staged) renameSync(tmp, target);
+  });
 }
 
 /** Writes the chunks to a new file one after the other (a file too big to hold in memory at
@@ -55,26 +57,78 @@ export function writeChunks(path: string, chunks: Iterable<Uint8Array>): number 
   return bytes;
 }
 
+function isDirectory(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Moves every entry of `from` into `to`, replacing namesakes and merging subfolders, all or
+ * nothing: a replaced entry is first moved aside into `aside`, and if any rename fails, the
+ * renames done so far are undone in reverse order. */
+function moveInto(from: string, to: string, aside: string): void {
+  const undo: (() => void)[] = [];
+  let asideCount = 0;
+  const merge = (src: string, dst: string) => {
+    for (const name of readdirSync(src)) {
+      const [s, d] = [join(src, name), join(dst, name)];
+      if (isDirectory(s) && isDirectory(d)) {
+        merge(s, d);
+        continue;
+      }
+      if (lstatSync(d, { throwIfNoEntry: false })) {
+        const old = join(aside, String(asideCount++));
+        renameSync(d, old);
+        undo.push(() => renameSync(old, d));
+      }
+      renameSync(s, d);
+      undo.push(() => renameSync(d, s));
+    }
+  };
+  mkdirSync(aside);
+  try {
+    merge(from, to);
+  } catch (e) {
+    // Best effort: a rename that fails here leaves that entry in `aside`, which is kept.
+    let restored = true;
+    for (const step of undo.reverse()) {
+      try {
+        step();
+      } catch {
+        restored = false;
+      }
+    }
+    if (restored) rmSync(aside, { recursive: true, force: true });
+    throw e;
+  }
+  rmSync(aside, { recursive: true, force: true });
+}
+
 /**
- * Fills a directory all or nothing: `fill` writes the files into a fresh staging directory
- * beside `dir` (same file system, so moves are renames), and only once it has returned are they
- * moved into place: the staging directory becomes `dir` when there is none yet, otherwise each
- * file replaces its namesake in `dir` (other files there stay, as with writeFilesAtomic). If
- * `fill` throws, the staging directory is removed and `dir` is left as it was.
+ * Fills a directory all or nothing: `fill` writes the files into a fresh staging directory (same
+ * file system, so moves are renames), and only once it has returned are they moved into place:
+ * the staging directory becomes `dir` when there is none yet, otherwise each file replaces its
+ * namesake in `dir` (other files there stay). If `fill` or a move fails, `dir` is left as it
+ * was: no empty directory where there was none, no mix of old and new files.
  */
 export function writeDirectoryAtomic(dir: string, fill: (staging: string) => void): void {
-  mkdirSync(dirname(dir), { recursive: true });
-  const staging = temporarySibling(dir);
+  const exists = isDirectory(dir);
+  // Inside an existing `dir` the staging needs no rights on its parent; a new `dir` is the
+  // staging directory renamed, which must therefore lie beside it.
+  const staging = exists ? join(dir, basename(temporarySibling(dir))) : temporarySibling(dir);
+  const undoParents = exists ? () => {} : makeParents(dirname(dir));
   rmSync(staging, { recursive: true, force: true });
-  mkdirSync(staging);
+  let done = false;
   try {
+    mkdirSync(staging);
     fill(staging);
-    if (!existsSync(dir)) {
-      renameSync(staging, dir);
-      return;
-    }
-    for (const name of readdirSync(staging)) renameSync(join(staging, name), join(dir, name));
+    if (exists) moveInto(staging, dir, `${staging}.replaced`);
+    else renameSync(staging, dir);
+    done = true;
   } finally {
     rmSync(staging, { recursive: true, force: true });
+    if (!done) undoParents();
   }
 }

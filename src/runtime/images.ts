@@ -17,7 +17,9 @@ export async function readImage(path: string, [channels, height, width]: readonl
   try {
     image = await Jimp.read(path);
   } catch (e) {
-    throw new Error(`${path}: cannot read image (${(e as Error).message})`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code) throw new Error(`cannot read ${path}: ${code}`);
+    throw new Error(`${path}: cannot read image: not a PNG, JPEG or BMP file, or a damaged one (${(e as Error).message})`);
   }
   image.cover({ w: width, h: height });
   if (channels === 1) image.greyscale();

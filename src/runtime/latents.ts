@@ -3,6 +3,7 @@
 
 import { GlowConfig, latentShape } from '../glow/config.js';
 import { readSafetensors, writeSafetensors } from '../glow/safetensors.js';
+import { InputError } from './core.js';
 import { Latents } from './generate.js';
 
 export function latentsBytes(config: GlowConfig, latents: Latents, n: number, metadata: Record<string, string> = {}): Uint8Array {
@@ -15,17 +16,17 @@ export function latentsBytes(config: GlowConfig, latents: Latents, n: number, me
 export function parseLatents(bytes: Uint8Array, source: string, config: GlowConfig): { latents: Latents; n: number; metadata: Record<string, string> } {
   const file = readSafetensors(bytes, source);
   const stored = file.metadata['glow_onnx.config'];
-  if (stored && stored !== JSON.stringify(config)) throw new Error(`${source} holds latents of another model (config ${stored})`);
+  if (stored && stored !== JSON.stringify(config)) throw new InputError(`${source} holds latents of another model (config ${stored})`);
   let n = -1;
   const latents = Array.from({ length: config.L }, (_, l) => {
     const name = `eps_${l + 1}`;
     const t = file.tensors.get(name);
     const expected = latentShape(config, l + 1);
-    if (!t) throw new Error(`${source} has no ${name}`);
+    if (!t) throw new InputError(`${source} has no ${name}`);
     if (t.shape.length !== 4 || t.shape.slice(1).join() !== expected.join()) {
-      throw new Error(`${source}: ${name} is [${t.shape}], the model needs [N, ${expected}]`);
+      throw new InputError(`${source}: ${name} is [${t.shape}], the model needs [N, ${expected}]`);
     }
-    if (n >= 0 && t.shape[0] !== n) throw new Error(`${source}: ${name} holds ${t.shape[0]} examples, eps_1 holds ${n}`);
+    if (n >= 0 && t.shape[0] !== n) throw new InputError(`${source}: ${name} holds ${t.shape[0]} examples, eps_1 holds ${n}`);
     n = t.shape[0];
     return Float32Array.from(t.data);
   });

@@ -2,10 +2,11 @@
 // execution providers in the user's priority order.
 
 import ort from 'onnxruntime-node';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readModelSummary } from '../builder/serialize.js';
 import { GlowConfig, latentShape, validateConfig } from '../glow/config.js';
+import { FORMAT_VERSION } from '../glow/export.js';
 import { GlowModel } from './core.js';
 import { createSession, Placement, profilePlacement, ProviderFailure, ProviderName, ProviderOptions } from './providers.js';
 
@@ -38,6 +39,44 @@ function readFile(path: string): Uint8Array {
   }
 }
 
+/** A config read from a model's files: a file that holds a bad one is a bad model file (exit
+ * code 1), not a bad command line, which a bare ConfigError would say. */
+function configFrom(read: () => unknown, where: string): GlowConfig {
+  try {
+    return validateConfig(read());
+  } catch (e) {
+    throw new ModelFileError(`${where}: ${(e as Error).message}`);
+  }
+}
+
+/** The same config, whatever order its keys were stored in. */
+function sameConfig(a: GlowConfig, b: GlowConfig): boolean {
+  const canonical = (c: GlowConfig) => JSON.stringify(Object.entries(c).sort(([x], [y]) => (x < y ? -1 : 1)));
+  return canonical(a) === canonical(b);
+}
+
+/** A model directory's glow.json must be there, be one glow-onnx export wrote, and describe the
+ * model its graphs hold: a folder that is not a model, or one whose files were mixed, fails here
+ * in one line instead of running. */
+function checkGlowJson(dir: string, config: GlowConfig, graph: string): void {
+  const path = join(dir, 'glow.json');
+  if (!existsSync(path)) throw new ModelFileError(`${dir} has no glow.json: not a model directory written by glow-onnx export`);
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(readFile(path)));
+  } catch (e) {
+    if (e instanceof ModelFileError) throw e;
+    throw new ModelFileError(`${path} is not valid JSON (${(e as Error).message})`);
+  }
+  const { formatVersion, config: stored } = (typeof json === 'object' && json !== null ? json : {}) as { formatVersion?: unknown; config?: unknown };
+  if (formatVersion !== FORMAT_VERSION) {
+    throw new ModelFileError(`${path} has format version ${JSON.stringify(formatVersion)}; this glow-onnx reads version ${FORMAT_VERSION}`);
+  }
+  if (!sameConfig(configFrom(() => stored, `${path} config`), config)) {
+    throw new ModelFileError(`${path} describes another model than ${graph} (their configs differ)`);
+  }
+}
+
 /** The config embedded in a graph, after checking that the graph has the contract's I/O, and
  * the side files its external initializers are in (read from beside the .onnx file). */
 function configOf(bytes: Uint8Array, path: string, kind: 'encode' | 'decode'): { config: GlowConfig; externalData: { path: string; data: Uint8Array }[]; batch?: number; dtype: string } {
@@ -50,7 +89,7 @@ function configOf(bytes: Uint8Array, path: string, kind: 'encode' | 'decode'): {
   const externalData = summary.externalData.map((location) => ({ path: location, data: readFile(join(dirname(path), location)) }));
   const raw = summary.metadata['glow_onnx.config'];
   if (!raw) throw new ModelFileError(`${path} carries no glow_onnx.config metadata: it was not exported by glow-onnx`);
-  const config = validateConfig(JSON.parse(raw));
+  const config = configFrom(() => JSON.parse(raw), `${path} metadata glow_onnx.config`);
   // x is the image: encode's input, decode's output.
   const images = kind === 'encode' ? summary.inputs : summary.outputs;
   if (!images.some((io) => io.value.name === 'x')) {
@@ -76,9 +115,10 @@ export async function loadGlowRuntime(
   const decodeBytes = readFile(paths.decode);
   const { config, externalData: encodeData, batch, dtype } = configOf(encodeBytes, paths.encode, 'encode');
   const { config: decodeConfig, externalData: decodeData } = configOf(decodeBytes, paths.decode, 'decode');
-  if (JSON.stringify(config) !== JSON.stringify(decodeConfig)) {
+  if (!sameConfig(config, decodeConfig)) {
     throw new ModelFileError(`${paths.encode} and ${paths.decode} belong to different models (their configs differ)`);
   }
+  if (typeof source === 'string') checkGlowJson(source, config, paths.encode);
   const encode = await createSession(encodeBytes, { ...options, externalData: encodeData });
   let decode;
   try {

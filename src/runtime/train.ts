@@ -10,7 +10,7 @@ import { GlowConfig, validateConfig } from '../glow/config.js';
 import { exportModel } from '../glow/export.js';
 import { GlowWeights } from '../glow/model.js';
 import { paramSpecs } from '../glow/names.js';
-import { checkpointBytes } from '../glow/params.js';
+import { checkpointBytes, checkShuffles, checkWeights, parseJson, shufflesFrom } from '../glow/params.js';
 import { Rng } from '../glow/rng.js';
 import { readSafetensors, writeSafetensors } from '../glow/safetensors.js';
 import { HostTensor } from '../glow/tensor.js';
@@ -154,31 +154,56 @@ export function readTrainCheckpoint(bytes: Uint8Array, source: string): TrainChe
   const raw = file.metadata['glow_onnx.train_state'];
   const rawConfig = file.metadata['glow_onnx.config'];
   if (!raw || !rawConfig) throw new TrainingError(`${source} is not a training checkpoint (no train state)`);
-  const config = validateConfig(JSON.parse(rawConfig));
-  const get = (name: string) => {
+  const config = validateConfig(parseJson(rawConfig, `${source} metadata glow_onnx.config`));
+  const modelParams = new Map<string, HostTensor>(paramSpecs(config).flatMap((spec) => {
+    const t = file.tensors.get(spec.name);
+    return t ? [[spec.name, { shape: t.shape, data: t.data }] as const] : [];
+  }));
+  // The model's tensors as strictly as a weights file's (present, shaped, finite).
+  checkWeights(config, modelParams, source);
+  const get = (name: string, shape: number[]) => {
     const t = file.tensors.get(name);
     if (!t) throw new TrainingError(`${source} has no ${name}`);
+    if (t.shape.join() !== shape.join()) throw new TrainingError(`${source}: ${name} is [${t.shape}], the config needs [${shape}]`);
     return t;
   };
-  const modelParams = new Map<string, HostTensor>(paramSpecs(config).map((spec) => [spec.name, { shape: spec.shape, data: get(spec.name).data }]));
   const shufflesRaw = file.metadata['glow_onnx.shuffles'];
-  const weights: GlowWeights = {
-    config,
-    params: modelParams,
-    shuffles: shufflesRaw ? new Map(Object.entries(JSON.parse(shufflesRaw) as Record<string, number[]>)) : undefined,
-  };
+  const shuffles = shufflesRaw ? shufflesFrom(parseJson(shufflesRaw, `${source} metadata glow_onnx.shuffles`), `${source} metadata glow_onnx.shuffles`) : undefined;
+  if (config.permutation === 'shuffle') {
+    if (!shuffles) throw new TrainingError(`${source}: a shuffle model's checkpoint needs its channel orders (glow_onnx.shuffles)`);
+    checkShuffles(config, shuffles, source);
+  }
+  const weights: GlowWeights = { config, params: modelParams, shuffles };
   const params = new Map<string, Float32Array>();
   const moments = new Map<string, Float32Array>();
   const hasEma = [...file.tensors.keys()].some((k) => k.startsWith('ema.'));
   const ema = hasEma ? new Map<string, Float32Array>() : undefined;
-  for (const name of trainableShapes(config).keys()) {
-    params.set(name, floats(get(name)));
-    moments.set(momentNames(name).m, floats(get(momentNames(name).m)));
-    moments.set(momentNames(name).v, floats(get(momentNames(name).v)));
-    if (ema) ema.set(name, floats(get(`ema.${name}`)));
+  for (const [name, shape] of trainableShapes(config)) {
+    params.set(name, floats(get(name, shape)));
+    moments.set(momentNames(name).m, floats(get(momentNames(name).m, shape)));
+    moments.set(momentNames(name).v, floats(get(momentNames(name).v, shape)));
+    if (ema) ema.set(name, floats(get(`ema.${name}`, shape)));
   }
-  const options = JSON.parse(file.metadata['glow_onnx.train_options'] ?? '{}') as Partial<TrainOptions>;
-  return { weights, options, params, moments, ema, state: JSON.parse(raw) as TrainState };
+  const options = parseJson(file.metadata['glow_onnx.train_options'] ?? '{}', `${source} metadata glow_onnx.train_options`);
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new TrainingError(`${source}: glow_onnx.train_options is not a JSON object`);
+  return { weights, options: options as Partial<TrainOptions>, params, moments, ema, state: trainState(parseJson(raw, `${source} metadata glow_onnx.train_state`), source) };
+}
+
+/** A stored train state, checked so that a resume fails here rather than steps later. */
+function trainState(json: unknown, source: string): TrainState {
+  const s = json as Partial<TrainState> | null;
+  const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  const fail = (what: string) => new TrainingError(`${source}: the train state has ${what}`);
+  if (typeof s !== 'object' || s === null) throw fail('no fields');
+  for (const key of ['step', 'epoch', 'batchInEpoch'] as const) if (!count(s[key])) throw fail(`an invalid ${key} (${JSON.stringify(s[key])})`);
+  if (!(Number.isFinite(s.elapsedSeconds) && s.elapsedSeconds! >= 0)) throw fail(`an invalid elapsedSeconds (${JSON.stringify(s.elapsedSeconds)})`);
+  if (!Array.isArray(s.noise) || !s.noise.every((v) => typeof v === 'number')) throw fail('no noise generator state');
+  try {
+    Rng.fromState(s.noise);
+  } catch (e) {
+    throw fail(`an invalid noise generator state (${(e as Error).message})`);
+  }
+  return { step: s.step!, epoch: s.epoch!, batchInEpoch: s.batchInEpoch!, noise: s.noise, elapsedSeconds: s.elapsedSeconds! };
 }
 
 /** Host weights (for export) from the trained tensors; fixed buffers come from `base`. */

@@ -3,22 +3,26 @@
 //
 // For every file reader, from valid seed files: truncations, random byte changes (with values
 // that break length fields: 0x00, 0x7f, 0x80, 0xff), spliced random runs, and random buffers.
-// Each case must return or throw a clean error: one of the project's error classes, or a plain
-// Error, with a one-line message. Anything else (TypeError, RangeError, an allocation failure,
-// a multi-line message) is reported back with the case that produced it.
+// Each case must return or throw a clean error: one of the project's own error classes, with a
+// one-line message. Anything else (a plain Error, TypeError, RangeError, SyntaxError from
+// JSON.parse, an allocation failure, a multi-line message) is reported back with the case that
+// produced it.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
-import { parseModel, readModelSummary } from '../../src/builder/serialize.js';
-import { GlowConfig } from '../../src/glow/config.js';
+import { OnnxFormatError, parseModel, readModelSummary } from '../../src/builder/serialize.js';
+import { ConfigError, GlowConfig } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
-import { importWeights } from '../../src/glow/import/index.js';
-import { checkpointBytes, parseCheckpoint } from '../../src/glow/params.js';
-import { readSafetensors } from '../../src/glow/safetensors.js';
+import { paramSpecs } from '../../src/glow/names.js';
+import { CheckpointError, importWeights } from '../../src/glow/import/index.js';
+import { checkpointBytes, parseCheckpoint, WeightsError } from '../../src/glow/params.js';
+import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } from '../../src/glow/safetensors.js';
+import { InputError } from '../../src/runtime/core.js';
 import { inspectModel } from '../../src/runtime/inspect.js';
 import { latentsBytes, parseLatents } from '../../src/runtime/latents.js';
+import { initialCheckpoint, readTrainCheckpoint, TrainingError } from '../../src/runtime/train.js';
 import { Rng, randomParams } from '../reference/random-params.js';
 
 export interface FuzzRequest {
@@ -33,13 +37,17 @@ export type FuzzMessage =
   | { type: 'problem'; label: string; problem: string }
   | { type: 'done'; cases: number; thrown: number; maxMs: number; slowest: string };
 
-const CLEAN_ERRORS = new Set(['OnnxFormatError', 'CheckpointError', 'SafetensorsError', 'WeightsError', 'ConfigError']);
+/** The errors the readers may throw: a reader's own, never one the language or a library raised
+ * on the reader's behalf. Checked by class, not by name. */
+export const CLEAN_ERRORS: (new (message: string) => Error)[] = [
+  OnnxFormatError, CheckpointError, SafetensorsError, WeightsError, ConfigError, TrainingError, InputError,
+];
 
 /** Why the thrown value is not a clean error, or undefined when it is one. */
 export function uncleanReason(e: unknown): string | undefined {
   if (!(e instanceof Error)) return `threw a non-Error ${typeof e}: ${String(e).slice(0, 200)}`;
   const kind = e.constructor.name;
-  if (!(CLEAN_ERRORS.has(kind) || e.constructor === Error)) return `${kind}: ${e.message.slice(0, 300)}`;
+  if (!CLEAN_ERRORS.some((c) => e instanceof c)) return `${kind}: ${e.message.slice(0, 300)}`;
   if (!e.message || /[\r\n]/.test(e.message)) return `${kind} with a message that is not one line: ${JSON.stringify(e.message.slice(0, 300))}`;
   return undefined;
 }
@@ -77,6 +85,13 @@ function readers(): Record<string, Reader> {
     .filter((f) => /\.(pt|pkl)$/.test(f)).sort().map((f) => readFileSync(join(fixtures, d, f))));
   const native = checkpointBytes(weights);
   const latents = latentsBytes(config, [new Float32Array(2 * 2 * 4 * 4).fill(0.5), new Float32Array(2 * 8 * 2 * 2).fill(-1)], 2);
+  // A checkpoint as a run writes it: with weight averages and the run's options.
+  const initial = readSafetensors(initialCheckpoint(weights, 3));
+  const averaged = writeSafetensors([
+    ...[...initial.tensors].map(([name, t]) => [name, { dtype: 'F32', shape: t.shape, data: t.data }] as [string, WritableTensor]),
+    ...paramSpecs(config).filter((s) => s.trainable)
+      .map((s) => [`ema.${s.name}`, { dtype: 'F32', shape: s.shape, data: initial.tensors.get(s.name)!.data }] as [string, WritableTensor]),
+  ], { ...initial.metadata, 'glow_onnx.train_options': JSON.stringify({ batchSize: 8, learningRate: 1e-3, seed: 3 }) });
   const onnxSeeds = () => [inline['encode.onnx'], inline['decode.onnx'], model['encode.onnx']];
   const external = { 'encode.onnx.data': data, 'decode.onnx.data': model['decode.onnx.data']! };
   return {
@@ -87,6 +102,7 @@ function readers(): Record<string, Reader> {
     parseCheckpoint: { seeds: () => [native], read: (b) => parseCheckpoint(b, 'fuzz.safetensors') },
     parseLatents: { seeds: () => [latents], read: (b) => parseLatents(b, 'fuzz.safetensors', config) },
     importWeights: { seeds: () => [native, ...ptFiles], read: (b) => importWeights(b, 'fuzz.pt') },
+    readTrainCheckpoint: { seeds: () => [initialCheckpoint(weights, 3), averaged], read: (b) => readTrainCheckpoint(b, 'checkpoint.safetensors') },
   };
 }
 

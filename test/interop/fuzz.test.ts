@@ -1,12 +1,17 @@
 // Every file reader fed random, truncated and corrupted bytes: inspect (ONNX models, with
-// external data), the native checkpoint and safetensors, latents, and the PyTorch importer.
+// external data), the native checkpoint and safetensors, latents, the PyTorch importer and
+// training checkpoints.
 // Each case must end in a clean error (see fuzz-worker.ts) or a result, quickly; the readers run
 // in a worker thread that is stopped if a case makes no progress, so a hang fails the test
 // instead of stalling it.
 
 import { expect } from 'chai';
 import { Worker } from 'node:worker_threads';
-import { FuzzMessage, FuzzRequest, uncleanReason } from './fuzz-worker.js';
+import { DEFAULT_CONFIG, GlowConfig } from '../../src/glow/config.js';
+import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } from '../../src/glow/safetensors.js';
+import { initialCheckpoint, readTrainCheckpoint } from '../../src/runtime/train.js';
+import { randomParams } from '../reference/random-params.js';
+import { CLEAN_ERRORS, FuzzMessage, FuzzRequest, uncleanReason } from './fuzz-worker.js';
 
 /** A case taking longer than this is a failure (the slowest measured here take ~50 ms). */
 const CASE_LIMIT_MS = 2000;
@@ -72,19 +77,54 @@ const READERS: [string, number, number][] = [
   ['parseCheckpoint', 400, 0.5],
   ['parseLatents', 300, 0.5],
   ['importWeights', 250, 0.5],
+  ['readTrainCheckpoint', 250, 0.5],
 ];
 
 describe('file readers fed random and truncated bytes (fuzz)', function () {
   this.timeout(120_000);
 
-  it('uncleanReason accepts the project\'s errors and one-line Errors, and rejects the rest', () => {
+  it('uncleanReason accepts only the project\'s own error classes with a one-line message', () => {
+    for (const Clean of CLEAN_ERRORS) expect(uncleanReason(new Clean('bad')), Clean.name).to.equal(undefined);
+    // A look-alike is not ours: the check goes by class, not by name.
     class OnnxFormatError extends Error {}
-    expect(uncleanReason(new OnnxFormatError('bad'))).to.equal(undefined);
-    expect(uncleanReason(new Error('bad'))).to.equal(undefined);
+    expect(uncleanReason(new OnnxFormatError('bad'))).to.match(/^OnnxFormatError/);
+    expect(uncleanReason(new Error('bad'))).to.match(/^Error/);
+    expect(uncleanReason(new SyntaxError('Unexpected token } in JSON'))).to.match(/^SyntaxError/);
     expect(uncleanReason(new TypeError("Cannot read properties of undefined (reading 'x')"))).to.match(/^TypeError/);
     expect(uncleanReason(new RangeError('Array buffer allocation failed'))).to.match(/^RangeError/);
-    expect(uncleanReason(new Error('two\nlines'))).to.match(/not one line/);
+    expect(uncleanReason(new SafetensorsError('two\nlines'))).to.match(/not one line/);
     expect(uncleanReason('a string')).to.match(/non-Error/);
+  });
+
+  it('readTrainCheckpoint refuses a checkpoint whose metadata is valid JSON of the wrong kind, with its own error', () => {
+    const config: GlowConfig = { ...DEFAULT_CONFIG, imageShape: [1, 8, 8], K: 1, hiddenChannels: 4 };
+    const initial = readSafetensors(initialCheckpoint({ config, params: randomParams(config, 1) }));
+    const state = JSON.parse(initial.metadata['glow_onnx.train_state']);
+    const tampered = (metadata: Record<string, string>) => writeSafetensors(
+      [...initial.tensors].map(([name, t]) => [name, { dtype: 'F32', shape: t.shape, data: t.data }] as [string, WritableTensor]),
+      { ...initial.metadata, ...metadata },
+    );
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ 'glow_onnx.train_state': 'null' }, /train state has no fields/],
+      [{ 'glow_onnx.train_state': JSON.stringify({ ...state, step: -1 }) }, /invalid step/],
+      [{ 'glow_onnx.train_state': JSON.stringify({ ...state, elapsedSeconds: 'soon' }) }, /invalid elapsedSeconds/],
+      [{ 'glow_onnx.train_state': JSON.stringify({ ...state, noise: [0, 0, 0, 0, 0, 0] }) }, /invalid noise generator state/],
+      [{ 'glow_onnx.train_state': JSON.stringify({ ...state, noise: 'x' }) }, /no noise generator state/],
+      [{ 'glow_onnx.train_options': '[1]' }, /train_options is not a JSON object/],
+      [{ 'glow_onnx.train_options': '{' }, /train_options is not valid JSON/],
+      [{ 'glow_onnx.shuffles': 'null' }, /must be a JSON object/],
+      [{ 'glow_onnx.config': '{"K": 1}' }, /config/],
+    ];
+    for (const [metadata, message] of cases) {
+      let error: unknown;
+      try {
+        readTrainCheckpoint(tampered(metadata), 'checkpoint.safetensors');
+      } catch (e) {
+        error = e;
+      }
+      expect(uncleanReason(error), JSON.stringify(metadata)).to.equal(undefined);
+      expect((error as Error).message, JSON.stringify(metadata)).to.match(message);
+    }
   });
 
   READERS.forEach(([reader, mutations, refused], i) => {
