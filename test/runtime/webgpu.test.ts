@@ -138,7 +138,7 @@ describe('WebGPU execution provider (onnxruntime-node, SwiftShader on the CPU)',
         await cpu?.release();
       });
 
-      it('encode: eps, bpd (and y_logits) within 1e-4 of CPU, logdet and log_px within 1e-6 relative', () => {
+      it('encode: eps, bpd (and y_logits) within 1e-4 of CPU, logdet and log_px within 5e-6 relative', () => {
         const errors: Record<string, number> = {};
         encCpu.eps.forEach((e, l) => (errors[`eps_${l + 1}`] = maxAbsDiff(encGpu.eps[l], e)));
         errors.bpd = maxAbsDiff(encGpu.bpd, encCpu.bpd);
@@ -150,8 +150,8 @@ describe('WebGPU execution provider (onnxruntime-node, SwiftShader on the CPU)',
         console.log(`      webgpu vs cpu encode: ${Object.entries(errors).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}, `
           + `logdet rel ${logdetRel.toExponential(2)} (|logdet| ~ ${Math.abs(encCpu.logdet[0]).toFixed(0)}, |log_px| ~ ${Math.abs(encCpu.logPx[0]).toFixed(0)})`);
         for (const [k, v] of Object.entries(errors)) expect(v, k).to.be.below(1e-4);
-        expect(logdetRel, 'logdet (relative)').to.be.below(1e-6);
-        expect(logPxRel, 'log_px (relative)').to.be.below(1e-6);
+        expect(logdetRel, 'logdet (relative)').to.be.below(5e-6);
+        expect(logPxRel, 'log_px (relative)').to.be.below(5e-6);
         // Non-trivial weights: the flow is far from identity, so the parity is not vacuous.
         expect(Math.abs(encCpu.logdet[0]), 'logdet magnitude').to.be.above(1);
       });
