@@ -10,6 +10,22 @@ import { importWeights } from '../../src/glow/import/index.js';
 import { CHECKPOINT_FILE, readTrainCheckpoint } from '../../src/runtime/train.js';
 import { cli, CLI_BIN, expectSameCheckpoint } from '../helpers.js';
 
+/** Starts `train --out OUT FLAGS...`, sends Ctrl-C once its first checkpoint exists (polled every
+ * pollMs), and returns how it exited and what it wrote. */
+async function interruptAtFirstCheckpoint(out: string, flags: string[], pollMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI_BIN, 'train', '--out', out, '--minutes', '10', ...flags]);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 120000;
+  while (!existsSync(join(out, 'checkpoint.safetensors')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, pollMs));
+  expect(existsSync(join(out, 'checkpoint.safetensors')), `no checkpoint within 2 minutes: ${stderr}`).to.equal(true);
+  child.kill('SIGINT');
+  return { code: await exited, stdout, stderr };
+}
+
 describe('glow-onnx train', function () {
   this.timeout(300000);
   let dir: string;
@@ -33,17 +49,8 @@ describe('glow-onnx train', function () {
 
   it('survives Ctrl-C with a checkpoint, then resumes', async () => {
     const out = join(dir, 'run');
-    const child = spawn(process.execPath, [CLI_BIN, 'train', '--data', images, '--out', out, '--minutes', '10', '--checkpoint-every', '2', ...model]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const deadline = Date.now() + 120000;
-    while (!existsSync(join(out, 'checkpoint.safetensors')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    expect(existsSync(join(out, 'checkpoint.safetensors')), stderr).to.equal(true);
-    child.kill('SIGINT');
-    expect(await exited, stderr).to.equal(130);
+    const { code, stdout, stderr } = await interruptAtFirstCheckpoint(out, ['--data', images, '--checkpoint-every', '2', ...model], 200);
+    expect(code, stderr).to.equal(130);
     expect(stderr).to.contain('stopping after this step and writing a checkpoint');
     expect(stdout).to.match(/stopped at step \d+/);
     expect(readdirSync(out).sort()).to.include.members(['checkpoint.safetensors', 'config.json', 'model', 'weights.safetensors']);
@@ -68,16 +75,8 @@ describe('glow-onnx train', function () {
     // on the first checkpoint stops the run inside its first epoch.
     const flags = ['--data', images, '--checkpoint-every', '1', '--seed', '5', ...model.map((f, i) => (model[i - 1] === '--batch-size' ? '2' : f))];
     const out = join(dir, 'stopped');
-    const child = spawn(process.execPath, [CLI_BIN, 'train', '--out', out, '--minutes', '10', ...flags]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const deadline = Date.now() + 120000;
-    while (!existsSync(join(out, 'checkpoint.safetensors')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    child.kill('SIGINT');
-    expect(await exited, stderr).to.equal(130);
+    const { code, stdout, stderr } = await interruptAtFirstCheckpoint(out, flags, 20);
+    expect(code, stderr).to.equal(130);
     const stoppedAt = Number(/stopped at step (\d+)/.exec(stdout)![1]);
     expect(stoppedAt % 20, `stopped at step ${stoppedAt}, not mid-epoch`).to.not.equal(0);
     const epochs = String(Math.floor(stoppedAt / 20) + 2);
