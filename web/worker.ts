@@ -166,9 +166,17 @@ async function createSessions(encode: GraphBytes, decode: GraphBytes, backend: B
     logSeverityLevel: 3,
     ...(g.externalData ? { externalData: [g.externalData] } : {}),
   });
-  const e = await ort.InferenceSession.create(encode.model, options(encode));
+  // Which file failed is what the user needs to know; ORT's message does not say.
+  const open = async (file: string, g: GraphBytes) => {
+    try {
+      return await ort.InferenceSession.create(g.model, options(g));
+    } catch (err) {
+      throw new Error(`${file}: ${messageOf(err)}`);
+    }
+  };
+  const e = await open('encode.onnx', encode);
   try {
-    return [e, await ort.InferenceSession.create(decode.model, options(decode))];
+    return [e, await open('decode.onnx', decode)];
   } catch (err) {
     await e.release();
     throw err;
@@ -263,7 +271,7 @@ async function load(id: number, source: ModelSource, choice: BackendChoice): Pro
     try {
       sessions = await createSessions(encode, decode, 'wasm');
     } catch (e) {
-      throw new Error(`onnxruntime-web could not open the model: ${messageOf(e)}`);
+      throw new Error(`onnxruntime-web could not open ${messageOf(e)}`);
     }
   }
   try {

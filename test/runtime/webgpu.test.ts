@@ -26,6 +26,10 @@ import { randomImages, randomOneHot, randomParams } from '../reference/random-pa
 const presetIcd = useSoftwareWebGpu();
 
 const N = 4;
+// eps, bpd, y_logits and decoded x of the two small models against the CPU provider; the README
+// states this bound. Measured at most 4.8e-7 with AVX-512 CPU kernels: a few float32 ulps of
+// values of magnitude 1-4, which is where AVX2 and AVX-512 sums part ways.
+const PARITY_TOLERANCE = 2e-6;
 const WEBGPU = 'WebGpuExecutionProvider';
 const CPU = 'CPUExecutionProvider';
 
@@ -138,31 +142,31 @@ describe('WebGPU execution provider (onnxruntime-node, SwiftShader on the CPU)',
         await cpu?.release();
       });
 
-      it('encode: eps, bpd (and y_logits) within 1e-4 of CPU, logdet and log_px within 5e-6 relative', () => {
+      it(`encode: eps, bpd (and y_logits) within ${PARITY_TOLERANCE} of CPU, logdet and log_px within 5e-6 relative`, () => {
         const errors: Record<string, number> = {};
         encCpu.eps.forEach((e, l) => (errors[`eps_${l + 1}`] = maxAbsDiff(encGpu.eps[l], e)));
         errors.bpd = maxAbsDiff(encGpu.bpd, encCpu.bpd);
         if (encCpu.yLogits) errors.y_logits = maxAbsDiff(encGpu.yLogits!, encCpu.yLogits);
         // log_px is thousands of nats, where float32 steps by 2.4e-4: compared relatively, like logdet
-        // (bpd, the same quantity divided by D ln 2, is held to 1e-4 absolute above).
+        // (bpd, the same quantity divided by D ln 2, is held to PARITY_TOLERANCE absolute above).
         const logPxRel = relDiff(encGpu.logPx, encCpu.logPx);
         const logdetRel = relDiff(encGpu.logdet, encCpu.logdet);
         console.log(`      webgpu vs cpu encode: ${Object.entries(errors).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}, `
           + `logdet rel ${logdetRel.toExponential(2)} (|logdet| ~ ${Math.abs(encCpu.logdet[0]).toFixed(0)}, |log_px| ~ ${Math.abs(encCpu.logPx[0]).toFixed(0)})`);
-        for (const [k, v] of Object.entries(errors)) expect(v, k).to.be.below(1e-4);
+        for (const [k, v] of Object.entries(errors)) expect(v, k).to.be.below(PARITY_TOLERANCE);
         expect(logdetRel, 'logdet (relative)').to.be.below(5e-6);
         expect(logPxRel, 'log_px (relative)').to.be.below(5e-6);
         // Non-trivial weights: the flow is far from identity, so the parity is not vacuous.
         expect(Math.abs(encCpu.logdet[0]), 'logdet magnitude').to.be.above(1);
       });
 
-      it(`decode: x within 1e-4 of CPU at T=1 and T=${T}, on the same eps`, async () => {
+      it(`decode: x within ${PARITY_TOLERANCE} of CPU at T=1 and T=${T}, on the same eps`, async () => {
         for (const t of [1, T]) {
           const xGpu = await gpu.decode(encCpu.eps, t, y);
           const xCpu = await cpu.decode(encCpu.eps, t, y);
           const err = maxAbsDiff(xGpu, xCpu);
           console.log(`      webgpu vs cpu decode T=${t}: x ${err.toExponential(2)}`);
-          expect(err, `x at T=${t}`).to.be.below(1e-4);
+          expect(err, `x at T=${t}`).to.be.below(PARITY_TOLERANCE);
           if (t === 1) expect(maxAbsDiff(xGpu, x), 'round trip on WebGPU').to.be.below(1e-4);
         }
       });
