@@ -10,7 +10,7 @@ import { importWeights } from '../glow/import/index.js';
 import { paramSpecs } from '../glow/names.js';
 import { GlowWeights } from '../glow/model.js';
 import { initWeights } from '../glow/params.js';
-import { buildEvalModel, buildOptimizerModel, buildTrainingModel, DEFAULT_CLASS_WEIGHT } from '../glow/training.js';
+import { buildArtifactModels, DEFAULT_CLASS_WEIGHT } from '../glow/training.js';
 import { writeFilesAtomic } from '../runtime/files.js';
 import { loadMnist } from '../runtime/mnist.js';
 import { CHECKPOINT_FILE, Dataset, initialCheckpoint, readTrainCheckpoint, StepReport, train, TrainCheckpoint, TrainOptions } from '../runtime/train.js';
@@ -163,12 +163,10 @@ export async function cmdArtifacts(argv: string[]): Promise<void> {
   const { weights } = importWeights(readBytes(weightsPath), weightsPath);
   const opset = integer(values, 'opset', 13);
   const lossOptions = { opset, classWeight: number(values, 'class-weight', (n) => n >= 0, 'a number >= 0') };
-  const shapes = new Map(paramSpecs(weights.config).filter((s) => s.trainable).map((s) => [s.name, s.shape]));
-  writeFilesAtomic(out, {
-    'training_model.onnx': serializeModel(buildTrainingModel(weights, lossOptions)),
-    'eval_model.onnx': serializeModel(buildEvalModel(weights, lossOptions)),
-    'optimizer_model.onnx': serializeModel(buildOptimizerModel(shapes, { opset })),
-    checkpoint: initialCheckpoint(weights),
-  });
-  console.log(`wrote ${out}/{training_model.onnx, eval_model.onnx, optimizer_model.onnx, checkpoint} for ${shapes.size} trainable tensors`);
+  const models = buildArtifactModels(weights, lossOptions);
+  const files: Record<string, Uint8Array> = { checkpoint: initialCheckpoint(weights) };
+  for (const [name, graph] of Object.entries(models)) files[name] = serializeModel(graph);
+  writeFilesAtomic(out, files);
+  const trainable = paramSpecs(weights.config).filter((s) => s.trainable).length;
+  console.log(`wrote ${out}/{training_model.onnx, eval_model.onnx, optimizer_model.onnx, checkpoint} for ${trainable} trainable tensors`);
 }

@@ -9,9 +9,10 @@
 import { addGradients } from '../builder/autodiff/index.js';
 import { Graph, GraphBuilder, Value } from '../builder/graph.js';
 import * as op from '../builder/ops.js';
-import { chain, cleanup, toposort } from '../builder/passes/index.js';
+import { chain, cleanup, padConvChannels, toposort } from '../builder/passes/index.js';
 import { scalarConstant } from './layers/common.js';
 import { GlowWeights, trainableEncode } from './model.js';
+import { paramSpecs } from './names.js';
 
 export interface OptimizerOptions {
   beta1?: number;
@@ -150,6 +151,18 @@ export function buildOptimizerModel(shapes: ReadonlyMap<string, number[]>, optio
   }));
   adam(g, slots, learningRate, step, options);
   return sorted(g.build('Adam'));
+}
+
+/** The graphs `glow-onnx artifacts` hands out. Like exported models, the training and eval graphs
+ * get the Conv channel padding (builder/passes/conv-channels.ts), so that whoever runs them on
+ * WebGPU gets right numbers with the provider's default layout too. */
+export function buildArtifactModels(w: GlowWeights, options: LossOptions = {}): Record<'training_model.onnx' | 'eval_model.onnx' | 'optimizer_model.onnx', Graph> {
+  const shapes = new Map(paramSpecs(w.config).filter((s) => s.trainable).map((s) => [s.name, s.shape]));
+  return {
+    'training_model.onnx': padConvChannels(buildTrainingModel(w, options)),
+    'eval_model.onnx': padConvChannels(buildEvalModel(w, options)),
+    'optimizer_model.onnx': buildOptimizerModel(shapes, { opset: options.opset }),
+  };
 }
 
 export const emaName = (param: string) => `ema.${param}`;
