@@ -23,15 +23,16 @@ export function cli(...args: string[]): { code: number | null; stdout: string; s
 }
 
 /** Runs `glow-onnx ARGS...` in this process (no start-up cost; fs patches apply): the exit code
- * and what it printed on stderr. */
-export async function cliInProcess(...args: string[]): Promise<{ code: number; stderr: string }> {
+ * and what it printed. */
+export async function cliInProcess(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const { main } = await import('../src/cli/main.js');
   const { log, error } = console;
+  let stdout = '';
   let stderr = '';
-  console.log = () => {};
+  console.log = (...parts: unknown[]) => (stdout += `${parts.join(' ')}\n`);
   console.error = (...parts: unknown[]) => (stderr += `${parts.join(' ')}\n`);
   try {
-    return { code: await main(args), stderr };
+    return { code: await main(args), stdout, stderr };
   } finally {
     Object.assign(console, { log, error });
   }

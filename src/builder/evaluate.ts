@@ -735,9 +735,10 @@ export function evaluateNode(node: Node, inputs: readonly (Tensor | undefined)[]
 
 /**
  * Runs a topologically sorted graph in float64. Feeds are keyed by graph input name and must
- * match the static dimensions declared for them; returns every graph output by name.
+ * match the static dimensions declared for them; returns every graph output by name. `observe`
+ * sees every node's outputs as they are computed (intermediate values, for analyses).
  */
-export function evaluateGraph(graph: Graph, feeds: Record<string, Tensor>): Record<string, Tensor> {
+export function evaluateGraph(graph: Graph, feeds: Record<string, Tensor>, observe?: (node: Node, outputs: readonly Tensor[]) => void): Record<string, Tensor> {
   const values = new Map<string, Tensor>();
   for (const [v, t] of graph.initializers) values.set(v.name, t);
   const declared = new Set(graph.inputs.map((io) => io.value.name));
@@ -766,6 +767,7 @@ export function evaluateGraph(graph: Graph, feeds: Record<string, Tensor>): Reco
     });
     const outputs = evaluateNode(node, inputs);
     node.outputs.forEach((v, i) => values.set(v.name, outputs[i]));
+    observe?.(node, outputs);
   }
   const out: Record<string, Tensor> = {};
   for (const { value } of graph.outputs) {

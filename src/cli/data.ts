@@ -5,6 +5,7 @@ import { statSync } from 'node:fs';
 import { GlowConfig } from '../glow/config.js';
 import { listImages, readImage } from '../runtime/images.js';
 import { loadMnist } from '../runtime/mnist.js';
+import { isStressSet, STRESS_SETS, stressImages } from '../runtime/stress.js';
 import { UsageError } from './args.js';
 
 export interface ImageBatch {
@@ -47,8 +48,20 @@ export async function readImages(paths: readonly string[], config: GlowConfig): 
   return { pixels, count: files.length, names: files };
 }
 
-/** `source` is mnist, mnist-train, mnist-test, or a folder or file of images. */
-export async function loadImages(source: string, config: GlowConfig, limit: number): Promise<ImageBatch> {
+/** `source` is mnist, mnist-train, mnist-test, a stress set, or a folder or file of images. The
+ * inverted set is MNIST's test digits, inverted; noise and constant fit any model. */
+export async function loadImages(source: string, config: GlowConfig, limit: number, seed = 0): Promise<ImageBatch> {
+  if (isStressSet(source)) {
+    const size = config.imageShape.reduce((a, b) => a * b, 1);
+    const count = Number.isFinite(limit) ? limit : 256;
+    let base: Uint8Array | undefined;
+    if (source === 'inverted') {
+      checkMnistShape(config);
+      base = loadMnist('test', count).pixels;
+    }
+    const pixels = stressImages(source, size, count, seed, base);
+    return { pixels, count, names: Array.from({ length: count }, (_, i) => `${source}[${i}]`) };
+  }
   if (isMnist(source)) {
     checkMnistShape(config);
     const m = loadMnist(MNIST_SOURCES[source], limit);

@@ -5,7 +5,7 @@ import { ConfigError } from '../glow/config.js';
 import { UsageError } from './args.js';
 import { cmdExport, cmdImport, cmdInit, cmdInspect } from './model-commands.js';
 import {
-  cmdDecode, cmdDirection, cmdEncode, cmdEval, cmdInterpolate, cmdManipulate, cmdReconstruct, cmdSample, cmdVerify,
+  cmdDecode, cmdDiagnose, cmdDirection, cmdEncode, cmdEval, cmdInterpolate, cmdManipulate, cmdReconstruct, cmdSample, cmdVerify,
 } from './run-commands.js';
 import { cmdArtifacts, cmdTrain } from './train-commands.js';
 
@@ -38,9 +38,12 @@ run a model (--model DIR, default: the shipped models/mnist):
   interpolate  A.png B.png --out strip.png [--steps 8]
   direction    --out dir.safetensors (--images DIR --labels FILE | --mnist-digit D [--limit N])
   manipulate   IMAGE --out strip.png (--direction FILE | --attribute DIGIT) [--alpha A|A..B] [--steps 5]
-  eval         [--data mnist-test|DIR] [--limit N] [--seed N]
-  verify       [DIR] [--data mnist-test|DIR] [--limit N] [--seed N (dequantisation noise, default 1)]
+  eval         [--data mnist-test|inverted|noise|constant|DIR] [--limit N] [--seed N]
+  verify       [DIR] [--data mnist-test|inverted|noise|constant|DIR] [--limit N] [--seed N (dequantisation noise, default 1)]
                [--max-failing N (images allowed to miss the tolerance, named all the same; default 0)]
+               [--stress (also the stress sets: inverted MNIST digits, uniform noise, constant grey levels)]
+  diagnose     [DIR] [--data ...as verify] [--limit N (default 64)] [--worst N (default 3)] [--seed N] [--weights FILE]
+               why images do not round-trip: float32 vs float64, and each layer's error amplification
 
 runtime flags: --ep tensorrt,cuda,webgpu,cpu (priority order, default cpu) --strict-ep
   --threads N --batch-size N --device-id N --trt-fp16 --trt-cache DIR
@@ -55,9 +58,18 @@ config flags: --image-shape C,H,W --K N --L N --hidden N --coupling additive|aff
 const COMMANDS: Record<string, (argv: string[]) => Promise<void | number>> = {
   init: cmdInit, import: cmdImport, export: cmdExport, inspect: cmdInspect,
   sample: cmdSample, encode: cmdEncode, decode: cmdDecode, reconstruct: cmdReconstruct, interpolate: cmdInterpolate,
-  direction: cmdDirection, manipulate: cmdManipulate, eval: cmdEval, verify: cmdVerify,
+  direction: cmdDirection, manipulate: cmdManipulate, eval: cmdEval, verify: cmdVerify, diagnose: cmdDiagnose,
   train: cmdTrain, artifacts: cmdArtifacts,
 };
+
+/** A command's lines of USAGE (its line and the indented ones under it). */
+function commandUsage(command: string): string {
+  const lines = USAGE.split('\n');
+  const start = lines.findIndex((l) => new RegExp(`^  ${command}\\s`).test(l));
+  let end = start + 1;
+  while (end < lines.length && /^ {15}/.test(lines[end])) end++;
+  return `usage: glow-onnx ${lines.slice(start, end).map((l) => l.trim().replace(/^(\S+) {2,}/, '$1 ')).join('\n    ')}\n(glow-onnx --help: every command, and the runtime, import and config flags)`;
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -65,9 +77,15 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command ? 0 : 2;
   }
+  const known = Object.hasOwn(COMMANDS, command);
+  const options = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (known && (options.includes('--help') || options.includes('-h'))) {
+    console.log(commandUsage(command));
+    return 0;
+  }
   const run = COMMANDS[command];
   try {
-    if (!run) throw new UsageError(`unknown command '${command}' (commands: ${Object.keys(COMMANDS).join(', ')})`);
+    if (!known) throw new UsageError(`unknown command '${command}' (commands: ${Object.keys(COMMANDS).join(', ')})`);
     return (await run(rest)) ?? 0;
   } catch (e) {
     const err = e as Error;

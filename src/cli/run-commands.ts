@@ -2,22 +2,25 @@
 // direction, manipulate, eval, verify.
 
 import { existsSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { GlowConfig, latentShape } from '../glow/config.js';
+import { importWeights } from '../glow/import/index.js';
+import { InverseDiagnoser, inverseVerdict } from '../glow/inverse-diagnosis.js';
 import { Rng } from '../glow/rng.js';
 import { Encoded, InputError } from '../runtime/core.js';
 import { writeFileAtomic } from '../runtime/files.js';
 import { attributeDirection, interpolate, Latents, manipulate, meanAndStdErr, oneHotRows, pick, sampleEps } from '../runtime/generate.js';
 import { writeGrid } from '../runtime/images.js';
+import { STRESS_SETS } from '../runtime/stress.js';
 import { latentsBytes, parseLatents } from '../runtime/latents.js';
 import { loadMnist } from '../runtime/mnist.js';
 import { GlowRuntime, loadGlowRuntime } from '../runtime/node.js';
 import { PROVIDERS, ProviderName } from '../runtime/providers.js';
 import { dequantize, failingImages, largest, quantize, roundTripErrors, roundTripTolerance } from '../runtime/quantize.js';
 import { integer, number, Options, parse, readBytes, required, UsageError, Values } from './args.js';
-import { checkMnistShape, loadImages, oneHot, readImages } from './data.js';
+import { checkMnistShape, ImageBatch, loadImages, oneHot, readImages } from './data.js';
 import { withProgress } from './progress.js';
 
 /** The shipped model, used when --model is not given. */
@@ -287,39 +290,123 @@ export async function cmdEval(argv: string[]): Promise<void> {
   }
 }
 
+/** Round trip of one set of images: bits/dim, per-image max |x - decode(encode(x))|, the misses. */
+interface RoundTrip {
+  data: string;
+  batch: ImageBatch;
+  x: Float32Array;
+  y?: Float32Array;
+  encoded: Encoded;
+  errors: Float64Array;
+  failing: number[];
+  tolerance: number;
+}
+
+async function roundTrip(runtime: GlowRuntime, data: string, limit: number, seed: number): Promise<RoundTrip> {
+  const { config } = runtime;
+  const batch = await loadImages(data, config, limit);
+  const x = dequantize(batch.pixels, config.nBits, new Rng(seed));
+  const y = oneHot(batch.labels, batch.count, config.numClasses);
+  const encoded = await withProgress(`encode ${data}`, batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], y, p));
+  const xr = await withProgress(`decode ${data}`, batch.count, (p) => runtime.model.decode(encoded.eps, 1, y, p));
+  const tolerance = roundTripTolerance(runtime.dtype, config.nBits);
+  const errors = roundTripErrors(x, xr, batch.count);
+  return { data, batch, x, y, encoded, errors, failing: failingImages(errors, tolerance), tolerance };
+}
+
+/** The q-quantile of values, NaN counted as the largest. */
+function quantile(values: ArrayLike<number>, q: number): number {
+  const sorted = Float64Array.from(values, (e) => (Number.isNaN(e) ? Infinity : e)).sort();
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+/** What failed, one line naming the first few images. */
+function missMessage(r: RoundTrip, dtype: string): string {
+  const named = r.failing.slice(0, 5).map((n) => `${r.batch.names[n]} (${r.errors[n].toExponential(2)}, ${r.encoded.bpd[n].toFixed(3)} bits/dim)`).join(', ');
+  return `${r.failing.length} of ${r.batch.count} images do not round-trip within the ${dtype} tolerance ${r.tolerance}: ${named}${r.failing.length > 5 ? ', ...' : ''}`;
+}
+
 export async function cmdVerify(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { ...RUNTIME_FLAGS, data: { type: 'string' }, limit: { type: 'string' }, seed: { type: 'string' }, 'max-failing': { type: 'string' }, placement: { type: 'boolean' } }, [0, 1]);
+  const { values, positionals } = parse(argv, {
+    ...RUNTIME_FLAGS, data: { type: 'string' }, limit: { type: 'string' }, seed: { type: 'string' }, 'max-failing': { type: 'string' },
+    placement: { type: 'boolean' }, stress: { type: 'boolean' },
+  }, [0, 1]);
   const runtime = await openModel({ ...values, model: positionals[0] ?? values.model });
   try {
     const { config } = runtime;
     const data = (values.data as string | undefined) ?? 'mnist-test';
-    const batch = await loadImages(data, config, integer(values, 'limit', 1) ?? 256);
-    const x = dequantize(batch.pixels, config.nBits, new Rng(integer(values, 'seed', 0) ?? 1));
-    const y = oneHot(batch.labels, batch.count, config.numClasses);
-    const encoded = await withProgress('encode', batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], y, p));
-    const xr = await withProgress('decode', batch.count, (p) => runtime.model.decode(encoded.eps, 1, y, p));
-    const tolerance = roundTripTolerance(runtime.dtype, config.nBits);
+    const limit = integer(values, 'limit', 1) ?? 256;
+    const seed = integer(values, 'seed', 0) ?? 1;
     const maxFailing = integer(values, 'max-failing', 0) ?? 0;
-    const errors = roundTripErrors(x, xr, batch.count);
-    const failing = failingImages(errors, tolerance);
-    const { mean, stdErr } = meanAndStdErr(encoded.bpd);
-    // NaN sorts as the largest error.
-    const sorted = Float64Array.from(errors, (e) => (Number.isNaN(e) ? Infinity : e)).sort();
-    const quantile = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))].toExponential(1);
-    console.log(`${batch.count} images of ${data}: bits/dim ${mean.toFixed(4)} ± ${stdErr.toFixed(4)}, round-trip max |x - decode(encode(x))| = ${largest(errors).toExponential(2)} `
-      + `(per image: median ${quantile(0.5)}, 99th percentile ${quantile(0.99)}, 99.9th ${quantile(0.999)})`);
-    if (failing.length > 0) {
-      const named = failing.slice(0, 5).map((n) => `${batch.names[n]} (${errors[n].toExponential(2)}, ${encoded.bpd[n].toFixed(3)} bits/dim)`).join(', ');
-      const message = `${failing.length} of ${batch.count} images do not round-trip within the ${runtime.dtype} tolerance ${tolerance}: ${named}${failing.length > 5 ? ', ...' : ''}`;
-      if (failing.length > maxFailing) throw new Error(maxFailing ? `${message} (at most ${maxFailing} allowed)` : message);
-      console.error(`note: ${message} (at most ${maxFailing} allowed by --max-failing)`);
+    const [C, H, W] = config.imageShape;
+    // The inverted set is MNIST's digits: only for models of MNIST's shape.
+    const stress = STRESS_SETS.filter((s) => s !== data && (s !== 'inverted' || (C === 1 && H === 28 && W === 28)));
+    const sets = values.stress ? [data, ...stress] : [data];
+    const results: RoundTrip[] = [];
+    for (const set of sets) {
+      const r = await roundTrip(runtime, set, limit, seed);
+      results.push(r);
+      const { mean, stdErr } = meanAndStdErr(r.encoded.bpd);
+      const q = (p: number) => quantile(r.errors, p).toExponential(1);
+      console.log(`${r.batch.count} images of ${set}: bits/dim ${mean.toFixed(4)} ± ${stdErr.toFixed(4)}, round-trip max |x - decode(encode(x))| = ${largest(r.errors).toExponential(2)} `
+        + `(per image: median ${q(0.5)}, 99th percentile ${q(0.99)}, 99.9th ${q(0.999)})`);
     }
-    if (values.placement) await printPlacement(runtime, x, y, encoded.eps);
+    if (values.stress) {
+      console.log('\nset           images  misses  median bits/dim  median error  worst error');
+      for (const r of results) {
+        console.log(`${r.data.padEnd(12)}  ${String(r.batch.count).padStart(6)}  ${String(r.failing.length).padStart(6)}  ${quantile(r.encoded.bpd, 0.5).toFixed(3).padStart(15)}  `
+          + `${quantile(r.errors, 0.5).toExponential(1).padStart(12)}  ${largest(r.errors).toExponential(1).padStart(11)}`);
+      }
+    }
+    const over = results.filter((r) => r.failing.length > maxFailing);
+    for (const r of results.filter((r) => r.failing.length > 0 && r.failing.length <= maxFailing)) {
+      console.error(`note: ${missMessage(r, runtime.dtype)} (at most ${maxFailing} allowed by --max-failing)`);
+    }
+    if (over.length > 0) {
+      const message = over.map((r) => missMessage(r, runtime.dtype)).join('; ');
+      throw new Error(maxFailing ? `${message} (at most ${maxFailing} allowed)` : message);
+    }
+    if (values.placement) await printPlacement(runtime, results[0].x, results[0].y, results[0].encoded.eps);
   } finally {
     await runtime.model.release();
   }
 }
 
+export async function cmdDiagnose(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, {
+    ...RUNTIME_FLAGS, data: { type: 'string' }, limit: { type: 'string' }, seed: { type: 'string' }, worst: { type: 'string' }, weights: { type: 'string' },
+  }, [0, 1]);
+  const dir = positionals[0] ?? (values.model as string | undefined) ?? DEFAULT_MODEL;
+  const weightsPath = (values.weights as string | undefined) ?? join(dir, 'weights.safetensors');
+  if (!existsSync(weightsPath)) throw new UsageError(`diagnose needs the model's weights: no ${weightsPath} (pass --weights FILE)`);
+  const { weights } = importWeights(readBytes(weightsPath), weightsPath);
+  const runtime = await openModel({ ...values, model: dir });
+  try {
+    const { config } = runtime;
+    if (JSON.stringify(weights.config) !== JSON.stringify(config)) throw new UsageError(`${weightsPath} is not this model's: its config differs from ${dir}/glow.json`);
+    const data = (values.data as string | undefined) ?? 'mnist-test';
+    const r = await roundTrip(runtime, data, integer(values, 'limit', 1) ?? 64, integer(values, 'seed', 0) ?? 1);
+    const worst = Array.from(r.errors.keys()).sort((a, b) => (r.errors[b] || Infinity) - (r.errors[a] || Infinity)).slice(0, integer(values, 'worst', 1) ?? 3);
+    console.log(`${r.batch.count} images of ${data}: ${r.failing.length} do not round-trip within ${r.tolerance}; the ${worst.length} worst, diagnosed in float64:`);
+    const diagnoser = new InverseDiagnoser(weights);
+    const size = runtime.model.imageSize;
+    const latentSizes = runtime.model.latentSizes;
+    const classes = config.numClasses;
+    for (const n of worst) {
+      const d = diagnoser.diagnose(r.x.subarray(n * size, (n + 1) * size), r.y?.subarray(n * classes, (n + 1) * classes),
+        r.encoded.eps.map((e, l) => e.subarray(n * latentSizes[l], (n + 1) * latentSizes[l])));
+      const gains = [...d.layers].sort((a, b) => b.gain - a.gain).slice(0, 4)
+        .map((g) => `${g.layer} x${g.gain.toPrecision(3)} (${g.input.toExponential(1)} -> ${g.output.toExponential(1)})`);
+      const e = (v: number) => v.toExponential(2);
+      console.log(`\n${r.batch.names[n]} (${r.encoded.bpd[n].toFixed(3)} bits/dim): round trip float32 ${e(r.errors[n])}, float64 end to end ${e(d.float64)}, `
+        + `float64 of the float32 latents ${e(d.float64OfFloat32Latents)}; float32 latents off by ${e(d.latentError)}`);
+      console.log(`  ${inverseVerdict(d, r.errors[n], r.tolerance)}`);
+      console.log(`  largest gains (decode order's input -> output change): ${gains.join(', ')}`);
+    }
+  } finally {
+    await runtime.model.release();
+  }
+}
 
 /** Which provider ran each op, from one profiled run of a small batch per graph. */
 async function printPlacement(runtime: GlowRuntime, x: Float32Array, y: Float32Array | undefined, eps: Latents): Promise<void> {

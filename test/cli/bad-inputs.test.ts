@@ -150,7 +150,7 @@ describe('glow-onnx refuses bad inputs: one line, exit code 2 or 1, nothing writ
   });
 
   it('as processes: the same refusals on stderr and in the exit code', async () => {
-    const asProcess = async (...args: string[]) => cli(...args) as { code: number; stderr: string };
+    const asProcess = async (...args: string[]) => cli(...args) as { code: number; stdout: string; stderr: string };
     await refuses(['sample', '--model', at('conditional'), '--class', '3', '--out', join(outs, 's.png')], 2, '--class must be in 0..2', outs, asProcess);
     await refuses(['encode', '--model', at('model'), at('corrupt.png'), '--out', join(outs, 'l.safetensors')], 1, 'cannot read image', outs, asProcess);
     await refuses(['train', '--data', at('digits'), '--out', join(outs, 'nothing'), '--resume', '--epochs', '1'], 2, '--resume: there is no run to continue', outs, asProcess);

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseModel } from '../../src/builder/serialize.js';
-import { cli } from '../helpers.js';
+import { cli, cliInProcess } from '../helpers.js';
 
 function expectOneLineError(r: ReturnType<typeof cli>, code: number, ...fragments: string[]): void {
   expect(r.code, r.stderr).to.equal(code);
@@ -70,6 +70,19 @@ describe('glow-onnx CLI', function () {
     for (const f of ['encode.onnx', 'decode.onnx', 'glow.json']) {
       expect(Buffer.compare(readFileSync(join(run, 'a', f)), readFileSync(join(run, 'b', f))), f).to.equal(0);
     }
+  });
+
+  it('every command answers --help (and -h) with its own usage, exit code 0, and writes nothing', async () => {
+    const all = await cliInProcess('--help');
+    expect(all.code).to.equal(0);
+    const commands = [...all.stdout.matchAll(/^ {2}([a-z]+) {2,}/gm)].map((m) => m[1]);
+    expect(commands).to.include.members(['init', 'export', 'sample', 'verify', 'diagnose', 'train', 'artifacts']);
+    for (const command of commands) {
+      const r = await cliInProcess(command, '--out', join(dir, 'help-out'), command === 'train' ? '-h' : '--help');
+      expect(r.code, `${command}: ${r.stderr}`).to.equal(0);
+      expect(r.stdout, command).to.match(new RegExp(`^usage: glow-onnx ${command} `));
+    }
+    expect(existsSync(join(dir, 'help-out'))).to.equal(false);
   });
 
   it('rejects bad command lines with one line and exit code 2', () => {
