@@ -1,9 +1,10 @@
 // Test utilities: run a builder Graph in onnxruntime-node CPU and compare arrays.
 
 import { expect } from 'chai';
+import { Jimp } from 'jimp';
 import ort from 'onnxruntime-node';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +37,13 @@ export async function cliInProcess(...args: string[]): Promise<{ code: number; s
   } finally {
     Object.assign(console, { log, error });
   }
+}
+
+/** Writes 8-bit grey pixels (row-major, width x height) as a PNG, as a user's image would arrive. */
+export async function writeGrayPng(path: string, pixels: ArrayLike<number>, width: number, height = width): Promise<void> {
+  const img = new Jimp({ width, height, color: 0x000000ff });
+  for (let p = 0; p < width * height; p++) img.bitmap.data.set([pixels[p], pixels[p], pixels[p], 255], 4 * p);
+  writeFileSync(path, await img.getBuffer('image/png'));
 }
 
 export type Feeds = Record<string, HostTensor | number>;

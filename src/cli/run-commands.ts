@@ -80,13 +80,32 @@ function labelsFor(runtime: GlowRuntime, values: Values, n: number): Float32Arra
   return oneHotRows(classes, Array.from({ length: n }, (_, i) => label ?? i % classes));
 }
 
-async function encodeImages(runtime: GlowRuntime, paths: string[], labels?: Float32Array): Promise<{ encoded: Encoded; x: Float32Array; names: string[] }> {
+interface EncodedImages { encoded: Encoded; x: Float32Array; names: string[]; y?: Float32Array }
+
+async function encodeImages(runtime: GlowRuntime, paths: string[]): Promise<EncodedImages> {
   const { config } = runtime;
   const batch = await readImages(paths, config);
   const x = dequantize(batch.pixels, config.nBits, 'center');
-  const y = labels ?? oneHot(undefined, batch.count, config.numClasses);
+  const y = oneHot(undefined, batch.count, config.numClasses);
   const encoded = await withProgress('encode', batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], y, p));
-  return { encoded, x, names: batch.names };
+  return { encoded, x, names: batch.names, y };
+}
+
+/** Decodes the images' own latents and warns, on stderr, about each image that does not come
+ * back: every picture made from its latents would show the model's decode, not the image. */
+async function reconstructChecked(runtime: GlowRuntime, images: EncodedImages): Promise<{ xr: Float32Array; errors: Float64Array }> {
+  const { encoded, x, names, y } = images;
+  const xr = await withProgress('decode', encoded.n, (p) => runtime.model.decode(encoded.eps, 1, y, p));
+  const errors = roundTripErrors(x, xr, encoded.n);
+  const tolerance = roundTripTolerance(runtime.dtype, runtime.config.nBits);
+  const failing = failingImages(errors, tolerance);
+  if (failing.length > 0) {
+    const named = failing.map((n) => `${basename(names[n])} (${errors[n].toExponential(1)})`).join(', ');
+    console.error(`warning: ${failing.length} of ${encoded.n} images do not round-trip through this model `
+      + `(|x - decode(encode(x))| over ${tolerance}): ${named}; what is drawn from their latents is the model's decode, `
+      + 'not the image (images unlike its training data; glow-onnx diagnose --data DIR says why)');
+  }
+  return { xr, errors };
 }
 
 export async function cmdSample(argv: string[]): Promise<void> {
@@ -142,10 +161,10 @@ export async function cmdReconstruct(argv: string[]): Promise<void> {
   const runtime = await openModel(values);
   try {
     const { config } = runtime;
-    const { encoded, x, names } = await encodeImages(runtime, positionals);
-    const y = oneHot(undefined, encoded.n, config.numClasses);
-    const xr = await withProgress('decode', encoded.n, (p) => runtime.model.decode(encoded.eps, 1, y, p));
-    const maxError = largest(roundTripErrors(x, xr, encoded.n));
+    const images = await encodeImages(runtime, positionals);
+    const { encoded, x, names } = images;
+    const { xr, errors } = await reconstructChecked(runtime, images);
+    const maxError = largest(errors);
     const size = x.length / encoded.n;
     const pairs = new Float32Array(2 * x.length);
     for (let i = 0; i < encoded.n; i++) {
@@ -169,7 +188,9 @@ export async function cmdInterpolate(argv: string[]): Promise<void> {
   const runtime = await openModel(values);
   try {
     const { config } = runtime;
-    const { encoded } = await encodeImages(runtime, positionals);
+    const images = await encodeImages(runtime, positionals);
+    await reconstructChecked(runtime, images);
+    const { encoded } = images;
     const path = interpolate(config, pick(config, encoded.eps, 0), pick(config, encoded.eps, 1), steps);
     const x = await runtime.model.decode(path, 1, oneHot(undefined, steps, config.numClasses));
     await saveGrid(out, config, x, steps, Array.from({ length: steps }, (_, s) => `t=${(s / (steps - 1)).toFixed(2)}`));
@@ -265,7 +286,9 @@ export async function cmdManipulate(argv: string[]): Promise<void> {
     const direction = values.direction
       ? directionFile(values.direction as string, config)
       : await mnistDirection(runtime, Number(values.attribute), integer(values, 'limit', 2) ?? 2000);
-    const { encoded } = await encodeImages(runtime, positionals);
+    const images = await encodeImages(runtime, positionals);
+    await reconstructChecked(runtime, images);
+    const { encoded } = images;
     const batch = manipulate(config, pick(config, encoded.eps, 0), direction, amounts);
     const x = await runtime.model.decode(batch, 1, oneHot(undefined, amounts.length, config.numClasses));
     await saveGrid(out, config, x, amounts.length, amounts.map((a) => `a=${a.toFixed(2)}`));

@@ -11,7 +11,7 @@ import { writeFilesAtomic } from '../../src/runtime/files.js';
 import { parseLatents } from '../../src/runtime/latents.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { randomParams } from '../reference/random-params.js';
-import { cli, maxAbsDiff } from '../helpers.js';
+import { cli, maxAbsDiff, writeGrayPng } from '../helpers.js';
 
 function ok(r: ReturnType<typeof cli>): string {
   expect(r.code, r.stderr).to.equal(0);
@@ -51,9 +51,7 @@ describe('glow-onnx run commands', function () {
     mkdirSync(digits);
     const m = loadMnist('test', 3);
     for (let i = 0; i < 3; i++) {
-      const img = new Jimp({ width: 28, height: 28, color: 0x000000ff });
-      for (let p = 0; p < 784; p++) img.bitmap.data.set([m.pixels[i * 784 + p], m.pixels[i * 784 + p], m.pixels[i * 784 + p], 255], 4 * p);
-      writeFileSync(join(digits, `d${i}.png`), await img.getBuffer('image/png'));
+      await writeGrayPng(join(digits, `d${i}.png`), m.pixels.subarray(i * 784, (i + 1) * 784), 28);
     }
   });
   after(() => rmSync(dir, { recursive: true, force: true }));

@@ -3,7 +3,9 @@
 // round trip the README claims for it.
 
 import { expect } from 'chai';
-import { readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exportModel, type GlowJson } from '../../src/glow/export.js';
 import { evaluateGraph } from '../../src/builder/evaluate.js';
@@ -14,7 +16,8 @@ import { Rng } from '../../src/glow/rng.js';
 import { size } from '../../src/glow/tensor.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { dequantize } from '../../src/runtime/quantize.js';
-import { cli, maxAbsDiff } from '../helpers.js';
+import { stressImages } from '../../src/runtime/stress.js';
+import { cli, cliInProcess, maxAbsDiff, writeGrayPng } from '../helpers.js';
 
 const MODEL = fileURLToPath(new URL('../../../models/mnist/', import.meta.url));
 const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
@@ -141,6 +144,31 @@ describe('the shipped model (models/mnist)', function () {
       expect(verdict).to.match(/^conditioning: /);
       expect(layer).to.match(/^flow\.layers\.\d+\/(coupling|sample)$/);
       expect(Number(gain), 'largest layer gain').to.be.above(2);
+    }
+  });
+
+  it('warns when a user\'s image does not round-trip (reconstruct, interpolate, manipulate), naming it, and only then', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'glow-off-data-'));
+    try {
+      const [digit, noise, direction] = ['digit.png', 'noise.png', 'one.safetensors'].map((f) => join(dir, f));
+      await writeGrayPng(digit, loadMnist('test', 1).pixels, 28);
+      await writeGrayPng(noise, stressImages('noise', 784, 1, 1), 28);
+      const run = async (...args: string[]) => {
+        const r = await cliInProcess(...args, '--model', MODEL, '--out', join(dir, 'out.png'));
+        expect(r.code, r.stderr).to.equal(0);
+        return r.stderr.split('\n').filter((l) => l.startsWith('warning:'));
+      };
+      expect((await cliInProcess('direction', '--model', MODEL, '--mnist-digit', '1', '--limit', '20', '--out', direction)).code).to.equal(0);
+      for (const args of [['reconstruct', digit, noise], ['interpolate', digit, noise], ['manipulate', noise, '--direction', direction]]) {
+        const warnings = await run(...args);
+        expect(warnings, args[0]).to.have.length(1);
+        expect(warnings[0], args[0]).to.match(/^warning: 1 of \d images do not round-trip through this model .*: noise\.png \(\d\.\de[+-]\d+\);/);
+        expect(warnings[0], args[0]).to.not.contain('digit.png');
+      }
+      expect(await run('reconstruct', digit), 'a test digit').to.deep.equal([]);
+      expect(await run('manipulate', digit, '--direction', direction), 'a test digit').to.deep.equal([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

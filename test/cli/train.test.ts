@@ -1,14 +1,13 @@
 // glow-onnx train and artifacts as processes: an image-folder dataset, Ctrl-C, resume.
 
 import { expect } from 'chai';
-import { Jimp } from 'jimp';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { importWeights } from '../../src/glow/import/index.js';
 import { CHECKPOINT_FILE, readTrainCheckpoint } from '../../src/runtime/train.js';
-import { cli, CLI_BIN, expectSameCheckpoint } from '../helpers.js';
+import { cli, CLI_BIN, expectSameCheckpoint, writeGrayPng } from '../helpers.js';
 
 /** Starts `train --out OUT FLAGS...`, sends Ctrl-C once its first checkpoint exists (polled every
  * pollMs), and returns how it exited and what it wrote. */
@@ -37,12 +36,8 @@ describe('glow-onnx train', function () {
     images = join(dir, 'images');
     mkdirSync(images);
     for (let i = 0; i < 40; i++) {
-      const img = new Jimp({ width: 8, height: 8, color: 0x000000ff });
-      for (let p = 0; p < 64; p++) {
-        const v = Math.round(255 * Math.exp(-(((p >> 3) - (i % 6) - 1) ** 2 + ((p & 7) - 3) ** 2) / 3));
-        img.bitmap.data.set([v, v, v, 255], 4 * p);
-      }
-      writeFileSync(join(images, `b${String(i).padStart(2, '0')}.png`), await img.getBuffer('image/png'));
+      const blob = Array.from({ length: 64 }, (_, p) => Math.round(255 * Math.exp(-(((p >> 3) - (i % 6) - 1) ** 2 + ((p & 7) - 3) ** 2) / 3)));
+      await writeGrayPng(join(images, `b${String(i).padStart(2, '0')}.png`), blob, 8);
     }
   });
   after(() => rmSync(dir, { recursive: true, force: true }));

@@ -6,14 +6,13 @@
 // within one set. The commands run in this process (main()), so that fs can be patched.
 
 import { expect } from 'chai';
-import { Jimp } from 'jimp';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readSafetensors } from '../../src/glow/safetensors.js';
 import { Faults, Io, snapshot, withFaults } from '../fault-fs.js';
-import { cliInProcess } from '../helpers.js';
+import { cliInProcess, writeGrayPng } from '../helpers.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures', import.meta.url));
 
@@ -60,12 +59,7 @@ describe('glow-onnx under injected write failures: nothing partial, older files 
     const images = join(shared, 'images');
     mkdirSync(images);
     for (let i = 0; i < 16; i++) {
-      const img = new Jimp({ width: 8, height: 8, color: 0x000000ff });
-      for (let p = 0; p < 64; p++) {
-        const v = ((p * 37 + i * 11) % 256);
-        img.bitmap.data.set([v, v, v, 255], 4 * p);
-      }
-      writeFileSync(join(images, `b${String(i).padStart(2, '0')}.png`), await img.getBuffer('image/png'));
+      await writeGrayPng(join(images, `b${String(i).padStart(2, '0')}.png`), Array.from({ length: 64 }, (_, p) => (p * 37 + i * 11) % 256), 8);
     }
     writeFileSync(join(shared, 'labels.txt'), Array.from({ length: 16 }, (_, i) => `b${String(i).padStart(2, '0')}.png ${i % 2}`).join('\n'));
     for (const [name, hidden] of [['a', '4'], ['b', '6']]) {
