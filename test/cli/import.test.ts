@@ -53,7 +53,7 @@ describe('glow-onnx import', function () {
     const badShuffles = join(dir, 'shuffles.json');
     writeFileSync(badShuffles, JSON.stringify({ 'flow.layers.1': [0, 0, 1, 2, 3, 4, 5, 6] }));
     fails(cli('import', fixture('glow-torch/y0ast_shuffle_affine.pt'), '--permutation', 'shuffle', '--shuffles', badShuffles, '--out', out), ['is not a permutation']);
-    fails(cli('import', fixture('torch-io/legacy.pt'), '--out', out), ['legacy.pt', 'legacy torch.save format']);
+    fails(cli('import', fixture('torch-io/legacy_module.pt'), '--out', out), ['legacy_module.pt', 'pickled __main__.TinyNet object']);
     fails(cli('import', fixture('torch-io/custom_class.pt'), '--out', out), ['custom_class.pt', 'torch.save(model.state_dict()']);
     fails(cli('import', fixture('torch-io/plain.pt'), '--out', out), ['not those of a y0ast or chaiyujin Glow state_dict']);
     fails(cli('import', fixture('torch-io/plain_pickle.pkl'), '--out', out), ['plain_pickle.pkl']);
