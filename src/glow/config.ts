@@ -109,7 +109,7 @@ export function validateConfig(input: unknown): GlowConfig {
   } else if (floor > 0 && c.coupling !== 'affine') {
     problems.push(`scaleFloor bounds the affine coupling's scale; an ${JSON.stringify(c.coupling)} coupling has none`);
   }
-  const padValue = c.zerosPadValue ?? 0;
+  const padValue = c.zerosPadValue === undefined ? 0 : c.zerosPadValue;
   if (padValue !== 0 && padValue !== 1) {
     problems.push(`zerosPadValue must be 0 (zero padding) or 1 (rosinality's ZeroConv2d), got ${JSON.stringify(c.zerosPadValue)}`);
   }
