@@ -15,8 +15,9 @@ const USAGE = `usage: glow-onnx <command> [options]
 
 make and describe models:
   init         --out DIR [--config FILE] [config flags] [--seed N] [--data mnist|DIR|none] [--init-batch N]
-  import       FILE.pt|FILE.pkg|FILE.safetensors --out DIR [import flags]
-               a y0ast, chaiyujin or rosinality PyTorch checkpoint (torch.save, also pre-1.6) -> native checkpoint + config.json
+  import       FILE.pt|FILE.pkg|FILE.safetensors --out DIR [--to native|rosinality] [import flags]
+               a y0ast, chaiyujin or rosinality PyTorch checkpoint (torch.save, also pre-1.6) -> native checkpoint + config.json;
+               --to rosinality: DIR/rosinality.safetensors in its model.py's names, for load_state_dict(strict=True)
   export       --weights FILE --out DIR [--config FILE] [--opset N] [--no-fold] [import flags]
                [--dtype float32|float16] [--batch N] [--external-data]
                [--triton DIR [--triton-max-batch 64] [--triton-instances 1] [--triton-device gpu|cpu]]

@@ -55,6 +55,11 @@ describe('glow-onnx import', function () {
     const json = JSON.parse(readFileSync(join(dir, 'ros', 'glow.json'), 'utf8'));
     expect(json.provenance.origin).to.equal('rosinality');
     expect(json.config.zerosPadValue).to.equal(1);
+    const back = cli('import', pt, '--image-shape', '3,16,16', '--to', 'rosinality', '--out', join(dir, 'ros-back'));
+    expect(back.code, back.stderr).to.equal(0);
+    expect(back.stdout).to.contain("rosinality's Glow(3, 2, 2, affine=True, conv_lu=True)").and.to.contain('strict=True');
+    expect(readSafetensors(readFileSync(join(dir, 'ros-back', 'rosinality.safetensors'))).tensors.has('blocks.1.prior.conv.weight')).to.equal(true);
+    fails(cli('import', fixture('glow-torch/y0ast_affine_lu_learntop.pt'), '--n-bits', '5', '--to', 'rosinality', '--out', join(dir, 'never')), ['cannot write a rosinality state_dict', 'pads with ones']);
   });
 
   it('export takes a .pt directly, with the overrides a PyTorch file needs', () => {

@@ -14,8 +14,12 @@
 // zerosPadValue 1.
 
 import { GlowConfig, validateConfig } from '../config.js';
+import { hostParam } from '../layers/common.js';
 import { foldLU } from '../layers/invconv.js';
+import { luDecompose, matrix } from '../linalg.js';
+import { GlowWeights } from '../model.js';
 import { splitPrefix, stepPrefix } from '../names.js';
+import { WritableDtype, WritableTensor } from '../safetensors.js';
 import { HostTensor, HostTensor64 } from '../tensor.js';
 import { CheckpointError } from './errors.js';
 
@@ -170,4 +174,117 @@ function importInvConv(src: string, dst: string, C: number, sign: Float64Array, 
     weight = w.data.map((v, k) => v * sign[k % C]);
   }
   set(`${dst}.invconv.weight`, [C, C], weight);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Back to rosinality's names (glow-onnx import --to rosinality): the folds above undone, for
+// the models its layers can express.
+
+/** Its Glow(in_channel, n_flow, n_block, affine, conv_lu) state_dict, in its order, with the
+ * arguments that rebuild the model. */
+export function toRosinality(w: GlowWeights): { tensors: [string, WritableTensor][]; args: Record<string, number | boolean> } {
+  const { config } = w;
+  const refuse = (why: string): never => {
+    throw new CheckpointError(`cannot write a rosinality state_dict: ${why}`);
+  };
+  if ((config.zerosPadValue ?? 0) !== 1) refuse('its ZeroConv2d pads with ones, and this model\'s Conv2dZeros pad with zeros');
+  if (config.permutation !== 'invconv') refuse(`it has no ${config.permutation} permutation, only 1x1 convolutions`);
+  if (config.numClasses > 0) refuse('it has no class conditioning');
+  if (!config.learnTop) refuse('its top prior is always learned (learnTop)');
+  if (config.scaleFloor) refuse('its affine coupling has no scale floor (scaleFloor)');
+  const p = (name: string) => hostParam(w.params, name);
+  if (p('prior_h').data.some((v) => v !== 0)) refuse('its top prior is its conv applied to zeros, and prior_h is not zero');
+  const out: [string, WritableTensor][] = [];
+  const put = (name: string, shape: number[], data: ArrayLike<number>, dtype: WritableDtype = 'F32') => out.push([name, { dtype, shape, data }]);
+  const { K, L } = config;
+  for (let b = 0; b < L; b++) {
+    for (let f = 0; f < K; f++) {
+      const src = stepPrefix(config, b, f);
+      const dst = `blocks.${b}.flows.${f}`;
+      const C = p(`${src}.actnorm.bias`).shape[1];
+      put(`${dst}.actnorm.loc`, [1, C, 1, 1], p(`${src}.actnorm.bias`).data);
+      put(`${dst}.actnorm.scale`, [1, C, 1, 1], p(`${src}.actnorm.logs`).data.map(Math.exp));
+      put(`${dst}.actnorm.initialized`, [], [1], 'U8');
+      // Glow never passes conv_lu to its last block: there it is LU whatever the model.
+      if (config.lu || b === L - 1) {
+        const lu = config.lu
+          ? { lower: p(`${src}.invconv.lower`).data, upper: p(`${src}.invconv.upper`).data, logS: p(`${src}.invconv.log_s`).data, signS: p(`${src}.invconv.sign_s`).data, perm: p(`${src}.invconv.p`).data }
+          : luParams(p(`${src}.invconv.weight`).data, C);
+        const upperMask = Float64Array.from({ length: C * C }, (_, k) => Number(k % C > Math.floor(k / C)));
+        put(`${dst}.invconv.w_l`, [C, C], lu.lower);
+        put(`${dst}.invconv.w_s`, [C], lu.logS);
+        put(`${dst}.invconv.w_u`, [C, C], lu.upper);
+        put(`${dst}.invconv.w_p`, [C, C], lu.perm);
+        put(`${dst}.invconv.u_mask`, [C, C], upperMask);
+        put(`${dst}.invconv.l_mask`, [C, C], Float64Array.from({ length: C * C }, (_, k) => upperMask[(k % C) * C + Math.floor(k / C)]));
+        put(`${dst}.invconv.s_sign`, [C], lu.signS);
+        put(`${dst}.invconv.l_eye`, [C, C], Float64Array.from({ length: C * C }, (_, k) => Number(k % C === Math.floor(k / C))));
+      } else {
+        put(`${dst}.invconv.weight`, [C, C, 1, 1], p(`${src}.invconv.weight`).data);
+      }
+      for (const layer of [0, 2]) {
+        // (conv(x) + b)·exp(logs) = conv(x; W·exp(logs)) + b·exp(logs)
+        const wt = p(`${src}.block.${layer}.conv.weight`);
+        const s = p(`${src}.block.${layer}.actnorm.logs`).data.map(Math.exp);
+        const per = wt.data.length / s.length;
+        put(`${dst}.coupling.net.${layer}.weight`, wt.shape, wt.data.map((v, k) => v * s[Math.floor(k / per)]));
+        put(`${dst}.coupling.net.${layer}.bias`, [s.length], p(`${src}.block.${layer}.actnorm.bias`).data.map((v, o) => v * s[o]));
+      }
+      const n = p(`${src}.block.4.conv.bias`).shape[0];
+      const order = config.coupling === 'affine' ? interleaveHalves(n, 'second') : Array.from({ length: n }, (_, i) => i);
+      exportZeroConv(`${src}.block.4.conv`, `${src}.block.4.logs`, `${dst}.coupling.net.4`, order, p, put);
+    }
+    if (b < L - 1) {
+      const src = splitPrefix(config, b);
+      exportZeroConv(`${src}.conv.conv`, `${src}.conv.logs`, `blocks.${b}.prior`, interleaveHalves(p(`${src}.conv.conv.bias`).shape[0], 'first'), p, put);
+    }
+  }
+  const top = p('learn_top_fn.conv.weight');
+  const M = top.shape[0];
+  const Ct = M / 2;
+  // Its prior conv reads the C channels of the top latent; prior_h has 2C.
+  for (let m = 0; m < M; m++) {
+    if (top.data.subarray((m * M + Ct) * 9, (m + 1) * M * 9).some((v) => v !== 0)) refuse('learn_top reads more channels than its top prior conv has');
+  }
+  const narrow = new Float64Array(M * Ct * 9);
+  for (let m = 0; m < M; m++) narrow.set(top.data.subarray(m * M * 9, (m * M + Ct) * 9), m * Ct * 9);
+  const topOrder = Array.from({ length: M }, (_, i) => i);
+  exportZeroConv('learn_top_fn.conv', 'learn_top_fn.logs', `blocks.${L - 1}.prior`, topOrder, (name) => (name === 'learn_top_fn.conv.weight' ? { shape: [M, Ct, 3, 3], data: narrow } : p(name)), put);
+  return {
+    tensors: out,
+    args: { in_channel: config.imageShape[0], n_flow: K, n_block: L, affine: config.coupling === 'affine', conv_lu: config.lu, filter_size: config.hiddenChannels },
+  };
+}
+
+/** The inverse of importZeroConv: output channel order[i] of the file is channel i here. */
+function exportZeroConv(conv: string, logs: string, dst: string, order: number[], p: Get, put: (name: string, shape: number[], data: ArrayLike<number>) => void): void {
+  const w = p(`${conv}.weight`);
+  const bias = p(`${conv}.bias`).data;
+  const scale = p(logs).data;
+  const n = order.length;
+  const per = w.data.length / n;
+  const weight = new Float64Array(w.data.length);
+  const b = new Float64Array(n);
+  const s = new Float64Array(n);
+  order.forEach((to, from) => {
+    weight.set(w.data.subarray(from * per, (from + 1) * per), to * per);
+    b[to] = bias[from];
+    s[to] = scale[from];
+  });
+  put(`${dst}.scale`, [1, n, 1, 1], s);
+  put(`${dst}.conv.weight`, w.shape, weight);
+  put(`${dst}.conv.bias`, [n], b);
+}
+
+/** A plain W as InvConv2dLU's factors: W = P L (U + diag(sign·exp(log_s))). */
+function luParams(weight: Float64Array, C: number) {
+  const { p, l, u } = luDecompose(matrix(C, C, weight));
+  const diag = Float64Array.from({ length: C }, (_, i) => u.data[i * C + i]);
+  return {
+    perm: p.data,
+    lower: l.data.map((v, k) => (k % C < Math.floor(k / C) ? v : 0)),
+    upper: u.data.map((v, k) => (k % C > Math.floor(k / C) ? v : 0)),
+    logS: diag.map((v) => Math.log(Math.abs(v))),
+    signS: diag.map(Math.sign),
+  };
 }

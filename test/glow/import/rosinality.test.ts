@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CheckpointError, importWeights } from '../../../src/glow/import/index.js';
+import { toRosinality } from '../../../src/glow/import/rosinality.js';
 import { readWeightsFile } from '../../../src/glow/import/torch.js';
+import { GlowConfig } from '../../../src/glow/config.js';
 import { buildDecode, buildEncode } from '../../../src/glow/model.js';
 import { checkpointBytes } from '../../../src/glow/params.js';
 import { WritableTensor, writeSafetensors } from '../../../src/glow/safetensors.js';
@@ -148,6 +150,41 @@ describe('rosinality/glow-pytorch checkpoints (fixtures from its own model.py)',
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  for (const f of fixtures) {
+    it(`${f.case}: --to rosinality gives model.py's own names, shapes, dtypes and order back, and imports to the same model`, () => {
+      const { weights } = importFixture(f);
+      const { tensors: back, args } = toRosinality(weights);
+      expect(back.map(([name, t]) => ({ name, shape: t.shape, dtype: t.dtype === 'U8' ? 'uint8' : 'float32' })))
+        .to.deep.equal(f.stateDict.map((t) => ({ ...t, name: t.name.replace(/^module\./, '') })));
+      expect(args).to.deep.equal({
+        in_channel: 3, n_flow: f.rosinality.n_flow, n_block: f.rosinality.n_block, affine: f.rosinality.affine,
+        conv_lu: f.rosinality.conv_lu, filter_size: f.rosinality.filter_size,
+      });
+      const again = importWeights(writeSafetensors(back), 'back.safetensors', { imageShape: imageShape(f) }).weights;
+      const model = { config: again.config, params: new Map(again.params) };
+      const ref = refEncode(model, f.inputs.x);
+      ref.eps.forEach((e, l) => expect(maxAbsDiff(e.data, f.encode.eps[l].data), `eps_${l + 1}`).to.be.below(NATIVE_CHECKPOINT_BOUND));
+      expect(maxAbsDiff(ref.bpd, f.encode.bpd.data), 'bpd').to.be.below(NATIVE_CHECKPOINT_BOUND);
+    });
+  }
+
+  it('--to rosinality refuses what its layers cannot express, in one line', () => {
+    const { weights } = importFixture(fixtures[0]);
+    const cases: [Partial<GlowConfig>, RegExp][] = [
+      [{ zerosPadValue: 0 }, /its ZeroConv2d pads with ones/],
+      [{ numClasses: 2 }, /no class conditioning/],
+      [{ scaleFloor: 0.1 }, /no scale floor/],
+    ];
+    for (const [change, message] of cases) {
+      const error = thrown(() => toRosinality({ ...weights, config: { ...weights.config, ...change } }));
+      expect(error).to.be.instanceOf(CheckpointError);
+      expect(error.message).to.match(/^cannot write a rosinality state_dict: /).and.to.match(message);
+    }
+    const params = new Map(weights.params);
+    params.set('prior_h', { ...params.get('prior_h')!, data: new Float64Array(params.get('prior_h')!.data.length).fill(0.5) });
+    expect(thrown(() => toRosinality({ ...weights, params })).message).to.match(/prior_h is not zero/);
   });
 
   it('refuses what the tensors cannot tell or a model that is not invertible, in one line naming the flag', () => {
