@@ -202,8 +202,25 @@ def main():
     save('parameters.pt', params)
     expected['readable']['parameters.pt'] = describe(params)
 
+    # The legacy (pre-1.6) format, as torch 0.4 to 1.5 wrote it by default.
+    legacy = dict(_use_new_zipfile_serialization=False)
+    save('legacy.pt', {'w': torch.ones(2)}, **legacy)
+    expected['readable']['legacy.pt'] = describe({'w': torch.ones(2)})
+    save('legacy_plain.pt', plain, **legacy)
+    expected['readable']['legacy_plain.pt'] = describe(plain)
+    # chaiyujin/glow-pytorch's trainer saves {global_step, graph, optim} (its builder.py), in this
+    # format with the torch of its time: a real model of that port (the glow-torch fixture) wrapped
+    # so, with Adam state that holds tensors too (of two parameters, to keep the file small). The
+    # test compares it with that fixture, so expected.json does not repeat its values.
+    graph = torch.load(os.path.join(OUT, '..', 'glow-torch', 'chaiyujin_affine_lu_learntop.pt'))
+    params = [p.clone().requires_grad_() for p in list(graph.values())[:2]]
+    optim = torch.optim.Adam(params, lr=1e-3)
+    sum((p * p).sum() for p in params).backward()
+    optim.step()
+    save('legacy_chaiyujin.pkg', {'global_step': 1200, 'graph': graph, 'optim': optim.state_dict()}, **legacy)
+
     # Unreadable ones.
-    save('legacy.pt', {'w': torch.ones(2)}, _use_new_zipfile_serialization=False)
+    save('legacy_module.pt', net, **legacy)  # the whole module: a ('module', ...) persistent id
     save('custom_class.pt', net)  # the whole module: needs __main__.TinyNet
     save('wrapped_module.pt', {'epoch': 1, 'model': net})
     save('config_object.pt', {'w': torch.ones(2), 'config': Config()})
@@ -212,7 +229,7 @@ def main():
     save('complex.pt', {'z': torch.tensor([1 + 2j])})
     with open(os.path.join(OUT, 'plain_pickle.pkl'), 'wb') as f:
         pickle.dump({'w': [1.0, 2.0]}, f, protocol=4)
-    expected['unreadable'] = ['legacy.pt', 'custom_class.pt', 'wrapped_module.pt', 'config_object.pt',
+    expected['unreadable'] = ['legacy_module.pt', 'custom_class.pt', 'wrapped_module.pt', 'config_object.pt',
                               'numpy_value.pt', 'int64_beyond_2_53.pt', 'complex.pt', 'plain_pickle.pkl']
 
     # Sanity: torch itself reads the variants back the same.

@@ -54,6 +54,8 @@ SAFE_DTYPES = {
 }
 CONFIG_KEYS = ('imageShape', 'K', 'L', 'hiddenChannels', 'coupling', 'permutation', 'lu', 'learnTop',
                'numClasses', 'nBits', 'actnormScale')
+# Absent means the paper's layers: an unbounded sigmoid (scaleFloor), zero padding (zerosPadValue).
+OPTIONAL_CONFIG_KEYS = ('scaleFloor', 'zerosPadValue')
 
 
 class LoadError(Exception):
@@ -135,8 +137,7 @@ def tensor_json(t):
 
 def extract_config(obj):
     if isinstance(obj, dict) and all(k in obj for k in CONFIG_KEYS):
-        # scaleFloor is optional: absent means the paper's unbounded sigmoid.
-        return {k: obj[k] for k in CONFIG_KEYS + ('scaleFloor',) if k in obj}
+        return {k: obj[k] for k in CONFIG_KEYS + OPTIONAL_CONFIG_KEYS if k in obj}
     if isinstance(obj, dict) and isinstance(obj.get('config'), dict):
         return extract_config(obj['config'])
     raise LoadError('no Glow config found (expected the keys ' + ', '.join(CONFIG_KEYS) + ', possibly under "config")')

@@ -31,7 +31,8 @@ Usage (a library; run it directly for a quick self-check):
 
 ``config`` is the JSON config of glow-onnx (src/glow/config.ts): imageShape [C,H,W], K, L,
 hiddenChannels, coupling, permutation, lu, learnTop, numClasses, nBits, actnormScale and
-optionally scaleFloor.
+optionally scaleFloor and zerosPadValue (the value every Conv2dZeros pads its input with: 0, or
+1 for models imported from rosinality/glow-pytorch, whose ZeroConv2d pads with ones).
 """
 
 import math
@@ -120,16 +121,19 @@ class ConvActNormY(nn.Module):
 
 
 class Conv2dZerosY(nn.Module):
-    """conv(x) * exp(3 * logs), zero-initialised: conv.{weight,bias}, logs [out,1,1]."""
+    """conv(x) * exp(3 * logs), zero-initialised: conv.{weight,bias}, logs [out,1,1]; x padded
+    with pad_value."""
 
-    def __init__(self, cin, cout, k=3):
+    def __init__(self, cin, cout, k=3, pad_value=0.0):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, padding=(k - 1) // 2)
+        self.conv = nn.Conv2d(cin, cout, k, padding=0)
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
         self.logs = nn.Parameter(torch.zeros(cout, 1, 1))
+        self.pad, self.pad_value = (k - 1) // 2, pad_value
 
     def forward(self, x):
+        x = F.pad(x, [self.pad] * 4, value=self.pad_value)
         return self.conv(x) * torch.exp(self.logs * LOGSCALE_FACTOR)
 
 
@@ -163,15 +167,17 @@ class ConvActNormC(nn.Conv2d):
 
 
 class Conv2dZerosC(nn.Conv2d):
-    """weight, bias, logs [out,1,1]."""
+    """weight, bias, logs [out,1,1]; x padded with pad_value."""
 
-    def __init__(self, cin, cout, k=3):
-        super().__init__(cin, cout, k, padding=(k - 1) // 2)
+    def __init__(self, cin, cout, k=3, pad_value=0.0):
+        super().__init__(cin, cout, k, padding=0)
         nn.init.zeros_(self.weight)
         nn.init.zeros_(self.bias)
         self.logs = nn.Parameter(torch.zeros(cout, 1, 1))
+        self.pad, self.pad_value = (k - 1) // 2, pad_value
 
     def forward(self, x):
+        x = F.pad(x, [self.pad] * 4, value=self.pad_value)
         return super().forward(x) * torch.exp(self.logs * LOGSCALE_FACTOR)
 
 
@@ -192,8 +198,8 @@ def conv_actnorm(naming, cin, cout, k, scale):
     return (ConvActNormY if naming == 'y0ast' else ConvActNormC)(cin, cout, k, scale)
 
 
-def conv_zeros(naming, cin, cout, k=3):
-    return (Conv2dZerosY if naming == 'y0ast' else Conv2dZerosC)(cin, cout, k)
+def conv_zeros(naming, cin, cout, k, cfg):
+    return (Conv2dZerosY if naming == 'y0ast' else Conv2dZerosC)(cin, cout, k, cfg.get('zerosPadValue', 0.0))
 
 
 def linear_zeros(naming, cin, cout):
@@ -293,7 +299,7 @@ class FlowStep(nn.Module):
         net = nn.Sequential(
             conv_actnorm(naming, half, hidden, 3, scale), nn.ReLU(),
             conv_actnorm(naming, hidden, hidden, 1, scale), nn.ReLU(),
-            conv_zeros(naming, hidden, out, 3),
+            conv_zeros(naming, hidden, out, 3, cfg),
         )
         self.net_name = 'block' if naming == 'y0ast' else 'f'
         setattr(self, self.net_name, net)
@@ -347,9 +353,9 @@ class FlowStep(nn.Module):
 class Split(nn.Module):
     """Keeps z1 (first half); z2 is modelled by Conv2dZeros(z1): mean = h[:,0::2], logs = h[:,1::2]."""
 
-    def __init__(self, channels, naming):
+    def __init__(self, channels, naming, cfg):
         super().__init__()
-        self.conv = conv_zeros(naming, channels // 2, channels, 3)
+        self.conv = conv_zeros(naming, channels // 2, channels, 3, cfg)
 
     def prior(self, z1):
         h = self.conv(z1)
@@ -368,7 +374,7 @@ class FlowNet(nn.Module):
             for _ in range(K):
                 layers.append(FlowStep(c, cfg['hiddenChannels'], cfg, naming, generator))
             if level < L - 1:
-                layers.append(Split(c, naming))
+                layers.append(Split(c, naming, cfg))
                 c //= 2
         self.layers = nn.ModuleList(layers)
         self.top_channels = c
@@ -403,7 +409,7 @@ class Glow(nn.Module):
         self.top_name = 'learn_top_fn' if naming == 'y0ast' else 'learn_top'
         if self.has_learn_top:
             # nn.Module attribute named after the port (learn_top_fn / learn_top).
-            self.add_module(self.top_name, conv_zeros(naming, 2 * top, 2 * top, 3))
+            self.add_module(self.top_name, conv_zeros(naming, 2 * top, 2 * top, 3, config))
         if self.num_classes > 0:
             self.project_ycond = linear_zeros(naming, self.num_classes, 2 * top)
             self.project_class = linear_zeros(naming, top, self.num_classes)

@@ -412,18 +412,21 @@ export function convTranspose(g: GraphBuilder, x: Value, weight: Value, bias: Va
   return g.node('ConvTranspose', inputs, attributes, [{ dtype: sameDtype('ConvTranspose', [x, weight]), shape }])[0];
 }
 
-/** Zero padding in ONNX's form: pads = [begin of each axis..., end of each axis...]. */
-export function pad(g: GraphBuilder, x: Value, pads: number[]): Value {
+/** Constant padding in ONNX's form: pads = [begin of each axis..., end of each axis...], with
+ * `value` (default 0). */
+export function pad(g: GraphBuilder, x: Value, pads: number[], value = 0): Value {
   const rank = x.rank;
   if (pads.length !== 2 * rank || pads.some((p) => !Number.isInteger(p) || p < 0)) {
     throw new Error(`Pad: ${x} needs ${2 * rank} non-negative integer pads, got [${pads.join(', ')}]`);
   }
   const grow = (d: Dim, i: number): Dim => (pads[i] + pads[i + rank] === 0 ? d : typeof d === 'number' ? d + pads[i] + pads[i + rank] : `${d}_padded`);
   const shape = x.shape!.map(grow);
-  return g.node('Pad', [x, int64(g, pads, 'pads')], { mode: attr.string('constant') }, [{ dtype: x.dtype, shape }])[0];
+  const inputs = [x, int64(g, pads, 'pads')];
+  if (value !== 0) inputs.push(g.constant(tensor(x.dtype, [], [value]), 'pad_value'));
+  return g.node('Pad', inputs, { mode: attr.string('constant') }, [{ dtype: x.dtype, shape }])[0];
 }
 
-/** Zero padding of the two spatial axes of an NCHW tensor: pads = [top, left, bottom, right]. */
-export function padSpatial(g: GraphBuilder, x: Value, pads: [number, number, number, number]): Value {
-  return pad(g, x, [0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]]);
+/** Constant padding of the two spatial axes of an NCHW tensor: pads = [top, left, bottom, right]. */
+export function padSpatial(g: GraphBuilder, x: Value, pads: [number, number, number, number], value = 0): Value {
+  return pad(g, x, [0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]], value);
 }

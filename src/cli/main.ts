@@ -15,8 +15,9 @@ const USAGE = `usage: glow-onnx <command> [options]
 
 make and describe models:
   init         --out DIR [--config FILE] [config flags] [--seed N] [--data mnist|DIR|none] [--init-batch N]
-  import       FILE.pt|FILE.safetensors --out DIR [import flags]
-               a y0ast or chaiyujin PyTorch checkpoint -> native checkpoint + config.json
+  import       FILE.pt|FILE.pkg|FILE.safetensors --out DIR [--to native|rosinality] [import flags]
+               a y0ast, chaiyujin or rosinality PyTorch checkpoint (torch.save, also pre-1.6) -> native checkpoint + config.json;
+               --to rosinality: DIR/rosinality.safetensors in its model.py's names, for load_state_dict(strict=True)
   export       --weights FILE --out DIR [--config FILE] [--opset N] [--no-fold] [import flags]
                [--dtype float32|float16] [--batch N] [--external-data]
                [--triton DIR [--triton-max-batch 64] [--triton-instances 1] [--triton-device gpu|cpu]]
@@ -47,8 +48,8 @@ run a model (--model DIR, default: the shipped models/mnist):
 
 runtime flags: --ep tensorrt,cuda,webgpu,cpu (priority order, default cpu) --strict-ep
   --threads N --batch-size N --device-id N --trt-fp16 --trt-cache DIR
-import flags (what PyTorch checkpoints do not store): --n-bits N (default 8) --image-shape C,H,W
-  --permutation reverse|shuffle --shuffles FILE.json
+import flags (what PyTorch checkpoints do not store): --n-bits N (default 8; rosinality 5) --image-shape C,H,W
+  (rosinality: always, its --img_size) --permutation reverse|shuffle --shuffles FILE.json
 config flags: --image-shape C,H,W --K N --L N --hidden N --coupling additive|affine
   --permutation invconv|shuffle|reverse --lu true|false --learn-top true|false
   --classes N --n-bits N --actnorm-scale X --scale-floor A (affine scale >= A; 0: none)

@@ -6,6 +6,8 @@ import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../glow/config.js';
 import { exportModelToDirectory } from '../glow/export-directory.js';
 import { DTYPES, ExportDType, ExportOptions } from '../glow/export.js';
 import { importWeights, ImportOptions } from '../glow/import/index.js';
+import { toRosinality } from '../glow/import/rosinality.js';
+import { writeSafetensors } from '../glow/safetensors.js';
 import { checkpointBytes, initWeights, shufflesFrom, WEIGHTS_FILE } from '../glow/params.js';
 import { Rng } from '../glow/rng.js';
 import { writeFilesAtomic } from '../runtime/files.js';
@@ -100,10 +102,22 @@ function loadWeights(values: Values, path: string) {
   return imported;
 }
 
+/** What `import --to rosinality` writes: its state_dict names, loadable with strict=True. */
+const ROSINALITY_FILE = 'rosinality.safetensors';
+
 export async function cmdImport(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { out: { type: 'string' }, ...IMPORT_FLAGS }, 1);
+  const { values, positionals } = parse(argv, { out: { type: 'string' }, to: { type: 'string' }, ...IMPORT_FLAGS }, 1);
   const out = required(values, 'out');
+  const to = choice(values, 'to', ['native', 'rosinality'] as const) ?? 'native';
   const { weights, origin } = loadWeights(values, positionals[0]);
+  if (to === 'rosinality') {
+    const { tensors, args } = toRosinality(weights);
+    writeFilesAtomic(out, { [ROSINALITY_FILE]: writeSafetensors(tensors, { 'rosinality.args': JSON.stringify(args) }) });
+    const call = `Glow(${args.in_channel}, ${args.n_flow}, ${args.n_block}, affine=${args.affine ? 'True' : 'False'}, conv_lu=${args.conv_lu ? 'True' : 'False'})`;
+    console.log(`wrote ${join(out, ROSINALITY_FILE)} from a ${origin} checkpoint: load it into rosinality's ${call} (filter_size ${args.filter_size}) `
+      + 'with load_state_dict(safetensors.torch.load_file(path), strict=True)');
+    return;
+  }
   writeFilesAtomic(out, { [WEIGHTS_FILE]: checkpointBytes(weights), 'config.json': `${JSON.stringify(weights.config, null, 2)}\n` });
   console.log(`imported a ${origin} checkpoint (${JSON.stringify(weights.config)}) into ${join(out, WEIGHTS_FILE)}`);
 }

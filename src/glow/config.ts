@@ -27,6 +27,11 @@ export interface GlowConfig {
    * divides by less (see layers/coupling.ts). Absent or 0: the paper's unbounded sigmoid, as
    * PyTorch checkpoints have it. */
   scaleFloor?: number;
+  /** The value every Conv2dZeros (the couplings' last conv, the split priors, learn_top) pads
+   * its input with before its 3x3 conv. Absent or 0: zero padding (y0ast, chaiyujin); 1:
+   * rosinality/glow-pytorch's ZeroConv2d, F.pad(x, [1, 1, 1, 1], value=1), which no weight
+   * change can express, since the border's contribution depends on the image size. */
+  zerosPadValue?: number;
 }
 
 export const DEFAULT_CONFIG: GlowConfig = {
@@ -48,7 +53,7 @@ export class ConfigError extends Error {
 }
 
 const KEYS = Object.keys(DEFAULT_CONFIG) as (keyof GlowConfig)[];
-const OPTIONAL_KEYS: (keyof GlowConfig)[] = ['scaleFloor'];
+const OPTIONAL_KEYS: (keyof GlowConfig)[] = ['scaleFloor', 'zerosPadValue'];
 /** The smallest normal float32. A scale floor must be one, for the encode graph's Log (see
  * layers/coupling.ts). */
 export const FLOAT32_MIN_NORMAL = 2 ** -126;
@@ -104,6 +109,10 @@ export function validateConfig(input: unknown): GlowConfig {
   } else if (floor > 0 && c.coupling !== 'affine') {
     problems.push(`scaleFloor bounds the affine coupling's scale; an ${JSON.stringify(c.coupling)} coupling has none`);
   }
+  const padValue = c.zerosPadValue === undefined ? 0 : c.zerosPadValue;
+  if (padValue !== 0 && padValue !== 1) {
+    problems.push(`zerosPadValue must be 0 (zero padding) or 1 (rosinality's ZeroConv2d), got ${JSON.stringify(c.zerosPadValue)}`);
+  }
   if (problems.length === 0) {
     const [C, H, W] = shape;
     const f = 2 ** c.L;
@@ -128,6 +137,7 @@ export function validateConfig(input: unknown): GlowConfig {
     actnormScale: c.actnormScale,
     // Written only when set, so configs of models without a floor stay as they were.
     ...(floor > 0 ? { scaleFloor: floor } : {}),
+    ...(padValue !== 0 ? { zerosPadValue: padValue } : {}),
   };
 }
 

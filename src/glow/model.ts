@@ -17,6 +17,7 @@ import * as fusedMix from './layers/fused-mix.js';
 import * as invconv from './layers/invconv.js';
 import {
   foldedCouplingNetwork, foldedPriorNetwork, foldZerosConv, literalCouplingNetwork, literalPriorNetwork, Network, OutputLayout,
+  zerosPaddedConv,
 } from './layers/networks.js';
 import { Gaussian, sample, standardize } from './layers/priors.js';
 import * as squeeze from './layers/squeeze.js';
@@ -69,7 +70,8 @@ interface StepGraph {
 }
 
 function couplingLayout(config: GlowConfig): OutputLayout {
-  return config.coupling === 'affine' ? { split: 'cross', oddOffset: 2 } : { split: 'whole' };
+  const padValue = config.zerosPadValue ?? 0;
+  return config.coupling === 'affine' ? { split: 'cross', oddOffset: 2, padValue } : { split: 'whole', padValue };
 }
 
 function stepPermutation(w: GlowWeights, prefix: string, C: number): readonly number[] {
@@ -155,16 +157,17 @@ interface Priors {
   classLogits(g: GraphBuilder, zTop: Value): Value;
 }
 
-/** h = Conv2dZeros(prior_h) (or prior_h itself) on the host, [1, 2C, h, w]. */
+/** h = Conv2dZeros(prior_h) (or prior_h itself) on the host, [1, 2C, h, w]. With a pad value
+ * of 1 the constant maps vary over space (rosinality's top prior, its conv applied to zeros). */
 function topPriorHost(w: GlowWeights): HostTensor {
   const priorH = hostParam(w.params, 'prior_h');
   if (!w.config.learnTop) return priorH;
   const f = foldZerosConv(hostParam(w.params, 'learn_top_fn.conv.weight'), hostParam(w.params, 'learn_top_fn.conv.bias').data,
     hostParam(w.params, 'learn_top_fn.logs').data, { split: 'whole' });
-  return conv3x3SameHost(priorH, f.weight, f.bias);
+  return conv3x3SameHost(priorH, f.weight, f.bias, w.config.zerosPadValue ?? 0);
 }
 
-function conv3x3SameHost(x: HostTensor, weight: Float64Array, bias: Float64Array): HostTensor {
+function conv3x3SameHost(x: HostTensor, weight: Float64Array, bias: Float64Array, padValue: number): HostTensor {
   const [, C, H, W] = x.shape;
   const M = bias.length;
   const out = new Float64Array(M * H * W);
@@ -177,8 +180,8 @@ function conv3x3SameHost(x: HostTensor, weight: Float64Array, bias: Float64Array
             for (let dj = 0; dj < 3; dj++) {
               const ii = i + di - 1;
               const jj = j + dj - 1;
-              if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
-              acc += weight[((m * C + c) * 3 + di) * 3 + dj] * x.data[(c * H + ii) * W + jj];
+              const inside = ii >= 0 && ii < H && jj >= 0 && jj < W;
+              acc += weight[((m * C + c) * 3 + di) * 3 + dj] * (inside ? x.data[(c * H + ii) * W + jj] : padValue);
             }
           }
         }
@@ -228,7 +231,7 @@ function foldedPriors(w: GlowWeights): Priors {
   const hTop = topPriorHost(w);
   const C2 = hTop.shape[1];
   return {
-    split: (level) => foldedPriorNetwork(w.params, splitPrefix(w.config, level)),
+    split: (level) => foldedPriorNetwork(w.params, splitPrefix(w.config, level), w.config.zerosPadValue),
     top(g, y) {
       if (!y) {
         const [mean, logs] = halvesHost(hTop);
@@ -246,11 +249,11 @@ function foldedPriors(w: GlowWeights): Priors {
 
 function literalPriors(w: GlowWeights, src: ParamSource): Priors {
   return {
-    split: (level) => literalPriorNetwork(src, splitPrefix(w.config, level)),
+    split: (level) => literalPriorNetwork(src, splitPrefix(w.config, level), w.config.zerosPadValue),
     top: (g, y) => g.scope('top_prior', () => {
       let h = src('prior_h');
       if (w.config.learnTop) {
-        const conv = op.conv(g, h, src('learn_top_fn.conv.weight'), src('learn_top_fn.conv.bias'), { pads: op.samePads(3) });
+        const conv = zerosPaddedConv(g, h, src('learn_top_fn.conv.weight'), src('learn_top_fn.conv.bias'), w.config.zerosPadValue);
         h = op.mul(g, conv, op.exp(g, op.mul(g, src('learn_top_fn.logs'), scalarConstant(g, 3, 'logscale_factor'))));
       }
       if (y) {

@@ -5,7 +5,7 @@
 import { bfloat16Value, float16Value } from '../builder/float16.js';
 
 export type SafeDtype = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
-export type WritableDtype = 'F32' | 'F64' | 'I64' | 'I32';
+export type WritableDtype = 'F32' | 'F64' | 'I64' | 'I32' | 'U8';
 
 export interface SafeTensor {
   /** The dtype stored in the file; data holds the values as float32 for F32, else float64. */
@@ -347,11 +347,12 @@ function headerPart(key: string, value: object): string {
   return `${JSON.stringify(key)}:${JSON.stringify(value)}`;
 }
 
-const WRITABLE_DTYPES: readonly string[] = ['F32', 'F64', 'I64', 'I32'] satisfies WritableDtype[];
+const WRITABLE_DTYPES: readonly string[] = ['F32', 'F64', 'I64', 'I32', 'U8'] satisfies WritableDtype[];
 
 const INTEGER_RANGES: Partial<Record<WritableDtype, [number, number]>> = {
   I32: [-(2 ** 31), 2 ** 31 - 1],
   I64: [-TWO_POW_53, TWO_POW_53],
+  U8: [0, 255],
 };
 
 function writeError(problem: string): SafetensorsError {
@@ -411,6 +412,7 @@ function elementWriter(dtype: WritableDtype, view: DataView): (offset: number, v
     // setFloat32 rounds to nearest even, exactly as Math.fround does.
     case 'F32': return (o, v) => view.setFloat32(o, v, true);
     case 'I64': return (o, v) => view.setBigInt64(o, BigInt(v), true);
+    case 'U8': return (o, v) => view.setUint8(o, v);
     case 'I32': return (o, v) => view.setInt32(o, v, true);
   }
 }

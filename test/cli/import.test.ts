@@ -37,6 +37,31 @@ describe('glow-onnx import', function () {
     expect(exp.code, exp.stderr).to.equal(0);
   });
 
+  it('takes a legacy chaiyujin .pkg ({global_step, graph, optim}) as the ZIP file of the same model', () => {
+    const r = cli('import', fixture('torch-io/legacy_chaiyujin.pkg'), '--out', join(dir, 'legacy'));
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.contain('imported a chaiyujin checkpoint');
+    expect(cli('import', fixture('glow-torch/chaiyujin_affine_lu_learntop.pt'), '--out', join(dir, 'zip')).code).to.equal(0);
+    const zip = readFileSync(join(dir, 'zip', 'weights.safetensors'));
+    expect(readFileSync(join(dir, 'legacy', 'weights.safetensors')).equals(zip)).to.equal(true);
+  });
+
+  it('exports a rosinality checkpoint given its image size, and names --image-shape without it', () => {
+    const pt = fixture('rosinality/rosinality_affine_lu.pt');
+    fails(cli('import', pt, '--out', join(dir, 'never')), ['rosinality_affine_lu.pt', 'pass --image-shape 3,H,W']);
+    const r = cli('export', '--weights', pt, '--image-shape', '3,16,16', '--out', join(dir, 'ros'));
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stderr).to.contain('assuming 5, its train.py default');
+    const json = JSON.parse(readFileSync(join(dir, 'ros', 'glow.json'), 'utf8'));
+    expect(json.provenance.origin).to.equal('rosinality');
+    expect(json.config.zerosPadValue).to.equal(1);
+    const back = cli('import', pt, '--image-shape', '3,16,16', '--to', 'rosinality', '--out', join(dir, 'ros-back'));
+    expect(back.code, back.stderr).to.equal(0);
+    expect(back.stdout).to.contain("rosinality's Glow(3, 2, 2, affine=True, conv_lu=True)").and.to.contain('strict=True');
+    expect(readSafetensors(readFileSync(join(dir, 'ros-back', 'rosinality.safetensors'))).tensors.has('blocks.1.prior.conv.weight')).to.equal(true);
+    fails(cli('import', fixture('glow-torch/y0ast_affine_lu_learntop.pt'), '--n-bits', '5', '--to', 'rosinality', '--out', join(dir, 'never')), ['cannot write a rosinality state_dict', 'pads with ones']);
+  });
+
   it('export takes a .pt directly, with the overrides a PyTorch file needs', () => {
     const r = cli('export', '--weights', fixture('glow-torch/y0ast_reverse_additive.pt'), '--permutation', 'reverse', '--n-bits', '3', '--out', join(dir, 'rev'));
     expect(r.code, r.stderr).to.equal(0);
@@ -53,9 +78,9 @@ describe('glow-onnx import', function () {
     const badShuffles = join(dir, 'shuffles.json');
     writeFileSync(badShuffles, JSON.stringify({ 'flow.layers.1': [0, 0, 1, 2, 3, 4, 5, 6] }));
     fails(cli('import', fixture('glow-torch/y0ast_shuffle_affine.pt'), '--permutation', 'shuffle', '--shuffles', badShuffles, '--out', out), ['is not a permutation']);
-    fails(cli('import', fixture('torch-io/legacy.pt'), '--out', out), ['legacy.pt', 'legacy torch.save format']);
+    fails(cli('import', fixture('torch-io/legacy_module.pt'), '--out', out), ['legacy_module.pt', 'pickled __main__.TinyNet object']);
     fails(cli('import', fixture('torch-io/custom_class.pt'), '--out', out), ['custom_class.pt', 'torch.save(model.state_dict()']);
-    fails(cli('import', fixture('torch-io/plain.pt'), '--out', out), ['not those of a y0ast or chaiyujin Glow state_dict']);
+    fails(cli('import', fixture('torch-io/plain.pt'), '--out', out), ['not those of a y0ast, chaiyujin or rosinality Glow state_dict']);
     fails(cli('import', fixture('torch-io/plain_pickle.pkl'), '--out', out), ['plain_pickle.pkl']);
     fails(cli('import', join(dir, 'missing.pt'), '--out', out), ['ENOENT']);
     expect(existsSync(out)).to.equal(false);

@@ -145,4 +145,12 @@ describe('config validation', () => {
     }
     expectThrows(() => validateConfig({ ...small, coupling: 'additive', scaleFloor: 0.1 }), Error, 'an "additive" coupling has none');
   });
+
+  it('zerosPadValue is optional, written only when 1, and 0 or 1', () => {
+    expect(validateConfig({ ...small, zerosPadValue: 0 })).to.not.have.property('zerosPadValue');
+    expect(validateConfig({ ...small, zerosPadValue: 1 }).zerosPadValue).to.equal(1);
+    for (const bad of [0.5, -1, '1', null]) {
+      expectThrows(() => validateConfig({ ...small, zerosPadValue: bad }), Error, "zerosPadValue must be 0 (zero padding) or 1 (rosinality's ZeroConv2d)");
+    }
+  });
 });

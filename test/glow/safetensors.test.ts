@@ -57,6 +57,7 @@ describe('safetensors', () => {
         [0.1, -Number.MAX_VALUE, 5e-324, -Infinity, -0]],
       ['I64', { dtype: 'I64', shape: [2, 2], data: [2 ** 53, -(2 ** 53), 0, -7] }, [2 ** 53, -(2 ** 53), 0, -7]],
       ['I32', { dtype: 'I32', shape: [3], data: [2 ** 31 - 1, -(2 ** 31), 42] }, [2 ** 31 - 1, -(2 ** 31), 42]],
+      ['U8', { dtype: 'U8', shape: [3], data: [0, 255, 1] }, [0, 255, 1]],
     ];
     for (const [dtype, tensor, expected] of cases) {
       it(`keeps ${dtype} values, shape and dtype`, () => {
@@ -140,6 +141,7 @@ describe('safetensors', () => {
       expect(write('t', { dtype: 'I32', shape: [1], data: [0.5] })).to.throw(SafetensorsError, 'element 0 is 0.5');
       expect(write('t', { dtype: 'I32', shape: [1], data: [2 ** 31] })).to.throw(SafetensorsError, 'not an integer in');
       expect(write('t', { dtype: 'I64', shape: [1], data: [2 ** 53 + 2] })).to.throw(SafetensorsError, 'not an integer in');
+      expect(write('t', { dtype: 'U8', shape: [1], data: [256] })).to.throw(SafetensorsError, 'not an integer in');
       expect(write('t', { dtype: 'F16' as 'F32', shape: [1], data: [1] })).to.throw(SafetensorsError, 'unwritable dtype "F16"');
       expect(write('__metadata__', { dtype: 'F32', shape: [], data: [1] })).to.throw(SafetensorsError, 'cannot be named');
       const twice: WritableTensor = { dtype: 'F32', shape: [], data: [1] };

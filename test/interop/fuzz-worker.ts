@@ -17,6 +17,7 @@ import { ConfigError, GlowConfig } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
 import { paramSpecs } from '../../src/glow/names.js';
 import { CheckpointError, importWeights } from '../../src/glow/import/index.js';
+import { readWeightsFile } from '../../src/glow/import/torch.js';
 import { checkpointBytes, parseCheckpoint, WeightsError } from '../../src/glow/params.js';
 import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } from '../../src/glow/safetensors.js';
 import { InputError } from '../../src/runtime/core.js';
@@ -65,6 +66,12 @@ function fixturesDir(): string {
   return join(process.cwd(), 'test', 'fixtures');
 }
 
+/** A plain Uint8Array: cases() mutates seed.slice(), which for a Buffer is a view of the seed,
+ * so every mutation would pile up in the seed itself. */
+function fixtureBytes(path: string): Uint8Array {
+  return new Uint8Array(readFileSync(path));
+}
+
 const config: GlowConfig = {
   imageShape: [1, 8, 8], K: 1, L: 2, hiddenChannels: 4, coupling: 'affine', permutation: 'invconv',
   lu: true, learnTop: true, numClasses: 2, nBits: 5, actnormScale: 1,
@@ -82,7 +89,9 @@ function readers(): Record<string, Reader> {
   const data = model['encode.onnx.data']!;
   const fixtures = fixturesDir();
   const ptFiles = ['glow-torch', 'torch-io'].flatMap((d) => readdirSync(join(fixtures, d))
-    .filter((f) => /\.(pt|pkl)$/.test(f)).sort().map((f) => readFileSync(join(fixtures, d, f))));
+    .filter((f) => /\.(pt|pkl)$/.test(f)).sort().map((f) => fixtureBytes(join(fixtures, d, f))));
+  // Legacy torch.save files: a state_dict with views, and chaiyujin's wrapper with optimizer state.
+  const legacyFiles = ['legacy_plain.pt', 'legacy_chaiyujin.pkg'].map((f) => fixtureBytes(join(fixtures, 'torch-io', f)));
   const native = checkpointBytes(weights);
   const latents = latentsBytes(config, [new Float32Array(2 * 2 * 4 * 4).fill(0.5), new Float32Array(2 * 8 * 2 * 2).fill(-1)], 2);
   // A checkpoint as a run writes it: with weight averages and the run's options.
@@ -102,6 +111,7 @@ function readers(): Record<string, Reader> {
     parseCheckpoint: { seeds: () => [native], read: (b) => parseCheckpoint(b, 'fuzz.safetensors') },
     parseLatents: { seeds: () => [latents], read: (b) => parseLatents(b, 'fuzz.safetensors', config) },
     importWeights: { seeds: () => [native, ...ptFiles], read: (b) => importWeights(b, 'fuzz.pt') },
+    'readWeightsFile(legacy torch.save)': { seeds: () => legacyFiles, read: (b) => readWeightsFile(b, 'fuzz.pt') },
     readTrainCheckpoint: { seeds: () => [initialCheckpoint(weights, 3), averaged], read: (b) => readTrainCheckpoint(b, 'checkpoint.safetensors') },
   };
 }

@@ -77,6 +77,7 @@ const READERS: [string, number, number][] = [
   ['parseCheckpoint', 400, 0.5],
   ['parseLatents', 300, 0.5],
   ['importWeights', 250, 0.5],
+  ['readWeightsFile(legacy torch.save)', 300, 0.3],
   ['readTrainCheckpoint', 250, 0.5],
 ];
 

@@ -182,8 +182,9 @@ export function unsqueeze(x: HostTensor): HostTensor {
   return out;
 }
 
-/** 2-D convolution, stride 1, zero padding `pad`, weight [O, I, k, k], optional bias [O]. */
-function conv2d(x: HostTensor, weight: HostTensor, bias: Float64Array | null, pad: number): HostTensor {
+/** 2-D convolution, stride 1, `pad` pixels of `padValue` around x, weight [O, I, k, k],
+ * optional bias [O]. */
+function conv2d(x: HostTensor, weight: HostTensor, bias: Float64Array | null, pad: number, padValue = 0): HostTensor {
   const [N, C, H, W] = dims4(x);
   const [O, I, kh, kw] = dims4(weight);
   if (I !== C) throw new Error(`conv weight expects ${I} input channels, got ${C}`);
@@ -200,11 +201,10 @@ function conv2d(x: HostTensor, weight: HostTensor, bias: Float64Array | null, pa
           for (let i = 0; i < C; i++)
             for (let a = 0; a < kh; a++) {
               const ih = h + a - pad;
-              if (ih < 0 || ih >= H) continue;
               for (let b = 0; b < kw; b++) {
                 const iw = w + b - pad;
-                if (iw < 0 || iw >= W) continue;
-                s += wd[((o * I + i) * kh + a) * kw + b] * xd[((n * C + i) * H + ih) * W + iw];
+                const inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+                s += wd[((o * I + i) * kh + a) * kw + b] * (inside ? xd[((n * C + i) * H + ih) * W + iw] : padValue);
               }
             }
           out.data[((n * O + o) * Ho + h) * Wo + w] = s;
@@ -307,12 +307,13 @@ function actnormReverse(model: Ref64Input, prefix: string, y: HostTensor): HostT
   return mapPerChannel(y, (v, c) => v * Math.exp(-logs[c]) - bias[c]);
 }
 
-/** Conv2dZeros: conv3x3(pad 1, weight, bias) * exp(3 * logs) per output channel. */
+/** Conv2dZeros: conv3x3(pad 1 with the config's zerosPadValue, weight, bias) * exp(3 * logs)
+ * per output channel. */
 function conv2dZeros(model: Ref64Input, prefix: string, x: HostTensor): HostTensor {
   const weight = param(model, `${prefix}.conv.weight`);
   const bias = param(model, `${prefix}.conv.bias`).data;
   const logs = param(model, `${prefix}.logs`).data;
-  const h = conv2d(x, weight, bias, 1);
+  const h = conv2d(x, weight, bias, 1, model.config.zerosPadValue ?? 0);
   return mapPerChannel(h, (v, c) => v * Math.exp(3 * logs[c]));
 }
 

@@ -405,6 +405,15 @@ export const RULES: Record<string, GradientRule> = {
     });
     return [dx];
   },
+  // Constant padding (rosinality's ZeroConv2d pads with ones): the padded border is not x.
+  Pad: (ctx) => {
+    const { g, node, dy: [d] } = ctx;
+    const x = node.inputs[0]!;
+    const pads = constantInts(ctx, 1, 'pads');
+    const axes = Array.from({ length: x.rank }, (_, i) => i).filter((i) => pads[i] !== 0 || pads[i + x.rank] !== 0);
+    if (!axes.length) return [d];
+    return [op.slice(g, d, axes.map((i) => pads[i]), axes.map((i) => pads[i] + staticDim(ctx, x, i)), axes)];
+  },
   Gather: (ctx) => {
     const { g, node, dy: [d] } = ctx;
     const x = node.inputs[0]!;

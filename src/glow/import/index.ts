@@ -1,6 +1,6 @@
 // One entry for every weights file a user may hand us: the native checkpoint (safetensors with
-// our config in its metadata), a y0ast or chaiyujin PyTorch checkpoint (.pt/.pth zip), or a
-// safetensors file of either port's state_dict.
+// our config in its metadata), a y0ast, chaiyujin or rosinality PyTorch checkpoint (torch.save,
+// either format), or a safetensors file of such a state_dict.
 
 import { checkShuffles, checkWeights, parseCheckpoint } from '../params.js';
 import { GlowWeights } from '../model.js';
@@ -8,6 +8,7 @@ import { readSafetensorsMetadata } from '../safetensors.js';
 import { HostTensor } from '../tensor.js';
 import { CheckpointError } from './errors.js';
 import { ConfigOverrides, detectPort, inferConfig, Port, toNativeNames } from './ports.js';
+import { importRosinality, isRosinalityBuffer } from './rosinality.js';
 import { readWeightsFile } from './torch.js';
 
 export { CheckpointError };
@@ -34,14 +35,20 @@ function isNativeCheckpoint(bytes: Uint8Array): boolean {
 
 export function importWeights(bytes: Uint8Array, source: string, options: ImportOptions = {}): Imported {
   if (isNativeCheckpoint(bytes)) return { weights: parseCheckpoint(bytes, source), origin: 'native', notes: [] };
-  const file = readWeightsFile(bytes, source);
+  const file = unwrapDataParallel(readWeightsFile(bytes, source));
   const port = withSource(source, () => detectPort([...file.keys()]));
   const tensors = new Map<string, HostTensor>();
   for (const [name, t] of file) {
+    if (port === 'rosinality' && isRosinalityBuffer(name)) continue;
     if (!['float32', 'float64', 'float16', 'bfloat16'].includes(t.dtype)) {
       throw new CheckpointError(`${source}: ${name} is ${t.dtype}; Glow weights are floating point`);
     }
     tensors.set(name, { shape: t.shape, data: t.data });
+  }
+  if (port === 'rosinality') {
+    const { config, params, notes } = withSource(source, () => importRosinality(tensors, options));
+    checkWeights(config, params, source);
+    return { weights: { config, params }, origin: port, notes };
   }
   const native = toNativeNames(port, tensors);
   const { config, notes } = withSource(source, () => inferConfig(native, options));
@@ -52,6 +59,14 @@ export function importWeights(bytes: Uint8Array, source: string, options: Import
   checkWeights(config, native, source);
   if (weights.shuffles) checkShuffles(config, weights.shuffles, source);
   return { weights, origin: port, notes };
+}
+
+/** nn.DataParallel's state_dict names every tensor module.<name> (rosinality's train.py saves
+ * that way). */
+function unwrapDataParallel<T>(file: Map<string, T>): Map<string, T> {
+  const names = [...file.keys()];
+  if (!names.length || !names.every((n) => n.startsWith('module.'))) return file;
+  return new Map([...file].map(([name, t]) => [name.slice('module.'.length), t]));
 }
 
 function withSource<T>(source: string, f: () => T): T {

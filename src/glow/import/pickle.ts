@@ -242,6 +242,14 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): PyValue {
   return new Machine(bytes, options).run();
 }
 
+/** One pickle of several written back to back (legacy torch.save files): the value and the
+ * offset just past its STOP opcode. Error positions stay offsets into `bytes`. */
+export function unpickleAt(bytes: Uint8Array, start: number, options: UnpickleOptions): { value: PyValue; end: number } {
+  const machine = new Machine(bytes, options, start);
+  const value = machine.run();
+  return { value, end: machine.offset };
+}
+
 class Machine {
   private readonly view: DataView;
   private pos = 0;
@@ -254,8 +262,13 @@ class Machine {
     throw new CheckpointError(`${this.options.source}: ${problem} (pickle byte ${this.at})`);
   };
 
-  constructor(private readonly bytes: Uint8Array, private readonly options: UnpickleOptions) {
+  constructor(private readonly bytes: Uint8Array, private readonly options: UnpickleOptions, start = 0) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.pos = start;
+  }
+
+  get offset(): number {
+    return this.pos;
   }
 
   run(): PyValue {

@@ -1,11 +1,14 @@
-// The two PyTorch ports of Glow whose checkpoints we import: their tensor names, mapped onto
-// the native (y0ast/Glow-PyTorch) names, and the config inferred from the tensors alone.
+// The PyTorch ports of Glow whose checkpoints we import: y0ast's and chaiyujin's tensor names,
+// mapped onto the native (y0ast/Glow-PyTorch) names, and the config inferred from the tensors
+// alone; rosinality's, whose layers need more than renaming, are told apart here and imported by
+// rosinality.ts.
 
 import { Coupling, GlowConfig, Permutation, validateConfig } from '../config.js';
 import { HostTensor } from '../tensor.js';
 import { CheckpointError } from './errors.js';
+import { isRosinalityName } from './rosinality.js';
 
-export type Port = 'y0ast' | 'chaiyujin';
+export type Port = 'y0ast' | 'chaiyujin' | 'rosinality';
 
 /** chaiyujin/glow-pytorch name -> y0ast name, by suffix pattern. */
 const CHAIYUJIN_TO_Y0AST: [RegExp, string][] = [
@@ -24,16 +27,18 @@ const CHAIYUJIN_TO_Y0AST: [RegExp, string][] = [
 export function detectPort(names: readonly string[]): Port {
   const chaiyujin = names.some((n) => /\.f\.[024]\./.test(n) || /^learn_top\./.test(n) || /\.invconv\.[lu]$/.test(n));
   const y0ast = names.some((n) => /\.block\.[024]\./.test(n) || /^learn_top_fn\./.test(n) || /\.invconv\.(lower|upper)$/.test(n));
-  if (chaiyujin && y0ast) throw new CheckpointError('the tensor names mix the y0ast and chaiyujin Glow ports');
+  const rosinality = names.some(isRosinalityName);
+  if ([chaiyujin, y0ast, rosinality].filter(Boolean).length > 1) throw new CheckpointError('the tensor names mix the y0ast, chaiyujin and rosinality Glow ports');
   if (chaiyujin) return 'chaiyujin';
   if (y0ast) return 'y0ast';
+  if (rosinality) return 'rosinality';
   const sample = names.slice(0, 3).join(', ');
-  throw new CheckpointError(`the tensor names (${sample}${names.length > 3 ? ', ...' : ''}) are not those of a y0ast or chaiyujin Glow state_dict`);
+  throw new CheckpointError(`the tensor names (${sample}${names.length > 3 ? ', ...' : ''}) are not those of a y0ast, chaiyujin or rosinality Glow state_dict`);
 }
 
 /** Renames a checkpoint's tensors to the native names; chaiyujin's batch-sized prior_h keeps
  * its first row (it is never trained there, so every row is the same). */
-export function toNativeNames(port: Port, tensors: ReadonlyMap<string, HostTensor>): Map<string, HostTensor> {
+export function toNativeNames(port: Exclude<Port, 'rosinality'>, tensors: ReadonlyMap<string, HostTensor>): Map<string, HostTensor> {
   if (port === 'y0ast') return new Map(tensors);
   const out = new Map<string, HostTensor>();
   for (const [name, t] of tensors) {

@@ -1,12 +1,14 @@
-// Reads PyTorch checkpoints as torch.save writes them since 1.6 (a ZIP archive holding
-// <archive>/data.pkl and one <archive>/data/<key> record per storage) without running anything
-// from the file: data.pkl goes through a pickle VM whose globals are JavaScript stand-ins for a
-// short allow-list of torch functions. Also dispatches between that format and safetensors.
+// Reads PyTorch checkpoints without running anything from the file, in both of torch.save's
+// formats: the ZIP archive of torch >= 1.6 (<archive>/data.pkl and one <archive>/data/<key>
+// record per storage) and the legacy stream of older torch (five pickles back to back, then
+// the raw storages). The object pickle goes through a pickle VM whose globals are JavaScript
+// stand-ins for a short allow-list of torch functions. Also dispatches between those formats
+// and safetensors.
 
 import { bfloat16Value, float16Value } from '../../builder/float16.js';
 import { CheckpointError } from './errors.js';
 import {
-  PyDict, PyGlobal, PyHost, PyList, PyOpaque, PyTuple, PyValue, describePy, standardGlobal, unpickle,
+  PyDict, PyGlobal, PyHost, PyList, PyOpaque, PyTuple, PyValue, describePy, standardGlobal, unpickle, unpickleAt,
 } from './pickle.js';
 import { ZipArchive, looksLikeZip } from './zip.js';
 import { SafeDtype, SafetensorsError, readSafetensors } from '../safetensors.js';
@@ -24,7 +26,6 @@ export interface TorchTensor {
 /** The advice every refusal of pickled code ends with. */
 export const RESAVE_HINT =
   're-save the weights with a recent torch as a state_dict (torch.save(model.state_dict(), path)) or as safetensors';
-export const LEGACY_HINT = 'legacy torch.save format; re-save with torch >= 1.6 or as safetensors';
 
 const ITEM_BYTES: Record<TorchDtype, number> = {
   float64: 8, int64: 8, float32: 4, int32: 4, float16: 2, bfloat16: 2, int16: 2, int8: 1, uint8: 1, bool: 1,
@@ -49,7 +50,8 @@ type Fail = (problem: string) => never;
 // ---------------------------------------------------------------------------------------------
 // What the allow-listed globals build
 
-/** A storage named by a persistent id: ('storage', torch.<T>Storage, key, location, numel). */
+/** A storage named by a persistent id: ('storage', torch.<T>Storage, key, location, numel),
+ * plus view metadata in legacy files. */
 class StorageRef extends PyHost {
   readonly typeName = 'torch storage';
   constructor(
@@ -59,6 +61,8 @@ class StorageRef extends PyHost {
     readonly numel: number,
     /** The storage type is a global outside the allow-list. */
     readonly refused = false,
+    /** Legacy storage views: where this storage starts in the record of `key`, in elements. */
+    readonly start = 0,
   ) {
     super();
   }
@@ -170,11 +174,7 @@ function resolveTorchGlobal(module: string, name: string): PyGlobal | undefined 
   return undefined;
 }
 
-function persistentLoad(pid: PyValue, fail: Fail): PyValue {
-  if (!(pid instanceof PyTuple) || pid.items.length !== 5 || pid.items[0] !== 'storage') {
-    fail(`persistent id ${describePy(pid)} is not a ('storage', type, key, location, numel) tuple`);
-  }
-  const [, type, key, , numel] = pid.items;
+function storageRef(type: PyValue, key: PyValue, numel: PyValue, fail: Fail): StorageRef {
   if (typeof key !== 'string') fail(`persistent id storage key is ${describePy(key)}, not a str`);
   if (!isCount(numel)) fail(`persistent id for storage ${JSON.stringify(key)} has size ${describePy(numel)}`);
   if (type instanceof PyOpaque) return new StorageRef(key, undefined, type.global, numel, true);
@@ -183,10 +183,59 @@ function persistentLoad(pid: PyValue, fail: Fail): PyValue {
   return new StorageRef(key, dtype, type.qualifiedName, numel);
 }
 
+function persistentLoad(pid: PyValue, fail: Fail): PyValue {
+  if (!(pid instanceof PyTuple) || pid.items.length !== 5 || pid.items[0] !== 'storage') {
+    fail(`persistent id ${describePy(pid)} is not a ('storage', type, key, location, numel) tuple`);
+  }
+  const [, type, key, , numel] = pid.items;
+  return storageRef(type, key, numel, fail);
+}
+
+/** Legacy ids: ('storage', type, key, location, numel, view) with view None or (view key,
+ * offset, size); ('module', class, source file, source) for a pickled nn.Module. */
+function legacyPersistentLoad(storages: Map<string, StorageRef>): (pid: PyValue, fail: Fail) => PyValue {
+  return (pid: PyValue, fail: Fail): PyValue => {
+    if (pid instanceof PyTuple && pid.items[0] === 'module') {
+      const type = pid.items[1];
+      const global = type instanceof PyOpaque ? type.global : describePy(type);
+      return new PyOpaque(global);
+    }
+    if (!(pid instanceof PyTuple) || pid.items.length !== 6 || pid.items[0] !== 'storage') {
+      fail(`persistent id ${describePy(pid)} is not a ('storage', type, key, location, numel, view) tuple`);
+    }
+    const [, type, key, , numel, view] = pid.items;
+    const root = storageRef(type, key, numel, fail);
+    const known = storages.get(root.key);
+    if (known && (known.numel !== root.numel || known.storageType !== root.storageType)) {
+      fail(`storage ${JSON.stringify(root.key)} is described twice, differently`);
+    }
+    if (!known) storages.set(root.key, root);
+    if (view === null) return root;
+    const parts = view instanceof PyTuple ? view.items : [];
+    const [, start, size] = parts;
+    if (parts.length !== 3 || !isCount(start) || !isCount(size) || start + size > root.numel) {
+      fail(`storage ${JSON.stringify(root.key)} has view ${describePy(view)}, not (key, offset, size) within its ${root.numel} elements`);
+    }
+    return new StorageRef(root.key, root.dtype, root.storageType, size, root.refused, start);
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading an archive
 
+/** Where a checkpoint keeps its storages' bytes, and how it words its errors. */
+interface StorageRecords {
+  fail: Fail;
+  /** The bytes of storage `key`, or a refusal naming the record. */
+  read(key: string, fail: Fail): { bytes: Uint8Array; name: string };
+  littleEndian: boolean;
+  /** Says what an opaque root object is (a TorchScript archive, a pickled module, ...). */
+  describeOpaqueRoot(global: string): string;
+}
+
+/** Either torch.save format: ZIP archive (torch >= 1.6) or legacy stream. */
 export function readTorchCheckpoint(bytes: Uint8Array, source: string): Map<string, TorchTensor> {
+  if (isLegacyTorch(bytes)) return readLegacyTorch(bytes, source);
   if (!looksLikeZip(bytes)) diagnoseNotZip(bytes, source);
   const zip = new ZipArchive(bytes, source);
   const prefix = archivePrefix(zip);
@@ -196,20 +245,111 @@ export function readTorchCheckpoint(bytes: Uint8Array, source: string): Map<stri
     resolveGlobal: resolveTorchGlobal,
     persistentLoad,
   });
-  const littleEndian = readByteOrder(zip, prefix);
-  const stateDict = selectStateDict(root, zip, prefix);
+  const torchScript = zip.has(`${prefix}constants.pkl`) || zip.names().some((name) => name.startsWith(`${prefix}code/`));
+  return stateDictTensors(root, {
+    fail: (problem) => zip.fail(problem),
+    littleEndian: readByteOrder(zip, prefix),
+    read(key, fail) {
+      const name = `${prefix}data/${key}`;
+      if (!zip.has(name)) fail(`its storage record ${JSON.stringify(name)} is missing`);
+      return { bytes: zip.read(name), name };
+    },
+    describeOpaqueRoot: (global) => (torchScript ? 'a TorchScript archive (torch.jit.save)' : `a pickled ${global} object`),
+  });
+}
+
+/** The legacy protocol version, the second pickle of every legacy file. */
+const LEGACY_PROTOCOL = 1001;
+/** The first pickle of a legacy file: torch's magic number. */
+const LEGACY_MAGIC_NUMBER = 0x1950a86a20f9469cfc6cn;
+/** Storage types whose tensors are refused when read, sized so that the records after them can
+ * still be found. */
+const UNREADABLE_ITEM_BYTES: Record<string, number> = {
+  ComplexFloatStorage: 8, ComplexDoubleStorage: 16, QInt8Storage: 1, QUInt8Storage: 1, QInt32Storage: 4,
+};
+/** Each legacy storage record starts with its element count as a little-endian int64. */
+const RECORD_HEADER_BYTES = 8;
+
+/**
+ * The pre-1.6 format (torch.save(..., _use_new_zipfile_serialization=False)): pickles of the
+ * magic number, the protocol version and a system-info dict; the object pickle, whose storages
+ * are persistent ids; a pickle of the storage keys; then, in that key order, each storage as
+ * an int64 element count and its raw bytes.
+ */
+function readLegacyTorch(bytes: Uint8Array, source: string): Map<string, TorchTensor> {
+  const fail: Fail = (problem) => {
+    throw new CheckpointError(`${source}: ${problem}`);
+  };
+  let pos = 0;
+  const storages = new Map<string, StorageRef>();
+  const next = (what: string, resolveGlobal = standardGlobal, load?: (pid: PyValue, fail: Fail) => PyValue): PyValue => {
+    const { value, end } = unpickleAt(bytes, pos, { source: `${source}: legacy ${what} pickle`, resolveGlobal, persistentLoad: load });
+    pos = end;
+    return value;
+  };
+  const magic = next('magic number');
+  if (typeof magic !== 'bigint' || magic !== LEGACY_MAGIC_NUMBER) fail(`legacy torch.save magic number is ${describePy(magic)}, not torch's`);
+  const protocol = next('protocol version');
+  if (protocol !== LEGACY_PROTOCOL) fail(`legacy torch.save protocol version is ${describePy(protocol)}, not ${LEGACY_PROTOCOL}`);
+  const sysInfo = next('system info');
+  if (!(sysInfo instanceof PyDict)) fail(`legacy torch.save system info is ${describePy(sysInfo)}, not a dict`);
+  const littleEndian = sysInfo.get('little_endian');
+  if (littleEndian !== true) {
+    fail(littleEndian === false
+      ? 'is a big-endian legacy torch.save file, which this reader does not support; re-save it with torch >= 1.6 or as safetensors'
+      : `legacy torch.save system info has little_endian ${describePy(littleEndian)}`);
+  }
+  const root = next('object', resolveTorchGlobal, legacyPersistentLoad(storages));
+  const keys = next('storage keys');
+  if (!(keys instanceof PyList) || !keys.items.every((k): k is string => typeof k === 'string')) {
+    fail(`legacy torch.save storage keys are ${describePy(keys)}, not a list of str`);
+  }
+  const records = new Map<string, Uint8Array>();
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (const key of keys.items as string[]) {
+    const storage = storages.get(key);
+    if (!storage) fail(`legacy torch.save lists storage ${JSON.stringify(key)}, which no tensor uses`);
+    if (records.has(key)) fail(`legacy torch.save lists storage ${JSON.stringify(key)} twice`);
+    if (bytes.length - pos < RECORD_HEADER_BYTES) fail(`storage ${JSON.stringify(key)} starts past the end of the file (truncated)`);
+    const numel = view.getBigInt64(pos, true);
+    if (numel !== BigInt(storage.numel)) fail(`storage ${JSON.stringify(key)} holds ${numel} elements, but its tensors say ${storage.numel}`);
+    const itemBytes = storage.dtype ? ITEM_BYTES[storage.dtype] : UNREADABLE_ITEM_BYTES[storage.storageType.replace(/^torch\./, '')];
+    // Without the element size the records that follow cannot be found.
+    if (!itemBytes) fail(`storage ${JSON.stringify(key)} is a ${storage.storageType}, whose element size this reader does not know`);
+    const size = storage.numel * itemBytes;
+    if (bytes.length - pos - RECORD_HEADER_BYTES < size) {
+      fail(`storage ${JSON.stringify(key)} needs ${size} bytes but the file ends after ${bytes.length - pos - RECORD_HEADER_BYTES} (truncated)`);
+    }
+    records.set(key, bytes.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + size));
+    pos += RECORD_HEADER_BYTES + size;
+  }
+  return stateDictTensors(root, {
+    fail,
+    littleEndian,
+    read(key, fail) {
+      const record = records.get(key);
+      if (!record) return fail(`its storage ${JSON.stringify(key)} is missing from the legacy storage keys`);
+      return { bytes: record, name: `storage ${JSON.stringify(key)}` };
+    },
+    describeOpaqueRoot: (global) => `a pickled ${global} object`,
+  });
+}
+
+function stateDictTensors(root: PyValue, records: StorageRecords): Map<string, TorchTensor> {
+  const { fail } = records;
+  const stateDict = selectStateDict(root, records);
   const tensors = new Map<string, TorchTensor>();
   for (const [key, value] of stateDict.entries()) {
     const where = `key ${keyName(key)}`;
-    if (typeof key !== 'string') return zip.fail(`state_dict ${where} is not a str`);
+    if (typeof key !== 'string') return fail(`state_dict ${where} is not a str`);
     if (isTensor(value)) {
-      tensors.set(key, decodeTensor(value, zip, prefix, littleEndian, (problem) => zip.fail(`${where}: ${problem}`)));
+      tensors.set(key, decodeTensor(value, records, (problem) => fail(`${where}: ${problem}`)));
     } else if (key === '_metadata' && value instanceof PyDict) {
       continue; // module versions, as torch keeps them; not weights
     } else if (value instanceof PyOpaque) {
-      zip.fail(`${where} holds a pickled ${value.global} object; loading it would run arbitrary code from the file (refused global ${value.global}); ${RESAVE_HINT}`);
+      fail(`${where} holds a pickled ${value.global} object; loading it would run arbitrary code from the file (refused global ${value.global}); ${RESAVE_HINT}`);
     } else {
-      zip.fail(`${where} is ${describePy(value)}, not a tensor`);
+      fail(`${where} is ${describePy(value)}, not a tensor`);
     }
   }
   return tensors;
@@ -236,14 +376,13 @@ function readByteOrder(zip: ZipArchive, prefix: string): boolean {
   return zip.fail(`${name} says ${JSON.stringify(text.slice(0, 20))}, not "little" or "big"`);
 }
 
-function selectStateDict(root: PyValue, zip: ZipArchive, prefix: string): PyDict {
+function selectStateDict(root: PyValue, records: StorageRecords): PyDict {
   if (root instanceof PyOpaque) {
-    const torchScript = zip.has(`${prefix}constants.pkl`) || zip.names().some((name) => name.startsWith(`${prefix}code/`));
-    const what = torchScript ? 'a TorchScript archive (torch.jit.save)' : `a pickled ${root.global} object`;
-    zip.fail(`the checkpoint is ${what}, not a state_dict; loading it would run arbitrary code from the file (refused global ${root.global}); ${RESAVE_HINT}`);
+    const what = records.describeOpaqueRoot(root.global);
+    records.fail(`the checkpoint is ${what}, not a state_dict; loading it would run arbitrary code from the file (refused global ${root.global}); ${RESAVE_HINT}`);
   }
   if (!(root instanceof PyDict)) {
-    zip.fail(`the checkpoint holds ${describePy(root)}, not a state_dict (a dict of tensors); ${RESAVE_HINT}`);
+    records.fail(`the checkpoint holds ${describePy(root)}, not a state_dict (a dict of tensors); ${RESAVE_HINT}`);
   }
   const values = [...root.entries()];
   if (root.size === 0 || values.some(([, value]) => isTensor(value))) return root;
@@ -257,14 +396,14 @@ function selectStateDict(root: PyValue, zip: ZipArchive, prefix: string): PyDict
   const opaqueWrapper = wrapped.find(([, value]) => value instanceof PyOpaque);
   if (opaqueWrapper) {
     const global = (opaqueWrapper[1] as PyOpaque).global;
-    zip.fail(`key ${keyName(opaqueWrapper[0])} holds a pickled ${global} object, not a state_dict; loading it would run arbitrary code from the file (refused global ${global}); ${RESAVE_HINT}`);
+    records.fail(`key ${keyName(opaqueWrapper[0])} holds a pickled ${global} object, not a state_dict; loading it would run arbitrary code from the file (refused global ${global}); ${RESAVE_HINT}`);
   }
   const keys = values.slice(0, 8).map(([key]) => keyName(key)).join(', ');
   const opaque = values.find(([, value]) => value instanceof PyOpaque);
   const note = opaque
     ? `; key ${keyName(opaque[0])} holds a pickled ${(opaque[1] as PyOpaque).global} object, which would need arbitrary code to load; ${RESAVE_HINT}`
     : '';
-  return zip.fail(`found no state_dict: the top-level dict holds no tensors and none under ${WRAPPER_KEYS.join('/')} (keys: ${keys}${values.length > 8 ? ', ...' : ''})${note}`);
+  return records.fail(`found no state_dict: the top-level dict holds no tensors and none under ${WRAPPER_KEYS.join('/')} (keys: ${keys}${values.length > 8 ? ', ...' : ''})${note}`);
 }
 
 function keyName(key: PyValue): string {
@@ -274,9 +413,7 @@ function keyName(key: PyValue): string {
 // ---------------------------------------------------------------------------------------------
 // Decoding storages
 
-function decodeTensor(
-  tensor: TensorRef | UnreadableTensor, zip: ZipArchive, prefix: string, littleEndian: boolean, fail: Fail,
-): TorchTensor {
+function decodeTensor(tensor: TensorRef | UnreadableTensor, records: StorageRecords, fail: Fail): TorchTensor {
   if (tensor instanceof UnreadableTensor) fail(`cannot read the tensor: ${tensor.problem}`);
   const { storage, offset, shape, stride } = tensor;
   if (!storage.dtype) {
@@ -297,15 +434,13 @@ function decodeTensor(
   if (last >= storage.numel) {
     fail(`view (offset ${offset}, shape [${shape.join(', ')}], stride [${stride.join(', ')}]) reaches element ${last} of a ${storage.numel}-element storage`);
   }
-  const recordName = `${prefix}data/${storage.key}`;
-  if (!zip.has(recordName)) fail(`its storage record ${JSON.stringify(recordName)} is missing`);
-  const record = zip.read(recordName);
+  const { bytes: record, name: recordName } = records.read(storage.key, fail);
   const itemBytes = ITEM_BYTES[dtype];
-  if (record.length < storage.numel * itemBytes) {
-    fail(`storage record ${JSON.stringify(recordName)} is ${record.length} bytes, too short for ${storage.numel} ${dtype} elements`);
+  if (record.length < (storage.start + storage.numel) * itemBytes) {
+    fail(`storage record ${JSON.stringify(recordName)} is ${record.length} bytes, too short for ${storage.start + storage.numel} ${dtype} elements`);
   }
-  const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
-  const read = elementReader(dtype, view, littleEndian, fail);
+  const view = new DataView(record.buffer, record.byteOffset + storage.start * itemBytes, record.byteLength - storage.start * itemBytes);
+  const read = elementReader(dtype, view, records.littleEndian, fail);
   const out = new Float64Array(numel);
   if (isContiguous(shape, stride)) {
     for (let i = 0; i < numel; i++) out[i] = read(offset + i);
@@ -389,9 +524,8 @@ function looksLikeSafetensors(bytes: Uint8Array): boolean {
 }
 
 function diagnoseNotZip(bytes: Uint8Array, source: string): never {
-  if (isLegacyTorch(bytes)) throw new CheckpointError(`${source}: ${LEGACY_HINT} (the file is a bare pickle stream, which cannot be read without running code)`);
   if (looksLikePickle(bytes)) {
-    throw new CheckpointError(`${source}: is a bare pickle, not a torch.save ZIP archive (${LEGACY_HINT})`);
+    throw new CheckpointError(`${source}: is a bare pickle, not a torch.save file (neither a ZIP archive nor the legacy format, which starts with torch's magic number); ${RESAVE_HINT}`);
   }
   if (looksLikeSafetensors(bytes)) {
     throw new CheckpointError(`${source}: is a safetensors file, not a torch.save archive; read it with readWeightsFile`);
@@ -405,9 +539,9 @@ const SAFE_TO_TORCH: Record<SafeDtype, TorchDtype> = {
   I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool',
 };
 
-/** A torch.save ZIP checkpoint or a safetensors file, told apart by their first bytes. */
+/** A torch.save checkpoint (either format) or a safetensors file, told apart by their first bytes. */
 export function readWeightsFile(bytes: Uint8Array, source: string): Map<string, TorchTensor> {
-  if (looksLikeZip(bytes)) return readTorchCheckpoint(bytes, source);
+  if (looksLikeZip(bytes) || isLegacyTorch(bytes)) return readTorchCheckpoint(bytes, source);
   if (looksLikeSafetensors(bytes)) {
     let file;
     try {

@@ -1,6 +1,7 @@
 // The parameterised sub-networks that are not flows themselves: the coupling network
 // NN = conv3x3 + ActNorm + ReLU, conv1x1 + ActNorm + ReLU, Conv2dZeros, and Conv2dZeros alone
-// (the split prior). Each comes in two forms returning the same values:
+// (the split prior). A Conv2dZeros pads its input with the config's zerosPadValue: zeros, or
+// ones as rosinality's ZeroConv2d does (an explicit Pad, then the conv without padding). Each comes in two forms returning the same values:
 // - literal: the checkpoint tensors used as they are, Exp on weights included (training,
 //   --no-fold);
 // - folded: ActNorms, exp(3*logs) and the +2 of the affine scale folded into conv weights and
@@ -16,10 +17,11 @@ import { ActNormSource, HostParams, hostParam, ParamSource, scalarConstant, weig
 export type Network = (g: GraphBuilder, z: Value) => Value[];
 
 /** How a Conv2dZeros output is cut: 'cross' = [even channels, odd channels] (+ `oddOffset`
- * added to the odd half), 'whole' = one tensor. */
+ * added to the odd half), 'whole' = one tensor; and the value its input is padded with. */
 export interface OutputLayout {
   split: 'cross' | 'whole';
   oddOffset?: number;
+  padValue?: number;
 }
 
 const LOGSCALE_FACTOR = 3;
@@ -50,9 +52,15 @@ function literalConvActNorm(
   return op.relu(g, actnorm.encode(g, conv, actnorms(g, `${prefix}.actnorm`, conv)).out);
 }
 
+/** The 3x3 conv of a Conv2dZeros, padded with `padValue`. */
+export function zerosPaddedConv(g: GraphBuilder, x: Value, weight: Value, bias: Value, padValue = 0): Value {
+  if (padValue === 0) return op.conv(g, x, weight, bias, { pads: op.samePads(3) });
+  return op.conv(g, op.padSpatial(g, x, op.samePads(3), padValue), weight, bias);
+}
+
 /** Conv2dZeros: conv(x) * exp(3 * logs), with `convPrefix` holding weight/bias. */
 function literalZerosConv(g: GraphBuilder, src: ParamSource, convPrefix: string, logsName: string, x: Value, layout: OutputLayout): Value[] {
-  const h = op.conv(g, x, src(`${convPrefix}.weight`), src(`${convPrefix}.bias`), { pads: op.samePads(3) });
+  const h = zerosPaddedConv(g, x, src(`${convPrefix}.weight`), src(`${convPrefix}.bias`), layout.padValue);
   const logs = src(logsName);
   const scaled = op.mul(g, h, op.exp(g, op.mul(g, logs, scalarConstant(g, LOGSCALE_FACTOR, 'logscale_factor'))));
   if (layout.split === 'whole') return [scaled];
@@ -70,8 +78,8 @@ export function literalCouplingNetwork(src: ParamSource, actnorms: ActNormSource
   });
 }
 
-export function literalPriorNetwork(src: ParamSource, prefix: string): Network {
-  return (g, z) => g.scope('prior', () => literalZerosConv(g, src, `${prefix}.conv.conv`, `${prefix}.conv.logs`, z, { split: 'cross' }));
+export function literalPriorNetwork(src: ParamSource, prefix: string, padValue = 0): Network {
+  return (g, z) => g.scope('prior', () => literalZerosConv(g, src, `${prefix}.conv.conv`, `${prefix}.conv.logs`, z, { split: 'cross', padValue }));
 }
 
 // ---------------------------------------------------------------- folded
@@ -111,9 +119,10 @@ export function foldZerosConv(weightT: { shape: number[]; data: Float64Array }, 
   return { shape: weightT.shape, weight: w, bias: b };
 }
 
-function emitConv(g: GraphBuilder, x: Value, f: FoldedConv, hint: string): Value {
+function emitConv(g: GraphBuilder, x: Value, f: FoldedConv, hint: string, padValue = 0): Value {
   const kernel = f.shape[2];
-  return op.conv(g, x, weight(g, `${hint}.weight`, f.shape, f.weight), weight(g, `${hint}.bias`, [f.shape[0]], f.bias), { pads: op.samePads(kernel) });
+  const [w, b] = [weight(g, `${hint}.weight`, f.shape, f.weight), weight(g, `${hint}.bias`, [f.shape[0]], f.bias)];
+  return kernel === 3 ? zerosPaddedConv(g, x, w, b, padValue) : op.conv(g, x, w, b, { pads: op.samePads(kernel) });
 }
 
 function emitLayout(g: GraphBuilder, h: Value, layout: OutputLayout): Value[] {
@@ -131,12 +140,12 @@ export function foldedCouplingNetwork(params: HostParams, prefix: string, layout
     const h1 = op.relu(g, emitConv(g, h0, foldConvActNorm(params, `${prefix}.block.2`), 'conv1'));
     const c2 = foldZerosConv(hostParam(params, `${prefix}.block.4.conv.weight`), hostParam(params, `${prefix}.block.4.conv.bias`).data,
       hostParam(params, `${prefix}.block.4.logs`).data, layout);
-    return emitLayout(g, emitConv(g, h1, c2, 'conv2'), layout);
+    return emitLayout(g, emitConv(g, h1, c2, 'conv2', layout.padValue), layout);
   });
 }
 
-export function foldedPriorNetwork(params: HostParams, prefix: string): Network {
+export function foldedPriorNetwork(params: HostParams, prefix: string, padValue = 0): Network {
   const f = foldZerosConv(hostParam(params, `${prefix}.conv.conv.weight`), hostParam(params, `${prefix}.conv.conv.bias`).data,
     hostParam(params, `${prefix}.conv.logs`).data, { split: 'cross' });
-  return (g, z) => g.scope('prior', () => emitLayout(g, emitConv(g, z, f, 'conv'), { split: 'cross' }));
+  return (g, z) => g.scope('prior', () => emitLayout(g, emitConv(g, z, f, 'conv', padValue), { split: 'cross' }));
 }

@@ -303,6 +303,18 @@ export const CASES: Case[] = [
     },
   },
   {
+    name: 'Pad: ones around the spatial axes (rosinality\'s ZeroConv2d), and zeros on one side of one axis',
+    ops: ['Pad'],
+    build: (t) => {
+      const x = t.input('x', [2, 3, 2, 3], { declared: [...N, 3, 2, 3] });
+      const w = t.param('w', [2, 3, 3, 3]);
+      const ones = op.padSpatial(t.g, x, [1, 1, 1, 1], 1);
+      const side = op.pad(t.g, op.exp(t.g, x), [0, 0, 0, 2, 0, 0, 0, 0]);
+      const conv = op.conv(t.g, ones, w, undefined);
+      return { out: op.concat(t.g, [op.reshape(t.g, conv, [0, -1]), op.reshape(t.g, side, [0, -1])], 1), wrt: [x, w] };
+    },
+  },
+  {
     name: 'Gather: a channel permutation on axis 1 (as Glow), repeated indices, a scalar index',
     ops: ['Gather'],
     build: (t) => {

@@ -37,6 +37,8 @@ interface Case {
   /** Adds a class term mean(y * y_logits) to the loss, which alone reaches project_class.*;
    * without it, mean bpd does not depend on those tensors and their gradients are zeros. */
   classTerm?: boolean;
+  /** Conv weight spread, instead of SCALE. */
+  scale?: number;
 }
 
 const base: Omit<GlowConfig, 'imageShape' | 'K' | 'L' | 'hiddenChannels'> = {
@@ -54,6 +56,15 @@ const CASES: Case[] = [
     name: '[1,4,4] K=2 L=2 hidden 4, affine, LU, learnTop, scaleFloor 0.88',
     config: { ...base, imageShape: [1, 4, 4], K: 2, L: 2, hiddenChannels: 4, scaleFloor: 0.88 },
     batch: 2,
+  },
+  {
+    // rosinality's ZeroConv2d: every Conv2dZeros pads with ones (a Pad node before the conv).
+    name: '[3,4,4] K=1 L=2 hidden 3, affine, LU, learnTop, zerosPadValue 1',
+    config: { ...base, imageShape: [3, 4, 4], K: 1, L: 2, hiddenChannels: 3, zerosPadValue: 1 },
+    batch: 2,
+    // The padded ones add whole kernels to the zero convs' outputs: at SCALE the loss is in the
+    // thousands of bits/dim and central differences lose the 1e-5 to rounding.
+    scale: 1,
   },
   {
     name: '[2,4,4] K=1 L=2 hidden 3, additive, reverse, class-conditional (2 classes)',
@@ -87,7 +98,7 @@ function withMeanBpd(encode: Graph): Graph {
 function prepare(c: Case, seed: number): Prepared {
   const { config } = c;
   // prior_h random too: with the PyTorch zero buffer, learn_top_fn.conv.weight gets no gradient.
-  const params = randomParams(config, seed, SCALE, { priorHStd: 0.5 });
+  const params = randomParams(config, seed, c.scale ?? SCALE, { priorHStd: 0.5 });
   // With 3-4 hidden channels and small weights, the ActNorm biases decide the ReLUs: a block
   // whose biases happen to be all negative passes no gradient at all. Positive biases keep most
   // units alive (the convolutions still switch some off).

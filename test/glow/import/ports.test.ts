@@ -11,7 +11,9 @@ describe('PyTorch port names and config inference', () => {
   it('detects each port and refuses a mix or a foreign state_dict', () => {
     expect(detectPort(['flow.layers.1.block.0.conv.weight'])).to.equal('y0ast');
     expect(detectPort(['flow.layers.1.f.0.weight', 'learn_top.weight'])).to.equal('chaiyujin');
+    expect(detectPort(['blocks.0.flows.0.actnorm.loc', 'blocks.1.prior.scale'])).to.equal('rosinality');
     expect(() => detectPort(['flow.layers.1.f.0.weight', 'flow.layers.1.block.0.conv.weight'])).to.throw(CheckpointError, 'mix');
+    expect(() => detectPort(['blocks.0.prior.scale', 'flow.layers.1.block.0.conv.weight'])).to.throw(CheckpointError, 'mix');
     expect(() => detectPort(['encoder.weight', 'decoder.bias'])).to.throw(CheckpointError, 'encoder.weight');
   });
 

@@ -150,11 +150,14 @@ class PickleWriter {
     return this.tuple();
   }
 
-  /** torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict()). */
-  tensor(view: TensorView, rebuild = true): this {
+  /** torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict());
+   * `legacyView` writes the sixth item of a legacy persistent id (None: no view). */
+  tensor(view: TensorView, rebuild = true, legacyView?: (w: this) => void): this {
     if (rebuild) this.global('torch._utils', '_rebuild_tensor_v2');
     this.mark();
-    this.mark().str('storage').global(...view.storageType).str(view.key).str('cpu').int(view.numel).tuple().persId();
+    this.mark().str('storage').global(...view.storageType).str(view.key).str('cpu').int(view.numel);
+    if (legacyView) legacyView(this);
+    this.tuple().persId();
     this.int(view.offset).ints(view.shape).ints(view.stride).bool(false);
     this.global('collections', 'OrderedDict').emptyTuple().reduce();
     this.tuple();
@@ -201,6 +204,26 @@ function oneEntry(name: string, value: (w: PickleWriter) => void): Uint8Array {
   const w = new PickleWriter().emptyDict().mark().str(name);
   value(w);
   return w.setItems().bytes();
+}
+
+/** A legacy torch.save stream: magic number, protocol, system info, the object pickle, the
+ * storage keys, then each storage's int64 element count and bytes. `object` writes tensors
+ * with legacy persistent ids (six items: w.tensor(view, true, (v) => v.op(0x4e)) for no view). */
+function legacyFile(
+  object: Uint8Array, storages: [string, Uint8Array][], { littleEndian = true, protocol = 1001 } = {},
+): Uint8Array {
+  const magic = new PickleWriter().op(0x8a, 10, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19).bytes();
+  const version = new PickleWriter().int(protocol).bytes();
+  const sysInfo = new PickleWriter().emptyDict().mark().str('protocol_version').int(1001).str('little_endian').bool(littleEndian).setItems().bytes();
+  const keys = new PickleWriter().emptyList().mark();
+  for (const [key] of storages) keys.str(key);
+  const parts = [magic, version, sysInfo, object, keys.op(0x65).bytes()];
+  for (const [, data] of storages) {
+    const count = new Uint8Array(8);
+    new DataView(count.buffer).setBigInt64(0, BigInt(data.length / 4), true);
+    parts.push(count, data);
+  }
+  return Uint8Array.from(parts.flatMap((p) => [...p]));
 }
 
 function fromHex(hex: string): Uint8Array {
@@ -261,8 +284,8 @@ describe('torch checkpoint import', () => {
     });
 
     const unreadable: [string, RegExp[]][] = [
-      ['legacy.pt', [/legacy torch\.save format; re-save with torch >= 1\.6 or as safetensors/]],
-      ['plain_pickle.pkl', [/bare pickle/, /re-save with torch >= 1\.6 or as safetensors/]],
+      ['legacy_module.pt', [/pickled __main__\.TinyNet object/, /arbitrary code/, /state_dict\(\)/]],
+      ['plain_pickle.pkl', [/bare pickle/, /neither a ZIP archive nor the legacy format/, /safetensors/]],
       ['custom_class.pt', [/pickled __main__\.TinyNet object/, /arbitrary code/, /torch\.save\(model\.state_dict\(\), path\)/, /safetensors/]],
       ['wrapped_module.pt', [/key "model" holds a pickled __main__\.TinyNet object/, /arbitrary code/, /state_dict\(\)/]],
       ['config_object.pt', [/key "config" holds a pickled __main__\.Config object/, /refused global __main__\.Config/]],
@@ -305,6 +328,41 @@ describe('torch checkpoint import', () => {
     it('refuses anything else, naming the first bytes', () => {
       expectCheckpointError(() => readWeightsFile(encoder.encode('hello world'), 'notes.txt'), 'notes.txt', /neither a torch\.save ZIP archive nor a safetensors file/, /68 65 6c 6c/);
       expectCheckpointError(() => readWeightsFile(new Uint8Array(0), 'empty.pt'), 'empty.pt', /neither/);
+    });
+  });
+
+  describe('legacy (pre-1.6) torch.save files', () => {
+    it('legacy_chaiyujin.pkg: chaiyujin\'s {global_step, graph, optim} wrapper gives the same tensors as the ZIP file of that model', () => {
+      const legacy = readTorchCheckpoint(fixture('legacy_chaiyujin.pkg'), 'legacy_chaiyujin.pkg');
+      const zip = readTorchCheckpoint(new Uint8Array(readFileSync(`${FIXTURES}../glow-torch/chaiyujin_affine_lu_learntop.pt`)), 'zip.pt');
+      expect([...legacy.keys()]).to.deep.equal([...zip.keys()]);
+      for (const [name, t] of zip) {
+        expect(legacy.get(name)!.shape, name).to.deep.equal(t.shape);
+        expect(Buffer.from(legacy.get(name)!.data.buffer).equals(Buffer.from(t.data.buffer)), name).to.equal(true);
+      }
+    });
+
+    it('reads storage views (torch 0.4\'s view metadata) and refuses views outside their storage', () => {
+      const view = (start: number, size: number) => legacyFile(
+        oneEntry('w', (w) => w.tensor(floatView(5, [size]), true, (v) => v.mark().str('0').int(start).int(size).tuple())),
+        [['0', float32Bytes([1, 2, 3, 4, 5])]],
+      );
+      expect([...readTorchCheckpoint(view(2, 3), 'view.pt').get('w')!.data]).to.deep.equal([3, 4, 5]);
+      expectCheckpointError(() => readTorchCheckpoint(view(3, 3), 'view.pt'), 'view.pt', /not \(key, offset, size\) within its 5 elements/);
+    });
+
+    it('refuses damaged and unsupported legacy files in one line', () => {
+      const good = () => legacyFile(oneEntry('w', (w) => w.tensor(floatView(2), true, (v) => v.op(0x4e))), [['0', float32Bytes([1, 2])]]);
+      expect([...readWeightsFile(good(), 'ok.pt').get('w')!.data]).to.deep.equal([1, 2]);
+      const cases: [Uint8Array, RegExp][] = [
+        [good().subarray(0, good().length - 1), /needs 8 bytes but the file ends after 7 \(truncated\)/],
+        [legacyFile(oneEntry('w', (w) => w.tensor(floatView(2), true, (v) => v.op(0x4e))), [['0', float32Bytes([1, 2])]], { littleEndian: false }), /big-endian legacy/],
+        [legacyFile(oneEntry('w', (w) => w.tensor(floatView(2), true, (v) => v.op(0x4e))), [['0', float32Bytes([1, 2])]], { protocol: 1000 }), /protocol version is int 1000, not 1001/],
+        [legacyFile(oneEntry('w', (w) => w.tensor(floatView(2), true, (v) => v.op(0x4e))), [['0', float32Bytes([1, 2, 3])]]), /storage "0" holds 3 elements, but its tensors say 2/],
+        [legacyFile(oneEntry('w', (w) => w.tensor(floatView(2), true, (v) => v.op(0x4e))), [['1', float32Bytes([1, 2])]]), /lists storage "1", which no tensor uses/],
+        [legacyFile(oneEntry('w', (w) => w.tensor(floatView(2), true, (v) => v.op(0x4e))), []), /key "w": its storage "0" is missing from the legacy storage keys/],
+      ];
+      for (const [bytes, pattern] of cases) expectCheckpointError(() => readWeightsFile(bytes, 'bad.pt'), 'bad.pt', pattern);
     });
   });
 
