@@ -363,7 +363,7 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
 
     it('a glow.json that is not JSON says so', async () => {
       const { text } = await pickModel('bad-json', ['glow.json', 'encode.onnx', 'decode.onnx']);
-      expect(text).to.match(/^glow\.json is not JSON \(.+\): is this a glow-onnx model directory\?$/);
+      expect(text).to.match(/^glow\.json is not valid JSON \(.+\): is this a glow-onnx model directory\?$/);
     });
 
     it('a truncated encode.onnx names the file onnxruntime-web could not open', async () => {
