@@ -6,3 +6,6 @@ export { loadGlowModel, webgpuProblem } from './load.js';
 export type { Backend, BackendChoice, LoadedModel, LoadOptions, LoadPhase, ModelFileData, ModelSource } from './load.js';
 export { imagePixels, pixelsToImageData, pixelsToRgba, rgbaToPixels } from './images.js';
 export type { RgbaImage } from './images.js';
+// The onnxruntime-web instance the models run on, for its settings (env.wasm.wasmPaths: where a
+// bundled app serves the .wasm files; env.wasm.numThreads).
+export { env } from 'onnxruntime-web';
