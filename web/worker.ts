@@ -24,9 +24,10 @@ const scope = self as unknown as WorkerScope;
 
 // onnxruntime-web's .wasm (and its loader .mjs) sit in ort/ next to this script; a prefix URL
 // resolved here keeps the static folder relocatable. Threads need a cross-origin isolated page
-// (COOP/COEP headers), which plain static hosts do not send: one thread otherwise.
+// (COOP/COEP headers, as npm run web sends them); plain static hosts do not: one thread then.
+// Isolated, every core the browser reports, since decode scales with threads.
 ort.env.wasm.wasmPaths = new URL('./ort/', scope.location.href).href;
-ort.env.wasm.numThreads = scope.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+ort.env.wasm.numThreads = scope.crossOriginIsolated ? navigator.hardwareConcurrency || 1 : 1;
 ort.env.wasm.proxy = false;
 ort.env.logLevel = 'error';
 

@@ -65,22 +65,14 @@ async function fetchBytes(url: string, what: string, onBytes: (delta: number, to
     return bytes;
   }
   const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let length = 0;
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     chunks.push(value);
-    length += value.length;
     onBytes(value.length, total);
   }
-  const bytes = new Uint8Array(length);
-  let offset = 0;
-  for (const c of chunks) {
-    bytes.set(c, offset);
-    offset += c.length;
-  }
-  return bytes;
+  return new Uint8Array(await new Blob(chunks).arrayBuffer());
 }
 
 /** A graph's bytes and, when its initializers are stored beside it, that side file. */

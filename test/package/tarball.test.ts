@@ -20,7 +20,7 @@ import { sampleEps } from '../../src/runtime/generate.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { SHIPPED_MODEL } from '../../src/runtime/shipped.js';
 import { maxAbsDiff } from '../helpers.js';
-import { launchChromium } from '../web/chromium.js';
+import { launchChromium } from '../../scripts/chromium.js';
 
 /** The README's bound for browser samples against onnxruntime-node's CPU provider. */
 const TOLERANCE = 1e-5;

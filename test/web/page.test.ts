@@ -24,7 +24,7 @@ import { GlowModel } from '../../src/runtime/core.js';
 import { oneHotRows, sampleEps } from '../../src/runtime/generate.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { createSession } from '../../src/runtime/providers.js';
-import { CHROMIUM_ARGS, launchChromium } from './chromium.js';
+import { CHROMIUM_ARGS, launchChromium } from '../../scripts/chromium.js';
 import { maxAbsDiff, RGB_CONFIGS, RGB_TOLERANCE } from '../helpers.js';
 import { randomImages, randomParams } from '../reference/random-params.js';
 
@@ -267,6 +267,10 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
       const r = await ready(page);
       expect(r.backend).to.equal('wasm');
       expect(await page.textContent('#backend')).to.equal('wasm');
+    });
+
+    it('is cross-origin isolated (the server sends COOP/COEP), so the worker gives wasm a thread per core', async () => {
+      expect(await page.evaluate(() => crossOriginIsolated)).to.equal(true);
     });
 
     it(`a fixed-seed sample matches onnxruntime-node CPU within ${TOLERANCE}, and the grid is drawn`, async () => {

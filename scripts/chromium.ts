@@ -1,4 +1,4 @@
-// Debian's Chromium as the browser tests launch it (the page test and the packed-tarball test).
+// Debian's Chromium as the browser tests and scripts/page-timing.ts launch it.
 
 import { existsSync } from 'node:fs';
 import { Browser, chromium } from 'playwright-core';
@@ -22,7 +22,7 @@ export const CHROMIUM_ARGS = [
  * how to install it. */
 export function launchChromium(args: readonly string[] = CHROMIUM_ARGS): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: the browser tests need Debian's Chromium; install it with \`apt-get install chromium\``);
+    throw new Error(`${CHROMIUM} is missing: the browser tests and scripts need Debian's Chromium; install it with \`apt-get install chromium\``);
   }
   return chromium.launch({ executablePath: CHROMIUM, args: [...args], timeout: 60_000 });
 }
