@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { build } from 'esbuild';
 import { spawnSync, SpawnSyncReturns } from 'node:child_process';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Browser } from 'playwright-core';
@@ -63,24 +63,36 @@ describe('the packed tarball in a fresh consumer project', function () {
     mkdirSync(consumer);
     // dist/ is built by `npm test`'s pretest; prepack would build it again.
     [packed] = JSON.parse(succeed('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], root)) as Packed[];
-    const local = (name: string) => `file:${join(modules, name)}`;
-    writeFileSync(join(consumer, 'package.json'), JSON.stringify({
-      name: 'consumer',
-      private: true,
-      type: 'module',
-      dependencies: {
-        'glow-onnx': `file:${join(tmp, packed.filename)}`,
-        ...Object.fromEntries(Object.keys(pkg.peerDependencies).map((name) => [name, local(name)])),
-        '@types/node': local('@types/node'),
-      },
-      overrides: Object.fromEntries(Object.keys(pkg.dependencies).map((name) => [name, local(name)])),
-    }, null, 2));
-    succeed('npm', ['install', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'], consumer);
+    install(consumer, [...Object.keys(pkg.peerDependencies), '@types/node']);
     for (const file of ['node.mjs', 'builder.mjs', 'consumer.ts', 'web-app.ts']) copyFileSync(join(root, 'examples', file), join(consumer, file));
   });
 
   after(() => {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  /** A project in `dir` that installs the tarball and these of the repository's packages. */
+  function install(dir: string, packages: string[]): void {
+    const local = (name: string) => `file:${join(modules, name)}`;
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({
+      name: 'consumer',
+      private: true,
+      type: 'module',
+      dependencies: { 'glow-onnx': `file:${join(tmp, packed.filename)}`, ...Object.fromEntries(packages.map((name) => [name, local(name)])) },
+      overrides: Object.fromEntries(Object.keys(pkg.dependencies).map((name) => [name, local(name)])),
+    }, null, 2));
+    succeed('npm', ['install', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'], dir);
+  }
+
+  it('a browser project (glow-onnx with onnxruntime-web) gets no onnxruntime-node, and the command says what to install', () => {
+    const browserOnly = join(tmp, 'browser-only');
+    mkdirSync(browserOnly);
+    install(browserOnly, ['onnxruntime-web']);
+    expect(existsSync(join(browserOnly, 'node_modules', 'onnxruntime-web')), 'onnxruntime-web installed').to.equal(true);
+    expect(existsSync(join(browserOnly, 'node_modules', 'onnxruntime-node')), 'onnxruntime-node installed').to.equal(false);
+    const result = run('npx', ['--no-install', 'glow-onnx', 'sample', '--out', 'samples.png'], browserOnly);
+    expect(result.status).to.equal(1);
+    expect(result.stderr).to.equal('glow-onnx: the command runs on onnxruntime-node, which is not installed: npm install onnxruntime-node\n');
   });
 
   it('holds the entry points with declarations and source maps, the shipped model, README, LICENSE and CHANGELOG, and no tests', () => {
