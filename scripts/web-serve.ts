@@ -32,6 +32,15 @@ export const MIME_TYPES: Record<string, string> = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
+/** Cross-origin isolation: with these on the page, the browser lets onnxruntime-web's wasm
+ * backend run threads (SharedArrayBuffer); without them it runs on one. require-corp means every
+ * resource from another origin must come with CORS (fetch's default) or a
+ * Cross-Origin-Resource-Policy header. */
+export const ISOLATION_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+});
+
 export interface ServeOptions {
   /** The static folder. */
   root: string;
@@ -41,6 +50,8 @@ export interface ServeOptions {
   portAttempts?: number;
   /** Extra folders served under URL prefixes, e.g. { '/models/local/': '/path/to/model' }. */
   mounts?: Record<string, string>;
+  /** Send ISOLATION_HEADERS (default true); false serves the page as a plain static host does. */
+  isolated?: boolean;
 }
 
 export interface StaticServer {
@@ -62,7 +73,7 @@ function within(root: string, urlPath: string): string | undefined {
   return path === root || path.startsWith(root + sep) ? path : undefined;
 }
 
-function handler(root: string, mounts: [string, string][]) {
+function handler(root: string, mounts: [string, string][], isolated: boolean) {
   return (req: IncomingMessage, res: ServerResponse) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(res, 405, 'method not allowed', { Allow: 'GET, HEAD' });
@@ -108,6 +119,7 @@ function handler(root: string, mounts: [string, string][]) {
       'Content-Length': String(stat.size),
       'Cache-Control': 'no-cache',
       'X-Content-Type-Options': 'nosniff',
+      ...(isolated ? ISOLATION_HEADERS : {}),
     });
     if (req.method === 'HEAD') {
       res.end();
@@ -137,7 +149,7 @@ export async function serveStatic(options: ServeOptions): Promise<StaticServer> 
   const root = resolve(options.root);
   if (!existsSync(root) || !statSync(root).isDirectory()) throw new Error(`${root} is not a folder: build the page first (npm run build:web)`);
   const mounts = Object.entries(options.mounts ?? {}).map(([prefix, dir]): [string, string] => [prefix.endsWith('/') ? prefix : `${prefix}/`, resolve(dir)]);
-  const server = createServer(handler(root, mounts));
+  const server = createServer(handler(root, mounts, options.isolated ?? true));
   const first = options.port ?? 0;
   const attempts = first === 0 ? 1 : 1 + (options.portAttempts ?? 0);
   let port = -1;

@@ -1,9 +1,11 @@
 // The page: controls and canvases on the main thread, every model run in the worker.
 // URL parameters: ?model=URL (a model folder; default models/mnist/), ?backend=auto|webgpu|wasm.
 
-import type { GlowConfig } from '../src/glow/config.js';
+import type { GlowConfig } from '../src/web/index.js';
+// The images module alone: the entry would pull onnxruntime-web into the main thread's bundle.
+import { imagePixels } from '../src/web/images.js';
 import { drawGrid } from './grid.js';
-import { BuiltinImage, builtinImages, imagePixels } from './images.js';
+import { BuiltinImage, builtinImages } from './images.js';
 import type {
   Backend, BackendChoice, Envelope, LoadResult, ModelSource, Phase, Request, ResultOf, WorkerMessage,
 } from './protocol.js';

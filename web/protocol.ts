@@ -1,10 +1,9 @@
 // Messages between the page (main.ts) and the inference worker (worker.ts). Every request
 // carries an id; the worker answers it with progress messages and then one result or one error.
 
-import type { GlowConfig } from '../src/glow/config.js';
+import type { Backend, BackendChoice, GlowConfig } from '../src/web/index.js';
 
-export type BackendChoice = 'auto' | 'webgpu' | 'wasm';
-export type Backend = 'webgpu' | 'wasm';
+export type { Backend, BackendChoice };
 
 export type ModelSource =
   /** A model directory by URL (absolute, ending in '/'): glow.json, encode.onnx, decode.onnx. */

@@ -3,19 +3,13 @@
 // one at a time, in the order they arrive.
 
 import * as ort from 'onnxruntime-web';
-import { GlowConfig, validateConfig } from '../src/glow/config.js';
-import { Rng } from '../src/glow/rng.js';
-import { GlowModel } from '../src/runtime/core.js';
-import { interpolate, oneHotRows, pick, sampleEps } from '../src/runtime/generate.js';
-import { dequantize, quantize } from '../src/runtime/quantize.js';
-import { WEBGPU_EP } from '../src/runtime/webgpu-options.js';
+import {
+  Backend, BackendChoice, dequantize, GlowConfig, GlowModel, interpolate, loadGlowModel, oneHotRows, pick, quantize, Rng, sampleEps,
+} from '../src/web/index.js';
 import type {
-  Backend, BackendChoice, DecodeRequest, EncodeRequest, Envelope, InterpolateRequest, LoadResult, ModelSource, Phase, ReconstructRequest,
-  Request, SampleRequest, WorkerMessage,
+  DecodeRequest, EncodeRequest, Envelope, InterpolateRequest, LoadResult, ModelSource, ReconstructRequest, Request, SampleRequest, WorkerMessage,
 } from './protocol.js';
 
-/** The glow.json format versions this page understands (src/glow/export.ts FORMAT_VERSION). */
-const FORMAT_VERSIONS = [1];
 /** Small batches so that long runs report progress as they go. */
 const BATCH = 16;
 
@@ -30,9 +24,10 @@ const scope = self as unknown as WorkerScope;
 
 // onnxruntime-web's .wasm (and its loader .mjs) sit in ort/ next to this script; a prefix URL
 // resolved here keeps the static folder relocatable. Threads need a cross-origin isolated page
-// (COOP/COEP headers), which plain static hosts do not send: one thread otherwise.
+// (COOP/COEP headers, as npm run web sends them); plain static hosts do not: one thread then.
+// Isolated, every core the browser reports, since decode scales with threads.
 ort.env.wasm.wasmPaths = new URL('./ort/', scope.location.href).href;
-ort.env.wasm.numThreads = scope.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+ort.env.wasm.numThreads = scope.crossOriginIsolated ? navigator.hardwareConcurrency || 1 : 1;
 ort.env.wasm.proxy = false;
 ort.env.logLevel = 'error';
 
@@ -55,234 +50,22 @@ function messageOf(e: unknown): string {
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-async function fetchBytes(url: string, what: string, onBytes: (delta: number, total: number) => void): Promise<Uint8Array> {
-  let response: Response;
-  try {
-    response = await fetch(url);
-  } catch (e) {
-    throw new Error(`cannot fetch ${what} from ${url}: ${messageOf(e)} (is the URL right, and does its server allow cross-origin requests?)`);
-  }
-  if (!response.ok) throw new Error(`cannot load ${what} from ${url}: HTTP ${response.status} ${response.statusText}`.trim());
-  const total = Number(response.headers.get('content-length') ?? 0);
-  if (!response.body) {
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    onBytes(bytes.length, bytes.length);
-    return bytes;
-  }
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    length += value.length;
-    onBytes(value.length, total);
-  }
-  const bytes = new Uint8Array(length);
-  let offset = 0;
-  for (const c of chunks) {
-    bytes.set(c, offset);
-    offset += c.length;
-  }
-  return bytes;
-}
-
-/** What the page reads from glow.json (src/glow/export.ts GlowJson); fields that older exports
- * lack are optional. */
-interface ModelDescription {
-  config: GlowConfig;
-  dtype: string;
-  /** A static batch size of every input and output, when exported with one. */
-  batch?: number;
-  /** Side file of each .onnx whose initializers are external data. */
-  externalData: Record<string, string>;
-}
-
-function parseGlowJson(text: string, where: string): ModelDescription {
-  let json: { formatVersion?: unknown; config?: unknown; dtype?: unknown; batch?: unknown; externalData?: unknown };
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${where} is not JSON (${messageOf(e)}): is this a glow-onnx model directory?`);
-  }
-  if (typeof json !== 'object' || json === null || !('config' in json)) {
-    throw new Error(`${where} has no "config": it was not written by glow-onnx export`);
-  }
-  if (!FORMAT_VERSIONS.includes(json.formatVersion as number)) {
-    throw new Error(`${where} has format version ${JSON.stringify(json.formatVersion)}; this page reads version(s) ${FORMAT_VERSIONS.join(', ')}`);
-  }
-  let config: GlowConfig;
-  try {
-    config = validateConfig(json.config);
-  } catch (e) {
-    throw new Error(`${where}: ${messageOf(e)}`);
-  }
-  const batch = json.batch;
-  if (batch !== undefined && !(Number.isInteger(batch) && (batch as number) > 0)) {
-    throw new Error(`${where}: batch must be a positive integer, got ${JSON.stringify(batch)}`);
-  }
-  const externalData: Record<string, string> = {};
-  if (json.externalData !== undefined) {
-    const entries = typeof json.externalData === 'object' && json.externalData !== null ? Object.entries(json.externalData) : [];
-    for (const [graph, file] of entries) {
-      // A plain file name beside the graph; nothing that would leave the model folder.
-      if (!['encode.onnx', 'decode.onnx'].includes(graph) || typeof file !== 'string' || !/^[\w.-]+$/.test(file) || file.startsWith('.')) {
-        throw new Error(`${where}: externalData must map encode.onnx/decode.onnx to a file name beside them, got ${JSON.stringify(json.externalData)}`);
-      }
-      externalData[graph] = file;
-    }
-  }
-  return { config, dtype: typeof json.dtype === 'string' ? json.dtype : 'float32', batch: batch as number | undefined, externalData };
-}
-
-/** The graphs' I/O contract, checked on the sessions so that a wrong file fails here, clearly. */
-function checkContract(config: GlowConfig, encode: ort.InferenceSession, decode: ort.InferenceSession): void {
-  const eps = Array.from({ length: config.L }, (_, l) => `eps_${l + 1}`);
-  const y = config.numClasses > 0 ? ['y'] : [];
-  const expect = (file: string, kind: string, have: readonly string[], want: string[]) => {
-    const missing = want.filter((n) => !have.includes(n));
-    if (missing.length) {
-      throw new Error(`${file} does not match glow.json: missing ${kind} ${missing.join(', ')} (it has ${have.join(', ') || 'none'})`);
-    }
-  };
-  expect('encode.onnx', 'input(s)', encode.inputNames, ['x', ...y]);
-  expect('encode.onnx', 'output(s)', encode.outputNames, [...eps, 'logdet', 'log_px', 'bpd']);
-  expect('decode.onnx', 'input(s)', decode.inputNames, [...eps, 'temperature', ...y]);
-  expect('decode.onnx', 'output(s)', decode.outputNames, ['x']);
-}
-
-/** A graph's bytes and, when its initializers are stored beside it, that side file. */
-interface GraphBytes {
-  model: Uint8Array;
-  externalData?: { path: string; data: Uint8Array };
-}
-
-async function createSessions(encode: GraphBytes, decode: GraphBytes, backend: Backend): Promise<[ort.InferenceSession, ort.InferenceSession]> {
-  const options = (g: GraphBytes): ort.InferenceSession.SessionOptions => ({
-    executionProviders: [backend === 'webgpu' ? WEBGPU_EP : backend],
-    graphOptimizationLevel: 'all',
-    // Errors only: ORT warns about shape ops it keeps on the CPU on purpose.
-    logSeverityLevel: 3,
-    ...(g.externalData ? { externalData: [g.externalData] } : {}),
-  });
-  // Which file failed is what the user needs to know; ORT's message does not say.
-  const open = async (file: string, g: GraphBytes) => {
-    try {
-      return await ort.InferenceSession.create(g.model, options(g));
-    } catch (err) {
-      throw new Error(`${file}: ${messageOf(err)}`);
-    }
-  };
-  const e = await open('encode.onnx', encode);
-  try {
-    return [e, await open('decode.onnx', decode)];
-  } catch (err) {
-    await e.release();
-    throw err;
-  }
-}
-
-/** Why WebGPU cannot run a model of this precision here, or undefined when it can. */
-async function webgpuProblem(dtype: string): Promise<string | undefined> {
-  type Adapter = { features: { has(name: string): boolean } };
-  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<Adapter | null> } }).gpu;
-  if (!gpu) return 'this browser has no WebGPU (navigator.gpu is missing; it needs a secure context: https or localhost)';
-  let adapter: Adapter | null;
-  try {
-    adapter = await gpu.requestAdapter();
-  } catch (e) {
-    return `WebGPU adapter request failed: ${messageOf(e)}`;
-  }
-  if (!adapter) return 'WebGPU found no adapter (no usable GPU or driver)';
-  // Without shader-f16, onnxruntime-web's float16 kernels produce zeros (seen on SwiftShader).
-  if (dtype === 'float16' && !adapter.features.has('shader-f16')) return 'this float16 model needs WebGPU\'s shader-f16 feature, which this adapter lacks';
-  return undefined;
-}
-
 async function load(id: number, source: ModelSource, choice: BackendChoice): Promise<LoadResult> {
   const started = performance.now();
-  const progress = (phase: Phase, done: number, total: number, what?: string) => post({ id, type: 'progress', phase, done, total, what });
-  const graphs = ['encode.onnx', 'decode.onnx'] as const;
-  let description: ModelDescription;
-  let encode: GraphBytes;
-  let decode: GraphBytes;
-  let name: string;
-  if (source.kind === 'url') {
-    name = source.name ?? source.base;
-    const url = (file: string) => new URL(file, source.base).href;
-    const jsonBytes = await fetchBytes(url('glow.json'), 'glow.json', () => {});
-    description = parseGlowJson(new TextDecoder().decode(jsonBytes), url('glow.json'));
-    // Every file downloads at once; their sizes add up as their headers arrive.
-    const files = [...graphs, ...graphs.map((g) => description.externalData[g]).filter((f): f is string => !!f)];
-    const totals = files.map(() => 0);
-    const loaded = files.map(() => 0);
-    const what = files.join(' + ');
-    const report = (i: number) => (delta: number, total: number) => {
-      loaded[i] += delta;
-      totals[i] = total;
-      const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
-      progress('download', sum(loaded), totals.every((t) => t > 0) ? sum(totals) : 0, what);
-    };
-    const bytes = await Promise.all(files.map((f, i) => fetchBytes(url(f), f, report(i))));
-    const byName = new Map(files.map((f, i) => [f, bytes[i]]));
-    [encode, decode] = graphs.map((g) => {
-      const side = description.externalData[g];
-      return { model: byName.get(g)!, ...(side ? { externalData: { path: side, data: byName.get(side)! } } : {}) };
-    });
-  } else {
-    name = source.name;
-    description = parseGlowJson(source.glowJson, 'glow.json');
-    const bytes = { 'encode.onnx': source.encode, 'decode.onnx': source.decode };
-    [encode, decode] = graphs.map((g) => {
-      const side = description.externalData[g];
-      if (side && !source.others[side]) throw new Error(`glow.json says ${g} keeps its weights in ${side}: pick that file too`);
-      return { model: new Uint8Array(bytes[g]), ...(side ? { externalData: { path: side, data: new Uint8Array(source.others[side]) } } : {}) };
-    });
-  }
-  const { config } = description;
-
-  if (current) {
-    await current.model.release();
-    current = undefined;
-  }
-  progress('init', 0, 0, 'creating sessions');
-  let backend: Backend;
-  let note: string | undefined;
-  let sessions: [ort.InferenceSession, ort.InferenceSession] | undefined;
-  if (choice !== 'wasm') {
-    const problem = await webgpuProblem(description.dtype);
-    if (problem && choice === 'webgpu') throw new Error(`backend=webgpu was requested, but ${problem}`);
-    if (!problem) {
-      try {
-        sessions = await createSessions(encode, decode, 'webgpu');
-      } catch (e) {
-        if (choice === 'webgpu') throw new Error(`WebGPU could not run the model: ${messageOf(e)}`);
-        note = `WebGPU could not run the model (${messageOf(e)}); using wasm`;
-      }
-    } else {
-      note = `${problem}; using wasm`;
-    }
-  }
-  if (sessions) {
-    backend = 'webgpu';
-  } else {
-    backend = 'wasm';
-    try {
-      sessions = await createSessions(encode, decode, 'wasm');
-    } catch (e) {
-      throw new Error(`onnxruntime-web could not open ${messageOf(e)}`);
-    }
-  }
-  try {
-    checkContract(config, sessions[0], sessions[1]);
-  } catch (e) {
-    await Promise.all(sessions.map((s) => s.release()));
-    throw e;
-  }
-  // A model exported with a static batch runs in batches of exactly that size.
-  current = { model: new GlowModel(config, sessions[0], sessions[1], ort, description.batch ?? BATCH, description.batch !== undefined), config, backend };
-  return { config, dtype: description.dtype, backend, note, name, ms: performance.now() - started };
+  const from = source.kind === 'url'
+    ? source.base
+    : { ...source.others, 'glow.json': source.glowJson, 'encode.onnx': source.encode, 'decode.onnx': source.decode };
+  const loadedModel = await loadGlowModel(from, {
+    backend: choice,
+    batchSize: BATCH,
+    onProgress: (phase, done, total, what) => post({ id, type: 'progress', phase, done, total, what }),
+  });
+  // The previous model goes once the new one runs: a failed load leaves it usable.
+  await current?.model.release();
+  const { model, config, backend, dtype, note } = loadedModel;
+  current = { model, config, backend };
+  const name = source.kind === 'url' ? source.name ?? source.base : source.name;
+  return { config, dtype, backend, note, name, ms: performance.now() - started };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { GlowConfig, latentShape } from '../glow/config.js';
 import { importWeights } from '../glow/import/index.js';
@@ -16,6 +15,7 @@ import { writeGrid } from '../runtime/images.js';
 import { STRESS_SETS } from '../runtime/stress.js';
 import { latentsBytes, parseLatents } from '../runtime/latents.js';
 import { loadMnist } from '../runtime/mnist.js';
+import { SHIPPED_MODEL } from '../runtime/shipped.js';
 import { GlowRuntime, loadGlowRuntime } from '../runtime/node.js';
 import { PROVIDERS, ProviderName } from '../runtime/providers.js';
 import { dequantize, failingImages, largest, quantize, roundTripErrors, roundTripTolerance } from '../runtime/quantize.js';
@@ -24,7 +24,6 @@ import { checkMnistShape, ImageBatch, loadImages, oneHot, readImages } from './d
 import { withProgress } from './progress.js';
 
 /** The shipped model, used when --model is not given. */
-export const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/mnist', import.meta.url));
 
 const RUNTIME_FLAGS: Options = {
   model: { type: 'string' }, ep: { type: 'string' }, 'strict-ep': { type: 'boolean' }, threads: { type: 'string' },
@@ -32,7 +31,7 @@ const RUNTIME_FLAGS: Options = {
 };
 
 async function openModel(values: Values): Promise<GlowRuntime> {
-  const dir = (values.model as string | undefined) ?? DEFAULT_MODEL;
+  const dir = (values.model as string | undefined) ?? SHIPPED_MODEL;
   if (!values.model && !existsSync(dir)) throw new UsageError(`no shipped model at ${dir}: pass --model DIR (a folder written by glow-onnx export)`);
   const providers = ((values.ep as string | undefined) ?? 'cpu').split(',').map((p) => p.trim()) as ProviderName[];
   for (const p of providers) if (!PROVIDERS.includes(p)) throw new UsageError(`--ep ${p} is not a provider (${PROVIDERS.join(', ')})`);
@@ -399,7 +398,7 @@ export async function cmdDiagnose(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, {
     ...RUNTIME_FLAGS, data: { type: 'string' }, limit: { type: 'string' }, seed: { type: 'string' }, worst: { type: 'string' }, weights: { type: 'string' },
   }, [0, 1]);
-  const dir = positionals[0] ?? (values.model as string | undefined) ?? DEFAULT_MODEL;
+  const dir = positionals[0] ?? (values.model as string | undefined) ?? SHIPPED_MODEL;
   const weightsPath = (values.weights as string | undefined) ?? join(dir, 'weights.safetensors');
   if (!existsSync(weightsPath)) throw new UsageError(`diagnose needs the model's weights: no ${weightsPath} (pass --weights FILE)`);
   const { weights } = importWeights(readBytes(weightsPath), weightsPath);

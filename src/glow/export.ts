@@ -6,10 +6,11 @@
 import { Graph } from '../builder/graph.js';
 import { padConvChannels, toFloat16 } from '../builder/passes/index.js';
 import { concatChunks, ModelInfo, modelChunks, needsExternalData } from '../builder/serialize.js';
+import { FORMAT_VERSION } from '../runtime/contract.js';
 import { GlowConfig, latentShape } from './config.js';
 import { buildDecode, buildEncode, BuildOptions, GlowWeights } from './model.js';
 
-export const FORMAT_VERSION = 1;
+export { FORMAT_VERSION };
 export const PRODUCER = 'glow-onnx';
 export const PRODUCER_VERSION = '0.1.0';
 

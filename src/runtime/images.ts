@@ -6,13 +6,14 @@ import { SANS_8_WHITE } from 'jimp/fonts';
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { writeFileAtomic } from './files.js';
+import { checkImageChannels } from './quantize.js';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.bmp']);
 
 /** Reads an image, resizes and centre-crops it to width x height, and returns 8-bit CHW pixels
  * (1 channel: luminance; 3 channels: RGB). */
 export async function readImage(path: string, [channels, height, width]: readonly number[]): Promise<Uint8Array> {
-  if (channels !== 1 && channels !== 3) throw new Error(`images with ${channels} channels are not supported (1 or 3)`);
+  checkImageChannels(channels);
   let image;
   try {
     image = await Jimp.read(path);

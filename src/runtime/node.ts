@@ -4,9 +4,10 @@
 import ort from 'onnxruntime-node';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { GraphIO } from '../builder/graph.js';
 import { readModelSummary } from '../builder/serialize.js';
-import { GlowConfig, latentShape, validateConfig } from '../glow/config.js';
-import { FORMAT_VERSION } from '../glow/export.js';
+import { GlowConfig } from '../glow/config.js';
+import { checkGraphPorts, configFrom, ModelFileError, parseGlowJson, sameConfig, staticBatchOf } from './contract.js';
 import { GlowModel } from './core.js';
 import { createSession, Placement, profilePlacement, ProviderFailure, ProviderName, ProviderOptions } from './providers.js';
 
@@ -27,9 +28,7 @@ export interface GlowRuntime {
   placement(graph: 'encode' | 'decode', feeds: Record<string, ort.Tensor>): Promise<Placement>;
 }
 
-export class ModelFileError extends Error {
-  override name = 'ModelFileError';
-}
+export { ModelFileError };
 
 function readFile(path: string): Uint8Array {
   try {
@@ -39,40 +38,14 @@ function readFile(path: string): Uint8Array {
   }
 }
 
-/** A config read from a model's files: a file that holds a bad one is a bad model file (exit
- * code 1), not a bad command line, which a bare ConfigError would say. */
-function configFrom(read: () => unknown, where: string): GlowConfig {
-  try {
-    return validateConfig(read());
-  } catch (e) {
-    throw new ModelFileError(`${where}: ${(e as Error).message}`);
-  }
-}
-
-/** The same config, whatever order its keys were stored in. */
-function sameConfig(a: GlowConfig, b: GlowConfig): boolean {
-  const canonical = (c: GlowConfig) => JSON.stringify(Object.entries(c).sort(([x], [y]) => (x < y ? -1 : 1)));
-  return canonical(a) === canonical(b);
-}
-
 /** A model directory's glow.json must be there, be one glow-onnx export wrote, and describe the
  * model its graphs hold: a folder that is not a model, or one whose files were mixed, fails here
  * in one line instead of running. */
 function checkGlowJson(dir: string, config: GlowConfig, graph: string): void {
   const path = join(dir, 'glow.json');
   if (!existsSync(path)) throw new ModelFileError(`${dir} has no glow.json: not a model directory written by glow-onnx export`);
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(readFile(path)));
-  } catch (e) {
-    if (e instanceof ModelFileError) throw e;
-    throw new ModelFileError(`${path} is not valid JSON (${(e as Error).message})`);
-  }
-  const { formatVersion, config: stored } = (typeof json === 'object' && json !== null ? json : {}) as { formatVersion?: unknown; config?: unknown };
-  if (formatVersion !== FORMAT_VERSION) {
-    throw new ModelFileError(`${path} has format version ${JSON.stringify(formatVersion)}; this glow-onnx reads version ${FORMAT_VERSION}`);
-  }
-  if (!sameConfig(configFrom(() => stored, `${path} config`), config)) {
+  const description = parseGlowJson(new TextDecoder().decode(readFile(path)), path);
+  if (!sameConfig(description.config, config)) {
     throw new ModelFileError(`${path} describes another model than ${graph} (their configs differ)`);
   }
 }
@@ -89,22 +62,18 @@ function configOf(bytes: Uint8Array, path: string, kind: 'encode' | 'decode'): {
   const externalData = summary.externalData.map((location) => ({ path: location, data: readFile(join(dirname(path), location)) }));
   const raw = summary.metadata['glow_onnx.config'];
   if (!raw) throw new ModelFileError(`${path} carries no glow_onnx.config metadata: it was not exported by glow-onnx`);
-  const config = configFrom(() => JSON.parse(raw), `${path} metadata glow_onnx.config`);
-  // x is the image: encode's input, decode's output.
-  const images = kind === 'encode' ? summary.inputs : summary.outputs;
-  if (!images.some((io) => io.value.name === 'x')) {
-    throw new ModelFileError(`${path} is not a Glow ${kind} graph (no x ${kind === 'encode' ? 'input' : 'output'})`);
+  const where = `${path} metadata glow_onnx.config`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (e) {
+    throw new ModelFileError(`${where}: ${(e as Error).message}`);
   }
-  if (kind === 'decode') {
-    for (let l = 1; l <= config.L; l++) {
-      const io = summary.inputs.find((i) => i.value.name === `eps_${l}`);
-      const shape = io?.value.shape?.slice(1);
-      if (!io || shape?.join() !== latentShape(config, l).join()) throw new ModelFileError(`${path}: input eps_${l} does not match its config`);
-    }
-  }
-  // A model exported with a static batch (--batch) runs in batches of exactly that size.
-  const batch = images.find((io) => io.value.name === 'x')!.value.shape?.[0];
-  return { config, externalData, batch: typeof batch === 'number' ? batch : undefined, dtype: summary.metadata['glow_onnx.dtype'] ?? 'float32' };
+  const config = configFrom(parsed, where);
+  const ports = (list: GraphIO[]) => list.map((io) => ({ name: io.value.name, shape: io.value.shape }));
+  const [inputs, outputs] = [ports(summary.inputs), ports(summary.outputs)];
+  checkGraphPorts(config, kind, path, inputs, outputs);
+  return { config, externalData, batch: staticBatchOf(kind, inputs, outputs), dtype: summary.metadata['glow_onnx.dtype'] ?? 'float32' };
 }
 
 export async function loadGlowRuntime(

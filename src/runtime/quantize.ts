@@ -3,6 +3,11 @@
 
 import { Rng } from '../glow/rng.js';
 
+/** Images are read as luminance (1 channel) or RGB (3); nothing else has a meaning here. */
+export function checkImageChannels(channels: number): void {
+  if (channels !== 1 && channels !== 3) throw new Error(`images with ${channels} channels are not supported (1 or 3)`);
+}
+
 /**
  * 8-bit pixels -> encode input x. `noise` is an Rng for uniform dequantisation noise (what
  * likelihoods are measured with) or 'center' for u = half a bin (deterministic, for encoding

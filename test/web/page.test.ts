@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
+import { Browser, BrowserContext, Page } from 'playwright-core';
 import { buildWeb, ORT_FILES, repoRoot } from '../../scripts/web-build.js';
 import { MIME_TYPES, serveStatic, StaticServer } from '../../scripts/web-serve.js';
 import { GlowConfig } from '../../src/glow/config.js';
@@ -24,23 +24,10 @@ import { GlowModel } from '../../src/runtime/core.js';
 import { oneHotRows, sampleEps } from '../../src/runtime/generate.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { createSession } from '../../src/runtime/providers.js';
+import { CHROMIUM_ARGS, launchChromium } from '../../scripts/chromium.js';
 import { maxAbsDiff, RGB_CONFIGS, RGB_TOLERANCE } from '../helpers.js';
 import { randomImages, randomParams } from '../reference/random-params.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-/** What makes WebGPU available in headless Debian Chromium here (navigator.gpu.requestAdapter()
- * returns SwiftShader's adapter): --enable-unsafe-webgpu; --no-sandbox because CI runs as root.
- * playwright adds --headless (the new headless mode in Chromium 156). */
-const CHROMIUM_ARGS = [
-  '--enable-unsafe-webgpu',
-  '--no-sandbox',
-  '--disable-gpu-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  // Containers often have a small /dev/shm.
-  '--disable-dev-shm-usage',
-];
 // Samples of the MNIST-shaped and class-conditional models against onnxruntime-node's CPU
 // provider, on the same eps: the README states this bound (worst measured 2.9e-6, WebGPU at T=1).
 const TOLERANCE = 1e-5;
@@ -134,9 +121,6 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
 
   before(async () => {
     started = Date.now();
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`${CHROMIUM} is missing: the browser tests need Debian's Chromium; install it with \`apt-get install chromium\``);
-    }
     tmp = mkdtempSync(join(tmpdir(), 'glow-web-'));
     site = join(tmp, 'site');
     const built = await buildWeb({ outDir: site, copyModels: false });
@@ -148,7 +132,7 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
     writeModel(join(site, 'models', 'labelled-float16'), { ...conditionalFiles, 'glow.json': JSON.stringify({ ...json, dtype: 'float16' }) });
     writeModel(join(tmp, 'picked'), files);
     server = await serveStatic({ root: site });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+    browser = await launchChromium();
     mkdirSync(artifacts, { recursive: true });
     console.log(`      built in ${built.ms} ms, served at ${server.url}, chromium ${browser.version()} up after ${Date.now() - started} ms`);
   });
@@ -285,6 +269,10 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
       expect(await page.textContent('#backend')).to.equal('wasm');
     });
 
+    it('is cross-origin isolated (the server sends COOP/COEP), so the worker gives wasm a thread per core', async () => {
+      expect(await page.evaluate(() => crossOriginIsolated)).to.equal(true);
+    });
+
     it(`a fixed-seed sample matches onnxruntime-node CPU within ${TOLERANCE}, and the grid is drawn`, async () => {
       const err = await parity(page, MODEL, files, 0.7);
       console.log(`      wasm vs node cpu, seed ${SEED}, T=0.7, ${N} samples: max |dx| ${err.toExponential(2)}`);
@@ -363,7 +351,7 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
 
     it('a glow.json that is not JSON says so', async () => {
       const { text } = await pickModel('bad-json', ['glow.json', 'encode.onnx', 'decode.onnx']);
-      expect(text).to.match(/^glow\.json is not JSON \(.+\): is this a glow-onnx model directory\?$/);
+      expect(text).to.match(/^glow\.json is not valid JSON \(.+\): is this a glow-onnx model directory\?$/);
     });
 
     it('a truncated encode.onnx names the file onnxruntime-web could not open', async () => {
@@ -478,7 +466,7 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
   describe('a browser without a WebGPU adapter', () => {
     it('falls back to wasm on its own and says why', async () => {
       // Without --enable-unsafe-webgpu, headless Chromium here has navigator.gpu but no adapter.
-      const plain = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu'), timeout: 60_000 });
+      const plain = await launchChromium(CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu'));
       try {
         const page = await plain.newPage();
         page.setDefaultTimeout(90_000);

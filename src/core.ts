@@ -1,0 +1,16 @@
+// The portable core that every entry point shares (glow-onnx, glow-onnx/web): GlowModel over
+// whichever onnxruntime package the platform layer gives it, generation, quantisation and the
+// model folder's contract. Nothing here imports a platform module.
+
+export { ConfigError, DEFAULT_CONFIG, dimensions, latentShape, validateConfig } from './glow/config.js';
+export type { Coupling, GlowConfig, Permutation } from './glow/config.js';
+export { Rng } from './glow/rng.js';
+export type { RngSeed } from './glow/rng.js';
+export { checkGraphPorts, FORMAT_VERSION, GRAPH_FILES, ModelFileError, parseGlowJson, sameConfig } from './runtime/contract.js';
+export type { GraphFile, GraphPort, ModelDescription } from './runtime/contract.js';
+export { GlowModel, InputError } from './runtime/core.js';
+export type { Encoded, Progress, TensorFactory } from './runtime/core.js';
+export { attributeDirection, interpolate, manipulate, meanAndStdErr, oneHotRows, pick, sampleEps, stack } from './runtime/generate.js';
+export type { Latents } from './runtime/generate.js';
+export { dequantize, quantize } from './runtime/quantize.js';
+export { WEBGPU_EP } from './runtime/webgpu-options.js';
