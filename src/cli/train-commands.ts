@@ -8,13 +8,14 @@ import { validateConfig } from '../glow/config.js';
 import { exportModel } from '../glow/export.js';
 import { importWeights } from '../glow/import/index.js';
 import { paramSpecs } from '../glow/names.js';
+import { buildOrtTrainingArtifacts } from '../glow/ort-training.js';
 import { GlowWeights } from '../glow/model.js';
 import { initWeights } from '../glow/params.js';
 import { buildArtifactModels, DEFAULT_CLASS_WEIGHT } from '../glow/training.js';
 import { writeFilesAtomic } from '../runtime/files.js';
 import { loadMnist } from '../runtime/mnist.js';
 import { CHECKPOINT_FILE, Dataset, initialCheckpoint, readTrainCheckpoint, StepReport, train, TrainCheckpoint, TrainOptions } from '../runtime/train.js';
-import { integer, number, parse, readBytes, required, UsageError, Values } from './args.js';
+import { choice, integer, number, parse, readBytes, required, UsageError, Values } from './args.js';
 import { isMnist, readImages } from './data.js';
 import { CONFIG_FLAGS, configFromFlags } from './model-commands.js';
 
@@ -156,17 +157,34 @@ export async function cmdTrain(argv: string[]): Promise<number> {
   }
 }
 
+const ARTIFACT_FORMATS = ['portable', 'ort-training'] as const;
+
 export async function cmdArtifacts(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { weights: { type: 'string' }, out: { type: 'string' }, opset: { type: 'string' }, 'class-weight': { type: 'string' } });
+  const { values } = parse(argv, {
+    weights: { type: 'string' }, out: { type: 'string' }, opset: { type: 'string' }, 'class-weight': { type: 'string' }, format: { type: 'string' },
+    lr: { type: 'string' }, 'weight-decay': { type: 'string' },
+  });
   const out = required(values, 'out');
   const weightsPath = required(values, 'weights');
+  const format = choice(values, 'format', ARTIFACT_FORMATS) ?? 'portable';
+  if (format === 'portable' && (values.lr !== undefined || values['weight-decay'] !== undefined)) {
+    throw new UsageError('--lr and --weight-decay go into the optimizer graph of --format ort-training only (the portable one takes them as inputs)');
+  }
   const { weights } = importWeights(readBytes(weightsPath), weightsPath);
   const opset = integer(values, 'opset', 13);
   const lossOptions = { opset, classWeight: number(values, 'class-weight', (n) => n >= 0, 'a number >= 0') };
-  const models = buildArtifactModels(weights, lossOptions);
-  const files: Record<string, Uint8Array> = { checkpoint: initialCheckpoint(weights) };
-  for (const [name, graph] of Object.entries(models)) files[name] = serializeModel(graph);
+  let files: Record<string, Uint8Array>;
+  if (format === 'ort-training') {
+    files = buildOrtTrainingArtifacts(weights, {
+      ...lossOptions,
+      learningRate: positive(values, 'lr') ?? 1e-3,
+      weightDecay: number(values, 'weight-decay', (n) => n >= 0, 'a number >= 0') ?? 0,
+    });
+  } else {
+    files = { checkpoint: initialCheckpoint(weights) };
+    for (const [name, graph] of Object.entries(buildArtifactModels(weights, lossOptions))) files[name] = serializeModel(graph);
+  }
   writeFilesAtomic(out, files);
   const trainable = paramSpecs(weights.config).filter((s) => s.trainable).length;
-  console.log(`wrote ${out}/{training_model.onnx, eval_model.onnx, optimizer_model.onnx, checkpoint} for ${trainable} trainable tensors`);
+  console.log(`wrote ${out}/{training_model.onnx, eval_model.onnx, optimizer_model.onnx, checkpoint} (${format}) for ${trainable} trainable tensors`);
 }
