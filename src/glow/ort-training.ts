@@ -42,12 +42,18 @@ export interface OrtOptimizerOptions extends Omit<OptimizerOptions, 'clipNorm'> 
 }
 
 /** Frozen tensors (LU p and sign_s, prior_h) become graph inputs like the trained ones, so that
- * the checkpoint, not a copy baked into each graph, is where every weight lives. */
-function frozenAsInputs(graph: Graph, config: GlowConfig): Graph {
-  const frozen = new Set(paramSpecs(config).filter((s) => !s.trainable).map((s) => s.name));
-  const moved = [...graph.initializers.keys()].filter((v) => frozen.has(v.name));
+ * the checkpoint, not a copy baked into each graph, is where every weight lives. Parameters
+ * follow the data inputs in paramSpecs order: ORT lays out getContiguousParameters in graph
+ * input order, and this makes it the order glow-onnx names tensors in. */
+function parametersAsInputs(graph: Graph, config: GlowConfig): Graph {
+  const specs = paramSpecs(config);
+  const frozen = new Set(specs.filter((s) => !s.trainable).map((s) => s.name));
+  const moved = [...graph.initializers.keys()].filter((v) => frozen.has(v.name)).map((value) => ({ value, doc: 'frozen parameter (checkpoint)' }));
   const initializers = new Map([...graph.initializers].filter(([v]) => !frozen.has(v.name)));
-  return { ...graph, inputs: [...graph.inputs, ...moved.map((value) => ({ value, doc: 'frozen parameter (checkpoint)' }))], initializers };
+  const all = new Map([...graph.inputs, ...moved].map((io) => [io.value.name, io]));
+  const params = specs.flatMap((s) => all.get(s.name) ?? []);
+  const data = graph.inputs.filter((io) => !params.includes(io));
+  return { ...graph, inputs: [...data, ...params], initializers };
 }
 
 function withMicrosoftOps(graph: Graph): Uint8Array {
@@ -57,7 +63,7 @@ function withMicrosoftOps(graph: Graph): Uint8Array {
 }
 
 function trainingModel(w: GlowWeights, options: LossOptions): Uint8Array {
-  const graph = frozenAsInputs(padConvChannels(buildTrainingModel(w, options)), w.config);
+  const graph = parametersAsInputs(padConvChannels(buildTrainingModel(w, options)), w.config);
   const grads = new Map(graph.outputs.map((io) => [io.value.name, io.value]));
   const g = GraphBuilder.extend({ ...graph, outputs: graph.outputs.filter((io) => io.value.name === 'loss') });
   const reset = g.input(LAZY_RESET_GRAD, 'bool', [1], 'true: overwrite the gradient buffers instead of adding to them');
@@ -134,7 +140,7 @@ export function weightsFromOdtc(bytes: Uint8Array, source: string, configOverrid
 
 /** The four files of ORT's on-device training, in memory. */
 export function buildOrtTrainingArtifacts(w: GlowWeights, options: LossOptions & OrtOptimizerOptions): Record<OrtTrainingFile, Uint8Array> {
-  const eval_ = frozenAsInputs(padConvChannels(buildEvalModel(w, options)), w.config);
+  const eval_ = parametersAsInputs(padConvChannels(buildEvalModel(w, options)), w.config);
   return {
     'training_model.onnx': trainingModel(w, options),
     'eval_model.onnx': withMicrosoftOps(eval_),
