@@ -54,7 +54,7 @@ export function loadTrainingBuild(): Promise<TrainingBuild> {
       throw new OrtTrainingUnavailable(`${TRAINING_PACKAGE} has no training build (${e.message.split('\n')[0]}): ${INSTALL}`);
     });
     if (!module.TrainingSession) throw new OrtTrainingUnavailable(`${TRAINING_PACKAGE} has no TrainingSession: ${INSTALL}`);
-    // Threads would start workers from a file URL the Node build of the wasm loader cannot use.
+    // One thread, no workers: the only setup checked in Node here.
     module.env.wasm.numThreads = 1;
     return module as TrainingBuild;
   })();
