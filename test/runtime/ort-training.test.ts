@@ -18,7 +18,9 @@ import { Rng } from '../../src/glow/rng.js';
 import { buildFusedTrainStep, momentNames, updatedName } from '../../src/glow/training.js';
 import { OdtcCheckpoint, OdtcError, ODTC_VERSION, readOdtc, writeOdtc } from '../../src/runtime/odtc.js';
 import { createOrtTrainingSession, loadTrainingBuild } from '../../src/runtime/ort-training.js';
-import { cli, maxAbsDiff, maxRelDiff } from '../helpers.js';
+import { ORT_TRAINING_DIR, trainWithOrtTraining } from '../../src/runtime/ort-train.js';
+import { EpochReport } from '../../src/runtime/train.js';
+import { blobDataset, cli, maxAbsDiff, maxRelDiff } from '../helpers.js';
 
 const config: GlowConfig = {
   imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv',
@@ -171,6 +173,28 @@ describe('ORT on-device training artifacts (--format ort-training)', function ()
       expect(bad.stderr.trim().split('\n')).to.deep.equal(['glow-onnx artifacts: --format must be portable or ort-training, got ort']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('train --engine ort-training', function () {
+  this.timeout(600000);
+
+  it('a few hundred TrainingSession steps lower the test bits/dim, and the run ends in weights ORT can reload', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'glow-ort-train-'));
+    try {
+      const reports: EpochReport[] = [];
+      const small: GlowConfig = { ...config, K: 1, learnTop: false };
+      const result = await trainWithOrtTraining(initWeights(small, 8), { train: blobDataset(240, 1), test: blobDataset(32, 2) }, {
+        out, batchSize: 8, learningRate: 2e-3, warmupSteps: 0, emaDecay: 0, checkpointEvery: 1000, seed: 3, initBatch: 32, evalLimit: 32, epochs: 7,
+      }, { onEpoch: (r) => reports.push(r) });
+      expect(result.steps).to.equal(210);
+      expect(reports).to.have.length(7);
+      expect(reports.at(-1)!.testBpd!).to.be.below(reports[0].testBpd! - 0.1);
+      const back = weightsFromOdtc(readFileSync(join(out, ORT_TRAINING_DIR, 'checkpoint')), 'checkpoint');
+      expect(Buffer.compare(Buffer.from(checkpointBytes(back)), readFileSync(join(out, 'weights.safetensors')))).to.equal(0);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
     }
   });
 });
