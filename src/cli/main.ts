@@ -26,7 +26,8 @@ train:
   train        --out DIR (--epochs N | --minutes M) [--data mnist|DIR] [--test-data DIR] [config flags | --weights FILE]
                [--batch-size 64] [--lr 1e-3] [--warmup 200] [--clip 50] [--ema 0.999] [--weight-decay 0]
                [--class-weight 0.01] [--checkpoint-every 200] [--seed N] [--init-batch 256 (0 with --weights)] [--eval-limit 10000]
-               [--threads N] [--ep cpu|webgpu] [--resume]
+               [--threads N] [--ep cpu|webgpu] [--resume] [--engine fused|ort-training (ONNX Runtime's TrainingSession,
+               CPU wasm; no --resume, --ep, --warmup, --clip, --ema)]
   artifacts    --weights FILE --out DIR [--opset N] [--format portable|ort-training] [--lr 1e-3] [--weight-decay 0]
                training_model.onnx, eval_model.onnx, optimizer_model.onnx and checkpoint: portable (standard ops, any
                ONNX Runtime; safetensors checkpoint) or ort-training (ONNX Runtime's TrainingSession, ODTC checkpoint)
