@@ -12,7 +12,8 @@ import { Graph } from '../src/builder/graph.js';
 import { serializeModel } from '../src/builder/serialize.js';
 import { GlowConfig } from '../src/glow/config.js';
 import { HostTensor } from '../src/glow/tensor.js';
-import type { TrainCheckpoint } from '../src/runtime/train.js';
+import { Rng } from '../src/glow/rng.js';
+import type { Dataset, TrainCheckpoint } from '../src/runtime/train.js';
 
 /** The built CLI entry point. */
 export const CLI_BIN = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url));
@@ -150,3 +151,21 @@ export const RGB_CONFIGS: readonly GlowConfig[] = [
 /** eps, bpd and decoded x of RGB_CONFIGS on WebGPU against the CPU provider: float32 rounding is
  * ~1e-6 there, the layout bug ~1. */
 export const RGB_TOLERANCE = 1e-5;
+
+/** Blurry blobs, dimmer in later channels: learnable, unlike noise, so losses move. */
+export function blobDataset(count: number, seed: number, channels = 1): Dataset {
+  const rng = new Rng(seed);
+  const plane = 64;
+  const pixels = new Uint8Array(count * channels * plane);
+  const labels = new Uint8Array(count);
+  for (let n = 0; n < count; n++) {
+    const [cy, cx] = [1 + rng.int(6), 1 + rng.int(6)];
+    labels[n] = rng.int(3);
+    for (let c = 0; c < channels; c++) {
+      for (let i = 0; i < 8; i++) for (let j = 0; j < 8; j++) {
+        pixels[(n * channels + c) * plane + i * 8 + j] = Math.min(255, Math.round(255 / (1 + c) * Math.exp(-((i - cy) ** 2 + (j - cx) ** 2) / 4) + 20 * rng.uniform()));
+      }
+    }
+  }
+  return { pixels, labels, count };
+}

@@ -74,3 +74,11 @@ export function readJson(path: string): unknown {
     throw new Error(`${path} is not valid JSON (${(e as Error).message})`);
   }
 }
+
+/** A flag that takes one of a few words. */
+export function choice<T extends string>(values: Values, name: string, allowed: readonly T[]): T | undefined {
+  const value = values[name];
+  if (value === undefined) return undefined;
+  if (!allowed.includes(value as T)) throw new UsageError(`--${name} must be ${allowed.join(' or ')}, got ${value}`);
+  return value as T;
+}

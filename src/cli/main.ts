@@ -15,8 +15,9 @@ const USAGE = `usage: glow-onnx <command> [options]
 
 make and describe models:
   init         --out DIR [--config FILE] [config flags] [--seed N] [--data mnist|DIR|none] [--init-batch N]
-  import       FILE.pt|FILE.pkg|FILE.safetensors --out DIR [--to native|rosinality] [import flags]
-               a y0ast, chaiyujin or rosinality PyTorch checkpoint (torch.save, also pre-1.6) -> native checkpoint + config.json;
+  import       FILE.pt|FILE.pkg|FILE.safetensors|checkpoint --out DIR [--to native|rosinality] [import flags]
+               a y0ast, chaiyujin or rosinality PyTorch checkpoint (torch.save, also pre-1.6), or an ORT training
+               checkpoint -> native checkpoint + config.json;
                --to rosinality: DIR/rosinality.safetensors in its model.py's names, for load_state_dict(strict=True)
   export       --weights FILE --out DIR [--config FILE] [--opset N] [--no-fold] [import flags]
                [--dtype float32|float16] [--batch N] [--external-data]
@@ -27,9 +28,11 @@ train:
   train        --out DIR (--epochs N | --minutes M) [--data mnist|DIR] [--test-data DIR] [config flags | --weights FILE]
                [--batch-size 64] [--lr 1e-3] [--warmup 200] [--clip 50] [--ema 0.999] [--weight-decay 0]
                [--class-weight 0.01] [--checkpoint-every 200] [--seed N] [--init-batch 256 (0 with --weights)] [--eval-limit 10000]
-               [--threads N] [--ep cpu|webgpu] [--resume]
-  artifacts    --weights FILE --out DIR [--opset N]
-               training_model.onnx, eval_model.onnx, optimizer_model.onnx and checkpoint (ORT's layout)
+               [--threads N] [--ep cpu|webgpu] [--resume] [--engine fused|ort-training (ONNX Runtime's TrainingSession,
+               CPU wasm; no --resume, --ep, --warmup, --clip, --ema)]
+  artifacts    --weights FILE --out DIR [--opset N] [--format portable|ort-training] [--lr 1e-3] [--weight-decay 0]
+               training_model.onnx, eval_model.onnx, optimizer_model.onnx and checkpoint: portable (standard ops, any
+               ONNX Runtime; safetensors checkpoint) or ort-training (ONNX Runtime's TrainingSession, ODTC checkpoint)
 
 run a model (--model DIR, default: the shipped models/mnist):
   sample       --out grid.png [--n 64] [--temperature 0.7] [--class C] [--seed N] [--columns N]

@@ -15,7 +15,7 @@ import { initActNorms } from '../runtime/init.js';
 import { TRITON_DEVICES, TritonDevice, TritonOptions, tritonRepository } from '../glow/triton.js';
 import { inspectModel } from '../runtime/inspect.js';
 import { dequantize } from '../runtime/quantize.js';
-import { bool, integer, Options, parse, readBytes, readJson, required, UsageError, Values } from './args.js';
+import { bool, choice, integer, Options, parse, readBytes, readJson, required, UsageError, Values } from './args.js';
 import { loadImages, oneHot } from './data.js';
 
 export const CONFIG_FLAGS: Options = {
@@ -120,13 +120,6 @@ export async function cmdImport(argv: string[]): Promise<void> {
   }
   writeFilesAtomic(out, { [WEIGHTS_FILE]: checkpointBytes(weights), 'config.json': `${JSON.stringify(weights.config, null, 2)}\n` });
   console.log(`imported a ${origin} checkpoint (${JSON.stringify(weights.config)}) into ${join(out, WEIGHTS_FILE)}`);
-}
-
-function choice<T extends string>(values: Values, name: string, allowed: readonly T[]): T | undefined {
-  const value = values[name];
-  if (value === undefined) return undefined;
-  if (!allowed.includes(value as T)) throw new UsageError(`--${name} must be ${allowed.join(' or ')}, got ${value}`);
-  return value as T;
 }
 
 export async function cmdExport(argv: string[]): Promise<void> {

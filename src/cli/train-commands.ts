@@ -8,13 +8,14 @@ import { validateConfig } from '../glow/config.js';
 import { exportModel } from '../glow/export.js';
 import { importWeights } from '../glow/import/index.js';
 import { paramSpecs } from '../glow/names.js';
+import { buildOrtTrainingArtifacts } from '../glow/ort-training.js';
 import { GlowWeights } from '../glow/model.js';
 import { initWeights } from '../glow/params.js';
 import { buildArtifactModels, DEFAULT_CLASS_WEIGHT } from '../glow/training.js';
 import { writeFilesAtomic } from '../runtime/files.js';
 import { loadMnist } from '../runtime/mnist.js';
-import { CHECKPOINT_FILE, Dataset, initialCheckpoint, readTrainCheckpoint, StepReport, train, TrainCheckpoint, TrainOptions } from '../runtime/train.js';
-import { integer, number, parse, readBytes, required, UsageError, Values } from './args.js';
+import { CHECKPOINT_FILE, Dataset, initialCheckpoint, readTrainCheckpoint, StepReport, train, TrainCheckpoint, TrainHooks, TrainOptions } from '../runtime/train.js';
+import { choice, integer, number, parse, readBytes, required, UsageError, Values } from './args.js';
 import { isMnist, readImages } from './data.js';
 import { CONFIG_FLAGS, configFromFlags } from './model-commands.js';
 
@@ -80,14 +81,21 @@ function withStoredConfig<T extends GlowWeights | TrainCheckpoint>(trained: T, v
   return ('state' in trained ? { ...trained, weights: withFloor(trained.weights) } : withFloor(trained)) as T;
 }
 
+const TRAIN_ENGINES = ['fused', 'ort-training'] as const;
+
 export async function cmdTrain(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     data: { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, config: { type: 'string' }, ...CONFIG_FLAGS,
     weights: { type: 'string' }, epochs: { type: 'string' }, minutes: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
     warmup: { type: 'string' }, clip: { type: 'string' }, ema: { type: 'string' }, 'weight-decay': { type: 'string' },
     'class-weight': { type: 'string' }, 'checkpoint-every': { type: 'string' }, seed: { type: 'string' }, 'init-batch': { type: 'string' },
-    'eval-limit': { type: 'string' }, threads: { type: 'string' }, ep: { type: 'string' }, resume: { type: 'boolean' },
+    'eval-limit': { type: 'string' }, threads: { type: 'string' }, ep: { type: 'string' }, resume: { type: 'boolean' }, engine: { type: 'string' },
   });
+  const engine = choice(values, 'engine', TRAIN_ENGINES) ?? 'fused';
+  if (engine === 'ort-training') {
+    const unsupported = ['resume', 'ep', 'warmup', 'clip', 'ema'].filter((flag) => values[flag] !== undefined);
+    if (unsupported.length) throw new UsageError(`--engine ort-training has no ${unsupported.map((f) => `--${f}`).join(', ')} (ONNX Runtime's training API keeps the Adam moments to itself and its AdamW has no clipping, warm-up or averaging)`);
+  }
   const ep = (values.ep as string | undefined) ?? 'cpu';
   if (ep !== 'cpu' && ep !== 'webgpu') throw new UsageError(`--ep must be cpu or webgpu (the train step's provider), got ${ep}`);
   const out = required(values, 'out');
@@ -134,7 +142,7 @@ export async function cmdTrain(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSigint);
   try {
-    const result = await train(start, sets, options, {
+    const hooks: TrainHooks = {
       onStep: progress.onStep,
       onEpoch: (r) => {
         progress.stop();
@@ -144,11 +152,16 @@ export async function cmdTrain(argv: string[]): Promise<number> {
         console.error(`epoch ${r.epoch} (step ${r.step}): test ${r.testBpd?.toFixed(4) ?? '-'} bits/dim${roundTrip}, samples ${r.samplePath}`);
       },
       shouldStop: () => stopRequested,
-    });
+    };
+    // Only this engine loads ONNX Runtime's training build.
+    const result = engine === 'ort-training'
+      ? await (await import('../runtime/ort-train.js')).trainWithOrtTraining(start as GlowWeights, sets, { ...options, emaDecay: 0 }, hooks)
+      : await train(start, sets, options, hooks);
     progress.stop();
     writeFilesAtomic(join(out, 'model'), { ...exportModel(result.weights, {}, { trainedSteps: String(result.steps) }) });
-    console.log(`${result.stoppedEarly ? 'stopped' : 'finished'} at step ${result.steps}: weights in ${join(out, 'weights.safetensors')}, model in ${join(out, 'model')}, `
-      + `resume with: glow-onnx train --out ${out} --resume --data ${data} ${epochs ? `--epochs ${epochs}` : `--minutes ${minutes}`}`);
+    const next = engine === 'ort-training' ? `ONNX Runtime's artifacts and trained checkpoint in ${join(out, 'ort-training')}`
+      : `resume with: glow-onnx train --out ${out} --resume --data ${data} ${epochs ? `--epochs ${epochs}` : `--minutes ${minutes}`}`;
+    console.log(`${result.stoppedEarly ? 'stopped' : 'finished'} at step ${result.steps}: weights in ${join(out, 'weights.safetensors')}, model in ${join(out, 'model')}, ${next}`);
     return result.stoppedEarly ? 130 : 0;
   } finally {
     progress.stop();
@@ -156,17 +169,35 @@ export async function cmdTrain(argv: string[]): Promise<number> {
   }
 }
 
+const ARTIFACT_FORMATS = ['portable', 'ort-training'] as const;
+
+
 export async function cmdArtifacts(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { weights: { type: 'string' }, out: { type: 'string' }, opset: { type: 'string' }, 'class-weight': { type: 'string' } });
+  const { values } = parse(argv, {
+    weights: { type: 'string' }, out: { type: 'string' }, opset: { type: 'string' }, 'class-weight': { type: 'string' }, format: { type: 'string' },
+    lr: { type: 'string' }, 'weight-decay': { type: 'string' },
+  });
   const out = required(values, 'out');
   const weightsPath = required(values, 'weights');
+  const format = choice(values, 'format', ARTIFACT_FORMATS) ?? 'portable';
+  if (format === 'portable' && (values.lr !== undefined || values['weight-decay'] !== undefined)) {
+    throw new UsageError('--lr and --weight-decay go into the optimizer graph of --format ort-training only (the portable one takes them as inputs)');
+  }
   const { weights } = importWeights(readBytes(weightsPath), weightsPath);
   const opset = integer(values, 'opset', 13);
   const lossOptions = { opset, classWeight: number(values, 'class-weight', (n) => n >= 0, 'a number >= 0') };
-  const models = buildArtifactModels(weights, lossOptions);
-  const files: Record<string, Uint8Array> = { checkpoint: initialCheckpoint(weights) };
-  for (const [name, graph] of Object.entries(models)) files[name] = serializeModel(graph);
+  let files: Record<string, Uint8Array>;
+  if (format === 'ort-training') {
+    files = buildOrtTrainingArtifacts(weights, {
+      ...lossOptions,
+      learningRate: positive(values, 'lr') ?? 1e-3,
+      weightDecay: number(values, 'weight-decay', (n) => n >= 0, 'a number >= 0') ?? 0,
+    });
+  } else {
+    files = { checkpoint: initialCheckpoint(weights) };
+    for (const [name, graph] of Object.entries(buildArtifactModels(weights, lossOptions))) files[name] = serializeModel(graph);
+  }
   writeFilesAtomic(out, files);
   const trainable = paramSpecs(weights.config).filter((s) => s.trainable).length;
-  console.log(`wrote ${out}/{training_model.onnx, eval_model.onnx, optimizer_model.onnx, checkpoint} for ${trainable} trainable tensors`);
+  console.log(`wrote ${out}/{training_model.onnx, eval_model.onnx, optimizer_model.onnx, checkpoint} (${format}) for ${trainable} trainable tensors`);
 }

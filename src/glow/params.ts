@@ -101,8 +101,8 @@ function logAbsDetOrInf(t: HostTensor): number {
 
 export const WEIGHTS_FILE = 'weights.safetensors';
 
-const META_CONFIG = 'glow_onnx.config';
-const META_SHUFFLES = 'glow_onnx.shuffles';
+export const META_CONFIG = 'glow_onnx.config';
+export const META_SHUFFLES = 'glow_onnx.shuffles';
 
 /** Native checkpoint bytes: float32 tensors in state_dict order, config and shuffle orders in
  * the safetensors metadata (which PyTorch's loaders ignore). */
@@ -123,20 +123,29 @@ export function checkpointBytes(w: GlowWeights): Uint8Array {
  */
 export function parseCheckpoint(bytes: Uint8Array, source: string, configOverride?: GlowConfig): GlowWeights {
   const file = readSafetensors(bytes, source);
-  let config = configOverride;
-  if (!config) {
-    const raw = file.metadata[META_CONFIG];
-    if (!raw) throw new WeightsError(`${source} carries no Glow config in its metadata: pass --config FILE`);
-    config = validateConfig(parseJson(raw, `${source} metadata ${META_CONFIG}`));
-  }
   const params = new Map<string, HostTensor>();
   for (const [name, t] of file.tensors) params.set(name, { shape: t.shape, data: t.data });
+  return weightsFromMetadata(params, file.metadata, source, configOverride);
+}
+
+/** Weights from named tensors and the string metadata stored beside them (safetensors metadata,
+ * an ODTC checkpoint's string properties): config and shuffle orders as checkpointBytes writes
+ * them. `where` names the metadata in messages. */
+export function weightsFromMetadata(
+  params: Map<string, HostTensor>, metadata: Record<string, string>, source: string, configOverride?: GlowConfig, where = 'metadata',
+): GlowWeights {
+  let config = configOverride;
+  if (!config) {
+    const raw = metadata[META_CONFIG];
+    if (!raw) throw new WeightsError(`${source} carries no Glow config in its ${where}: pass --config FILE`);
+    config = validateConfig(parseJson(raw, `${source} ${where} ${META_CONFIG}`));
+  }
   checkWeights(config, params, source);
   let shuffles: Map<string, number[]> | undefined;
   if (config.permutation === 'shuffle') {
-    const raw = file.metadata[META_SHUFFLES];
+    const raw = metadata[META_SHUFFLES];
     if (!raw) throw new WeightsError(`${source}: shuffle permutations are not stored in it; a shuffle model needs its channel orders`);
-    shuffles = shufflesFrom(parseJson(raw, `${source} metadata ${META_SHUFFLES}`), `${source} metadata ${META_SHUFFLES}`);
+    shuffles = shufflesFrom(parseJson(raw, `${source} ${where} ${META_SHUFFLES}`), `${source} ${where} ${META_SHUFFLES}`);
     checkShuffles(config, shuffles, source);
   }
   return { config, params, shuffles };

@@ -1,5 +1,6 @@
-// Training artifacts in ONNX Runtime's on-device-training layout, built from standard ONNX ops
-// only (onnxruntime-node/-web 1.30 have no training ops):
+// Training artifacts in ONNX Runtime's on-device-training file layout, built from standard ONNX
+// ops only (onnxruntime-node/-web 1.30 have no training ops), so any runtime can drive them;
+// ort-training.ts builds the variant ORT's own TrainingSession loads:
 //   training_model.onnx   x (, y), trainable parameters -> loss, <param>_grad
 //   eval_model.onnx       x (, y), trainable parameters -> loss, bpd
 //   optimizer_model.onnx  learning_rate, step, per parameter p: p, p_grad, p.exp_avg, p.exp_avg_sq

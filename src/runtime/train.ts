@@ -101,7 +101,7 @@ function floats(t: { data: ArrayLike<number> }): Float32Array {
 }
 
 /** The order of an epoch's examples: a permutation fixed by the seed and the epoch number. */
-function epochOrder(count: number, seed: number, epoch: number): number[] {
+export function epochOrder(count: number, seed: number, epoch: number): number[] {
   return new Rng(seed * 1000003 + epoch).permutation(count);
 }
 
@@ -213,7 +213,7 @@ export function weightsWith(base: GlowWeights, trained: ReadonlyMap<string, Floa
   return { ...base, params };
 }
 
-async function evaluate(w: GlowWeights, test: Dataset | undefined, options: TrainOptions, epoch: number): Promise<Omit<EpochReport, 'epoch' | 'step'>> {
+export async function evaluate(w: GlowWeights, test: Dataset | undefined, options: TrainOptions, epoch: number): Promise<Omit<EpochReport, 'epoch' | 'step'>> {
   const files = exportModel(w);
   const sessionOptions = { executionProviders: ['cpu'], ...(options.threads ? { intraOpNumThreads: options.threads } : {}) };
   const model = new GlowModel(
@@ -252,7 +252,7 @@ async function evaluate(w: GlowWeights, test: Dataset | undefined, options: Trai
   }
 }
 
-function labelsOf(data: Dataset, start: number, count: number, classes: number, order?: number[]): Float32Array | undefined {
+export function labelsOf(data: Dataset, start: number, count: number, classes: number, order?: number[]): Float32Array | undefined {
   if (!classes) return undefined;
   if (!data.labels) throw new TrainingError('a class-conditional model needs labelled data');
   const y = new Float32Array(count * classes);
@@ -341,6 +341,20 @@ function splitState(host: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap
   return { params, moments, ema };
 }
 
+/** Data-dependent ActNorm initialisation on the first `initBatch` images of a fixed order (none
+ * when initBatch is 0): the start of every engine's run. */
+export async function initialiseActNorms(initial: GlowWeights, data: Dataset, options: Pick<TrainOptions, 'initBatch' | 'seed'>): Promise<GlowWeights> {
+  if (options.initBatch <= 0) return initial;
+  const { config } = initial;
+  const size = config.imageShape.reduce((a, b) => a * b, 1);
+  const initRng = new Rng(options.seed + 1);
+  const initCount = Math.min(options.initBatch, data.count);
+  const order = epochOrder(data.count, options.seed, -1).slice(0, initCount);
+  const initPixels = new Uint8Array(initCount * size);
+  order.forEach((idx, i) => initPixels.set(data.pixels.subarray(idx * size, (idx + 1) * size), i * size));
+  return initActNorms(initial, dequantize(initPixels, config.nBits, initRng), labelsOf(data, 0, initCount, config.numClasses, order));
+}
+
 /**
  * Trains from fresh weights (after data-dependent ActNorm initialisation) or continues a
  * training checkpoint exactly: same data order, noise, optimizer state and EMA.
@@ -363,14 +377,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
   if (resumed) {
     ({ params, moments, ema, state } = resumed);
   } else {
-    if (options.initBatch > 0) {
-      const initRng = new Rng(options.seed + 1);
-      const initCount = Math.min(options.initBatch, data.train.count);
-      const order = epochOrder(data.train.count, options.seed, -1).slice(0, initCount);
-      const initPixels = new Uint8Array(initCount * size);
-      order.forEach((idx, i) => initPixels.set(data.train.pixels.subarray(idx * size, (idx + 1) * size), i * size));
-      base = await initActNorms(initial, dequantize(initPixels, config.nBits, initRng), labelsOf(data.train, 0, initCount, classes, order));
-    }
+    base = await initialiseActNorms(initial, data.train, options);
     params = new Map([...shapes.keys()].map((name) => [name, floats(base.params.get(name)!)]));
     moments = zeroMoments(shapes);
     ema = options.emaDecay > 0 ? new Map([...params].map(([k, v]) => [k, v.slice()])) : undefined;

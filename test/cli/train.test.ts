@@ -105,6 +105,19 @@ describe('glow-onnx train', function () {
     for (const [name, t] of actnorms) expect(Math.max(...Array.from(t.data, Math.abs)), name).to.be.below(1e-6);
   });
 
+  it('--engine ort-training trains in ONNX Runtime\'s TrainingSession and exports the result; refuses what that API cannot do', () => {
+    const out = join(dir, 'ort');
+    const refused = cli('train', '--data', images, '--out', out, '--epochs', '1', '--engine', 'ort-training', '--ema', '0.9', ...model);
+    expect(refused.code).to.equal(2);
+    expect(refused.stderr.trim().split('\n')).to.have.length(1);
+    expect(refused.stderr).to.contain('--engine ort-training has no --ema');
+    const r = cli('train', '--data', images, '--out', out, '--epochs', '2', '--engine', 'ort-training', ...model);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/finished at step 10:/);
+    expect(readdirSync(out).sort()).to.include.members(['config.json', 'model', 'ort-training', 'weights.safetensors']);
+    expect(readdirSync(join(out, 'ort-training')).sort()).to.deep.equal(['checkpoint', 'eval_model.onnx', 'optimizer_model.onnx', 'training_model.onnx']);
+  });
+
   it('refuses a run without a budget, and writes training artifacts', () => {
     const r = cli('train', '--data', images, '--out', join(dir, 'none'), ...model);
     expect(r.code).to.equal(2);

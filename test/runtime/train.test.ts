@@ -16,7 +16,7 @@ import { Rng } from '../../src/glow/rng.js';
 import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/glow/training.js';
 import { CHECKPOINT_FILE, Dataset, EpochReport, readTrainCheckpoint, train, TrainingError, TrainOptions } from '../../src/runtime/train.js';
 import { WEBGPU_EP } from '../../src/runtime/webgpu-options.js';
-import { expectSameCheckpoint, maxAbsDiff, useSoftwareWebGpu } from '../helpers.js';
+import { blobDataset as dataset, expectSameCheckpoint, maxAbsDiff, useSoftwareWebGpu } from '../helpers.js';
 
 const config: GlowConfig = {
   imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv',
@@ -25,24 +25,6 @@ const config: GlowConfig = {
 
 /** An RGB model of the shape that trips WebGPU's NHWC Conv (6 channels into the first coupling). */
 const rgbConfig: GlowConfig = { ...config, imageShape: [3, 8, 8] };
-
-/** Blurry blobs, dimmer in later channels: learnable, unlike noise, so losses move. */
-function dataset(count: number, seed: number, channels = 1): Dataset {
-  const rng = new Rng(seed);
-  const plane = 64;
-  const pixels = new Uint8Array(count * channels * plane);
-  const labels = new Uint8Array(count);
-  for (let n = 0; n < count; n++) {
-    const [cy, cx] = [1 + rng.int(6), 1 + rng.int(6)];
-    labels[n] = rng.int(3);
-    for (let c = 0; c < channels; c++) {
-      for (let i = 0; i < 8; i++) for (let j = 0; j < 8; j++) {
-        pixels[(n * channels + c) * plane + i * 8 + j] = Math.min(255, Math.round(255 / (1 + c) * Math.exp(-((i - cy) ** 2 + (j - cx) ** 2) / 4) + 20 * rng.uniform()));
-      }
-    }
-  }
-  return { pixels, labels, count };
-}
 
 function options(out: string, extra: Partial<TrainOptions> = {}): TrainOptions {
   return {

@@ -1,11 +1,14 @@
 // One entry for every weights file a user may hand us: the native checkpoint (safetensors with
-// our config in its metadata), a y0ast, chaiyujin or rosinality PyTorch checkpoint (torch.save,
+// our config in its metadata), an ONNX Runtime training checkpoint (ODTC) that `artifacts
+// --format ort-training` wrote, a y0ast, chaiyujin or rosinality PyTorch checkpoint (torch.save,
 // either format), or a safetensors file of such a state_dict.
 
 import { checkShuffles, checkWeights, parseCheckpoint } from '../params.js';
 import { GlowWeights } from '../model.js';
 import { readSafetensorsMetadata } from '../safetensors.js';
 import { HostTensor } from '../tensor.js';
+import { isOdtc } from '../../runtime/odtc.js';
+import { weightsFromOdtc } from '../ort-training.js';
 import { CheckpointError } from './errors.js';
 import { ConfigOverrides, detectPort, inferConfig, Port, toNativeNames } from './ports.js';
 import { importRosinality, isRosinalityBuffer } from './rosinality.js';
@@ -21,7 +24,7 @@ export interface ImportOptions extends ConfigOverrides {
 export interface Imported {
   weights: GlowWeights;
   /** Where the weights came from: 'native' or the PyTorch port. */
-  origin: 'native' | Port;
+  origin: 'native' | 'ort-training' | Port;
   notes: string[];
 }
 
@@ -35,6 +38,7 @@ function isNativeCheckpoint(bytes: Uint8Array): boolean {
 
 export function importWeights(bytes: Uint8Array, source: string, options: ImportOptions = {}): Imported {
   if (isNativeCheckpoint(bytes)) return { weights: parseCheckpoint(bytes, source), origin: 'native', notes: [] };
+  if (isOdtc(bytes)) return { weights: weightsFromOdtc(bytes, source), origin: 'ort-training', notes: [] };
   const file = unwrapDataParallel(readWeightsFile(bytes, source));
   const port = withSource(source, () => detectPort([...file.keys()]));
   const tensors = new Map<string, HostTensor>();

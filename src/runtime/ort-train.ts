@@ -1,0 +1,101 @@
+// `glow-onnx train --engine ort-training`: the loop of ONNX Runtime's on-device training API
+// (TrainingSession: runTrainStep, runOptimizerStep, lazyResetGrad) over the artifacts of
+// `artifacts --format ort-training`, in the 1.19.2 training build (CPU wasm). Same data order,
+// dequantisation noise, ActNorm init and epoch reports as the default engine; what the API does
+// not give (the Adam moments, so no exact resume; clipping; warm-up; EMA) it does not do.
+
+import { join } from 'node:path';
+import { GlowWeights } from '../glow/model.js';
+import { paramSpecs } from '../glow/names.js';
+import { buildOrtTrainingArtifacts, ortTrainingCheckpoint } from '../glow/ort-training.js';
+import { checkpointBytes, WEIGHTS_FILE } from '../glow/params.js';
+import { Rng } from '../glow/rng.js';
+import { writeFilesAtomic } from './files.js';
+import { createOrtTrainingSession, loadTrainingBuild, TrainingSession } from './ort-training.js';
+import { dequantize } from './quantize.js';
+import { Dataset, epochOrder, evaluate, initialiseActNorms, labelsOf, TrainHooks, TrainingError, TrainOptions, TrainResult, weightsWith } from './train.js';
+
+/** Where the run's artifacts and its trained ODTC checkpoint go, under --out. */
+export const ORT_TRAINING_DIR = 'ort-training';
+
+async function trainedWeights(session: TrainingSession, base: GlowWeights): Promise<GlowWeights> {
+  const flat = (await session.getContiguousParameters(true)).data as Float32Array;
+  const trained = new Map<string, Float32Array>();
+  let offset = 0;
+  for (const spec of paramSpecs(base.config).filter((s) => s.trainable)) {
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    trained.set(spec.name, flat.slice(offset, offset + n));
+    offset += n;
+  }
+  if (offset !== flat.length) throw new TrainingError(`ONNX Runtime holds ${flat.length} trainable values, the model ${offset}`);
+  return weightsWith(base, trained);
+}
+
+export async function trainWithOrtTraining(
+  initial: GlowWeights, data: { train: Dataset; test?: Dataset }, options: TrainOptions, hooks: TrainHooks = {},
+): Promise<Omit<TrainResult, 'stateLocation'>> {
+  const { config } = initial;
+  const size = config.imageShape.reduce((a, b) => a * b, 1);
+  if (data.train.count < options.batchSize) throw new TrainingError(`the training set has ${data.train.count} images, fewer than one batch of ${options.batchSize}`);
+  if (!options.epochs && !options.minutes) throw new TrainingError('give a budget: epochs or minutes');
+  const ort = await loadTrainingBuild();
+  const base = await initialiseActNorms(initial, data.train, options);
+  const artifacts = buildOrtTrainingArtifacts(base, { ...options, learningRate: options.learningRate });
+  const session = await createOrtTrainingSession(artifacts);
+  const batchesPerEpoch = Math.floor(data.train.count / options.batchSize);
+  const totalSteps = options.epochs ? options.epochs * batchesPerEpoch : undefined;
+  const noise = new Rng(options.seed + 2);
+  const losses: number[] = [];
+  const started = Date.now();
+  const budgetLeft = (epoch: number) => (options.epochs === undefined || epoch < options.epochs) && (options.minutes === undefined || Date.now() - started < options.minutes * 60000);
+  const save = async (weights: GlowWeights, step: number) => {
+    const dir = join(options.out, ORT_TRAINING_DIR);
+    writeFilesAtomic(dir, { ...artifacts, checkpoint: ortTrainingCheckpoint(weights) });
+    hooks.onCheckpoint?.(join(dir, 'checkpoint'), step);
+  };
+  let step = 0;
+  let stoppedEarly = false;
+  let weights: GlowWeights;
+  try {
+    const x = new Float32Array(options.batchSize * size);
+    const pixels = new Uint8Array(options.batchSize * size);
+    for (let epoch = 0; budgetLeft(epoch) && !stoppedEarly; epoch++) {
+      const order = epochOrder(data.train.count, options.seed, epoch);
+      for (let batch = 0; batch < batchesPerEpoch; batch++) {
+        const stepStart = Date.now();
+        const start = batch * options.batchSize;
+        for (let i = 0; i < options.batchSize; i++) pixels.set(data.train.pixels.subarray(order[start + i] * size, (order[start + i] + 1) * size), i * size);
+        x.set(dequantize(pixels, config.nBits, noise));
+        const feeds: Record<string, InstanceType<typeof ort.Tensor>> = { x: new ort.Tensor('float32', x.slice(), [options.batchSize, ...config.imageShape]) };
+        const y = labelsOf(data.train, start, options.batchSize, config.numClasses, order);
+        if (y) feeds.y = new ort.Tensor('float32', y, [options.batchSize, config.numClasses]);
+        const loss = ((await session.runTrainStep(feeds)).loss.data as Float32Array)[0];
+        if (!Number.isFinite(loss)) {
+          throw new TrainingError(`the loss became ${loss} at step ${step + 1}: stopped without applying it; the last checkpoint in ${join(options.out, ORT_TRAINING_DIR)} is intact. Try a lower learning rate`);
+        }
+        await session.runOptimizerStep();
+        await session.lazyResetGrad();
+        step++;
+        losses.push(loss);
+        hooks.onStep?.({ step, epoch, loss, gradNorm: NaN, imagesPerSecond: options.batchSize / Math.max(1e-3, (Date.now() - stepStart) / 1000), totalSteps });
+        const epochDone = batch === batchesPerEpoch - 1;
+        if (epochDone) {
+          const report = await evaluate(await trainedWeights(session, base), data.test, options, epoch + 1);
+          hooks.onEpoch?.({ epoch: epoch + 1, step, ...report });
+        }
+        if (step % options.checkpointEvery === 0 || epochDone) await save(await trainedWeights(session, base), step);
+        if (hooks.shouldStop?.()) {
+          stoppedEarly = true;
+          break;
+        }
+        if (!budgetLeft(epoch)) break;
+      }
+    }
+    weights = await trainedWeights(session, base);
+    await save(weights, step);
+  } finally {
+    await session.release();
+  }
+  writeFilesAtomic(options.out, { [WEIGHTS_FILE]: checkpointBytes(weights), 'config.json': `${JSON.stringify(config, null, 2)}\n` });
+  return { weights, steps: step, losses, stoppedEarly };
+}

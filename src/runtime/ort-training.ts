@@ -1,0 +1,75 @@
+// ONNX Runtime's training build (onnxruntime-web 1.19.2, the last with TrainingSession), installed
+// under the alias onnxruntime-training-web and loaded only by whoever asks for it. Its package
+// export `./training` refuses Node, so the dist file is imported by path.
+
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { InferenceSession, Tensor } from 'onnxruntime-common';
+import { OrtTrainingFile } from '../glow/ort-training.js';
+import { readOdtc } from './odtc.js';
+
+export const TRAINING_PACKAGE = 'onnxruntime-training-web';
+const INSTALL = `npm install ${TRAINING_PACKAGE}@npm:onnxruntime-web@1.19.2`;
+
+/** The part of 1.19.2's TrainingSession glow-onnx uses (onnxruntime-common 1.30 no longer
+ * declares it). */
+export interface TrainingSession {
+  readonly trainingInputNames: readonly string[];
+  readonly evalInputNames: readonly string[];
+  readonly evalOutputNames: readonly string[];
+  runTrainStep(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  runOptimizerStep(): Promise<void>;
+  lazyResetGrad(): Promise<void>;
+  runEvalStep(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  getContiguousParameters(trainableOnly: boolean): Promise<Tensor>;
+  loadParametersBuffer(buffer: Uint8Array, trainableOnly: boolean): Promise<void>;
+  release(): Promise<void>;
+}
+
+export interface TrainingBuild {
+  TrainingSession: { create(files: object, options?: InferenceSession.SessionOptions): Promise<TrainingSession> };
+  Tensor: typeof import('onnxruntime-common').Tensor;
+  env: { wasm: { numThreads?: number } };
+}
+
+export class OrtTrainingUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OrtTrainingUnavailable';
+  }
+}
+
+let build: Promise<TrainingBuild> | undefined;
+
+export function loadTrainingBuild(): Promise<TrainingBuild> {
+  build ??= (async () => {
+    let main: string;
+    try {
+      main = createRequire(import.meta.url).resolve(TRAINING_PACKAGE);
+    } catch {
+      throw new OrtTrainingUnavailable(`ONNX Runtime's training build is not installed: ${INSTALL}`);
+    }
+    const module = await import(pathToFileURL(join(dirname(main), 'ort.training.wasm.min.mjs')).href).catch((e: Error) => {
+      throw new OrtTrainingUnavailable(`${TRAINING_PACKAGE} has no training build (${e.message.split('\n')[0]}): ${INSTALL}`);
+    });
+    if (!module.TrainingSession) throw new OrtTrainingUnavailable(`${TRAINING_PACKAGE} has no TrainingSession: ${INSTALL}`);
+    // One thread, no workers: the only setup checked in Node here.
+    module.env.wasm.numThreads = 1;
+    return module as TrainingBuild;
+  })();
+  return build;
+}
+
+/** A TrainingSession over the four artifacts, after checking the checkpoint here: ORT answers a
+ * checkpoint it cannot read with a bare status number. */
+export async function createOrtTrainingSession(files: Record<OrtTrainingFile, Uint8Array>, source = 'checkpoint'): Promise<TrainingSession> {
+  readOdtc(files.checkpoint, source);
+  const ort = await loadTrainingBuild();
+  return ort.TrainingSession.create({
+    checkpointState: files.checkpoint,
+    trainModel: files['training_model.onnx'],
+    evalModel: files['eval_model.onnx'],
+    optimizerModel: files['optimizer_model.onnx'],
+  });
+}
