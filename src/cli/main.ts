@@ -18,7 +18,7 @@ make and describe models:
   import       FILE.pt|FILE.safetensors --out DIR [import flags]
                a y0ast or chaiyujin PyTorch checkpoint -> native checkpoint + config.json
   export       --weights FILE --out DIR [--config FILE] [--opset N] [--no-fold] [import flags]
-               [--dtype float32|float16] [--batch N] [--external-data]
+               [--dtype float32|float16] [--batch N] [--external-data] [--target onnxruntime|opencv]
                [--triton DIR [--triton-max-batch 64] [--triton-instances 1] [--triton-device gpu|cpu]]
   inspect      FILE.onnx
 
