@@ -1,0 +1,155 @@
+// OpenCV's DNN module (4.6, Debian's python3-opencv: the library C++ users link) runs the graphs
+// of `export --target opencv`, encode and decode, on the shipped model and on RGB models, and
+// matches ONNX Runtime on the default export. Run through scripts/opencv_run.py in one python
+// process. A missing python3-opencv fails the test with the install command.
+
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { serializeModel } from '../../src/builder/serialize.js';
+import { GlowConfig, latentShape } from '../../src/glow/config.js';
+import { exportGraph, GraphKind, targetOptions } from '../../src/glow/export.js';
+import { importWeights } from '../../src/glow/import/index.js';
+import { GlowWeights } from '../../src/glow/model.js';
+import { Rng } from '../../src/glow/rng.js';
+import { HostTensor } from '../../src/glow/tensor.js';
+import { loadMnist } from '../../src/runtime/mnist.js';
+import { dequantize } from '../../src/runtime/quantize.js';
+import { RGB_CONFIGS, runGraph } from '../helpers.js';
+import { randomImages, randomParams, randomShuffles } from '../reference/random-params.js';
+import { PYTHON } from './onnx-checker.js';
+
+const INSTALL = "install Debian's python3-opencv (apt-get install python3-opencv)";
+const SCRIPT = fileURLToPath(new URL('../../../scripts/opencv_run.py', import.meta.url));
+const MODEL = fileURLToPath(new URL('../../../models/mnist/', import.meta.url));
+/** OpenCV against ONNX Runtime, relative to max(1, |value|): bits/dim and log p(x) are in the
+ * thousands on the RGB models' random images, where 1e-4 absolute is below float32's spacing. */
+const TOLERANCE = 1e-4;
+const BATCH = 2;
+const TEMPERATURE = 0.7;
+
+/** Largest |a - b| / max(1, |b|). */
+function maxScaledDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).to.equal(b.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
+  return Number.isNaN(worst) ? Infinity : worst;
+}
+
+function gaussian(shape: number[], rng: Rng, scale = 1): HostTensor {
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < data.length; i++) data[i] = rng.normal() * scale;
+  return { shape, data };
+}
+
+interface Case {
+  label: string;
+  kind: GraphKind;
+  /** Inputs of the default graph. */
+  feeds: Record<string, HostTensor | number>;
+  /** Inputs of the OpenCV graph (eps pre-scaled by the temperature). */
+  opencvFeeds: Record<string, HostTensor>;
+  weights: GlowWeights;
+}
+
+function cases(label: string, w: GlowWeights, x: HostTensor): Case[] {
+  const rng = new Rng(7);
+  const eps = Object.fromEntries(Array.from({ length: w.config.L }, (_, i) => [`eps_${i + 1}`, gaussian([BATCH, ...latentShape(w.config, i + 1)], rng)]));
+  const scaled = Object.fromEntries(Object.entries(eps).map(([k, t]) => [k, { shape: t.shape, data: Float32Array.from(t.data, (v) => v * TEMPERATURE) }]));
+  return [
+    { label, kind: 'encode', feeds: { x }, opencvFeeds: { x }, weights: w },
+    { label, kind: 'decode', feeds: { ...eps, temperature: TEMPERATURE }, opencvFeeds: scaled, weights: w },
+  ];
+}
+
+/** Runs each model with OpenCV; model path -> 'OK' or OpenCV's message. */
+function runOpencv(manifest: { model: string }[], dir: string): Map<string, string> {
+  const path = join(dir, 'manifest.json');
+  writeFileSync(path, JSON.stringify(manifest));
+  const run = spawnSync(PYTHON, [SCRIPT, path], { encoding: 'utf8', timeout: 100_000 });
+  if (run.error) throw new Error(`could not run ${PYTHON} ${SCRIPT} (${run.error.message}); ${INSTALL}`);
+  if (run.status === 2 || /cannot import cv2/.test(run.stdout)) throw new Error(`${PYTHON} cannot import cv2: ${INSTALL}\n${run.stdout}`);
+  const results = new Map<string, string>();
+  for (const line of run.stdout.split('\n')) {
+    const m = /^(OK|FAIL) (.*?)(?:: (.*))?$/.exec(line);
+    if (m) results.set(m[2], m[1] === 'OK' ? 'OK' : m[3]);
+  }
+  const missing = manifest.filter((e) => !results.has(e.model));
+  if (missing.length) throw new Error(`${SCRIPT} printed no result for ${missing[0].model} (exit ${run.status}):\n${run.stdout.slice(-2000)}${run.stderr}`);
+  return results;
+}
+
+describe('OpenCV DNN 4.6 runs `export --target opencv` like ONNX Runtime runs the default export', function () {
+  this.timeout(120_000);
+  let dir: string;
+  after(() => {
+    if (dir && !process.env.KEEP) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(`encode and decode of the shipped model and of RGB models (16x16x3, 32x32x3) within ${TOLERANCE}`, async () => {
+    dir = mkdtempSync(join(tmpdir(), 'glow-opencv-'));
+    const shipped = importWeights(readFileSync(MODEL + 'weights.safetensors'), 'weights.safetensors').weights;
+    const digits = loadMnist('test', BATCH);
+    const all = [
+      ...cases('mnist', shipped, { shape: [BATCH, 1, 28, 28], data: dequantize(digits.pixels, shipped.config.nBits, 'center') }),
+      ...RGB_CONFIGS.flatMap((c, i) => {
+        // Unconditional: class-conditional models are refused (the next test).
+        const config: GlowConfig = { ...c, numClasses: 0 };
+        const w: GlowWeights = { config, params: randomParams(config, 40 + i), shuffles: randomShuffles(config, 40 + i) };
+        return cases(`rgb${c.imageShape[1]}`, w, randomImages(config, BATCH, 9 + i));
+      }),
+    ];
+    const manifest = [];
+    const expected: Record<string, HostTensor>[] = [];
+    const onnxruntime: Record<string, HostTensor>[] = [];
+    for (const [i, c] of all.entries()) {
+      const graph = exportGraph(c.weights, c.kind, { target: 'opencv', batch: BATCH });
+      expected.push(await runGraph(exportGraph(c.weights, c.kind), c.feeds));
+      // The OpenCV graph is ONNX that ONNX Runtime runs too, to the same outputs.
+      onnxruntime.push(await runGraph(graph, c.opencvFeeds));
+      const caseDir = join(dir, `${i}`);
+      mkdirSync(caseDir);
+      const model = join(caseDir, `${c.label}-${c.kind}.onnx`);
+      writeFileSync(model, serializeModel(graph));
+      const inputs: Record<string, { file: string; shape: number[] }> = {};
+      for (const [name, t] of Object.entries(c.opencvFeeds)) {
+        const file = join(caseDir, `${name}.in`);
+        writeFileSync(file, Float32Array.from(t.data));
+        inputs[name] = { file, shape: t.shape };
+      }
+      manifest.push({ model, inputs, outputs: graph.outputs.map((io) => io.value.name), out: caseDir });
+    }
+    const results = runOpencv(manifest, dir);
+    const failures = manifest.filter((e) => results.get(e.model) !== 'OK').map((e) => `${e.model}: ${results.get(e.model)}`);
+    expect(failures, failures.join('\n')).to.deep.equal([]);
+    const errors: string[] = [];
+    for (const [i, entry] of manifest.entries()) {
+      for (const name of entry.outputs) {
+        const want = expected[i][name].data;
+        const bytes = readFileSync(join(entry.out, `${name}.bin`));
+        const got = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+        if (got.length !== want.length) { errors.push(`${all[i].label} ${all[i].kind} ${name}: OpenCV returned ${got.length} values, expected ${want.length}`); continue; }
+        const opencvError = maxScaledDiff(got, want);
+        const ortError = maxScaledDiff(onnxruntime[i][name].data, want);
+        if (!(opencvError <= TOLERANCE) || !(ortError <= TOLERANCE)) {
+          errors.push(`${all[i].label} ${all[i].kind} ${name}: OpenCV ${opencvError.toExponential(2)}, ONNX Runtime on the OpenCV graph ${ortError.toExponential(2)}`);
+        }
+      }
+    }
+    expect(errors, errors.join('\n')).to.deep.equal([]);
+  });
+
+  it('refuses at export, saying why, what OpenCV 4.6 cannot run', () => {
+    const conditional = RGB_CONFIGS[0];
+    const w: GlowWeights = { config: conditional, params: randomParams(conditional, 3), shuffles: randomShuffles(conditional, 3) };
+    expect(() => targetOptions(w, { target: 'opencv' })).to.throw(/class-conditional models are not supported: OpenCV 4.6 cannot broadcast/);
+    const plain: GlowWeights = { ...w, config: { ...conditional, numClasses: 0 } };
+    expect(() => targetOptions(plain, { target: 'opencv', dtype: 'float16' })).to.throw(/float16 is not supported/);
+    expect(() => targetOptions(plain, { target: 'opencv', opset: 18 })).to.throw(/opset 18/);
+    expect(targetOptions(plain, { target: 'opencv' }).batch).to.equal(1);
+  });
+});
+
