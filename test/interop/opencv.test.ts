@@ -11,14 +11,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serializeModel } from '../../src/builder/serialize.js';
 import { GlowConfig, latentShape } from '../../src/glow/config.js';
+import { exportModelToDirectory } from '../../src/glow/export-directory.js';
 import { exportGraph, GraphKind, targetOptions } from '../../src/glow/export.js';
 import { importWeights } from '../../src/glow/import/index.js';
 import { GlowWeights } from '../../src/glow/model.js';
 import { Rng } from '../../src/glow/rng.js';
 import { HostTensor } from '../../src/glow/tensor.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
+import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { dequantize } from '../../src/runtime/quantize.js';
-import { RGB_CONFIGS, runGraph } from '../helpers.js';
+import { maxAbsDiff, RGB_CONFIGS, runGraph } from '../helpers.js';
 import { randomImages, randomParams, randomShuffles } from '../reference/random-params.js';
 import { PYTHON } from './onnx-checker.js';
 
@@ -140,6 +142,28 @@ describe('OpenCV DNN 4.6 runs `export --target opencv` like ONNX Runtime runs th
       }
     }
     expect(errors, errors.join('\n')).to.deep.equal([]);
+  });
+
+  it("the project's runtime decodes an OpenCV export at a temperature like the shipped model (eps scaled on the host)", async () => {
+    const shipped = importWeights(readFileSync(MODEL + 'weights.safetensors'), 'weights.safetensors').weights;
+    const out = mkdtempSync(join(tmpdir(), 'glow-opencv-dir-'));
+    try {
+      exportModelToDirectory(shipped, out, { target: 'opencv' }, {});
+      const rng = new Rng(11);
+      const eps = Array.from({ length: shipped.config.L }, (_, i) => gaussian([3, ...latentShape(shipped.config, i + 1)], rng).data as Float32Array);
+      const opencv = await loadGlowRuntime(out);
+      const reference = await loadGlowRuntime(MODEL);
+      try {
+        const got = await opencv.model.decode(eps, TEMPERATURE);
+        const want = await reference.model.decode(eps, TEMPERATURE);
+        expect(maxAbsDiff(got, want)).to.be.below(TOLERANCE);
+      } finally {
+        await opencv.model.release();
+        await reference.model.release();
+      }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 
   it('refuses at export, saying why, what OpenCV 4.6 cannot run', () => {
