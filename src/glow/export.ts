@@ -5,7 +5,7 @@
 
 import { Graph } from '../builder/graph.js';
 import {
-  chain, checkOpencvForms, cleanup, constantsWithoutBatchAxis, floorAsRelu, padConvChannels, reduceSumAsMean, toFloat16, withoutTemperature,
+  chain, checkOpencvForms, classPriorPerPixel, cleanup, constantsWithoutBatchAxis, floorAsRelu, padConvChannels, reduceSumAsMean, toFloat16, withoutTemperature,
 } from '../builder/passes/index.js';
 import { concatChunks, ModelInfo, modelChunks, needsExternalData } from '../builder/serialize.js';
 import { GlowConfig, latentShape } from './config.js';
@@ -102,9 +102,6 @@ export function targetOptions(w: GlowWeights, options: ExportOptions): ExportOpt
   if (!TARGETS.includes(target)) throw new Error(`target must be ${TARGETS.join(' or ')}, got ${target}`);
   if (target !== 'opencv') return options;
   const refuse = (what: string) => new Error(`--target opencv: ${what}`);
-  if (w.config.numClasses > 0) {
-    throw refuse('class-conditional models are not supported: OpenCV 4.6 cannot broadcast the per-example class prior ([N, C, 1, 1]) over the latent\'s pixels');
-  }
   if ((options.dtype ?? 'float32') !== 'float32') throw refuse('float16 is not supported: OpenCV 4.6 rejects FLOAT16 tensors');
   if (options.temperature === 'per-example') throw refuse('a per-example temperature is not supported: scale each eps by its temperature instead');
   if (options.fold === false) throw refuse('unfolded graphs are not supported: their parameter arithmetic uses ops OpenCV 4.6 lacks');
@@ -118,7 +115,7 @@ export function targetOptions(w: GlowWeights, options: ExportOptions): ExportOpt
 function opencvGraph(w: GlowWeights, kind: GraphKind, options: ExportOptions): Graph {
   const buildOptions = { ...options, compact: true, ...(w.config.scaleFloor ? {} : { couplingLogDet: 'stable' as const }) };
   const built = kind === 'encode' ? buildEncode(w, buildOptions) : buildDecode(w, buildOptions);
-  const passes = chain(floorAsRelu, cleanup, reduceSumAsMean, constantsWithoutBatchAxis, withoutTemperature, cleanup, checkOpencvForms);
+  const passes = chain(floorAsRelu, classPriorPerPixel, cleanup, reduceSumAsMean, constantsWithoutBatchAxis, withoutTemperature, cleanup, checkOpencvForms);
   const graph = passes(built);
   const metadata = { ...graph.metadata, 'glow_onnx.dtype': 'float32', 'glow_onnx.batch': String(options.batch), 'glow_onnx.target': 'opencv' };
   return { ...graph, metadata };

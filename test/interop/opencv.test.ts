@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serializeModel } from '../../src/builder/serialize.js';
-import { GlowConfig, latentShape } from '../../src/glow/config.js';
+import { latentShape } from '../../src/glow/config.js';
 import { exportModelToDirectory } from '../../src/glow/export-directory.js';
 import { exportGraph, GraphKind, targetOptions } from '../../src/glow/export.js';
 import { importWeights } from '../../src/glow/import/index.js';
@@ -21,7 +21,7 @@ import { loadMnist } from '../../src/runtime/mnist.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { maxAbsDiff, RGB_CONFIGS, runGraph } from '../helpers.js';
-import { randomImages, randomParams, randomShuffles } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
 import { PYTHON } from './onnx-checker.js';
 
 const INSTALL = "install Debian's python3-opencv (apt-get install python3-opencv)";
@@ -61,9 +61,10 @@ function cases(label: string, w: GlowWeights, x: HostTensor): Case[] {
   const rng = new Rng(7);
   const eps = Object.fromEntries(Array.from({ length: w.config.L }, (_, i) => [`eps_${i + 1}`, gaussian([BATCH, ...latentShape(w.config, i + 1)], rng)]));
   const scaled = Object.fromEntries(Object.entries(eps).map(([k, t]) => [k, { shape: t.shape, data: Float32Array.from(t.data, (v) => v * TEMPERATURE) }]));
+  const y: Record<string, HostTensor> = w.config.numClasses ? { y: randomOneHot(w.config, BATCH, 5) } : {};
   return [
-    { label, kind: 'encode', feeds: { x }, opencvFeeds: { x }, weights: w },
-    { label, kind: 'decode', feeds: { ...eps, temperature: TEMPERATURE }, opencvFeeds: scaled, weights: w },
+    { label, kind: 'encode', feeds: { x, ...y }, opencvFeeds: { x, ...y }, weights: w },
+    { label, kind: 'decode', feeds: { ...eps, ...y, temperature: TEMPERATURE }, opencvFeeds: { ...scaled, ...y }, weights: w },
   ];
 }
 
@@ -97,11 +98,10 @@ describe('OpenCV DNN 4.6 runs `export --target opencv` like ONNX Runtime runs th
     const digits = loadMnist('test', BATCH);
     const all = [
       ...cases('mnist', shipped, { shape: [BATCH, 1, 28, 28], data: dequantize(digits.pixels, shipped.config.nBits, 'center') }),
-      ...RGB_CONFIGS.flatMap((c, i) => {
-        // Unconditional: class-conditional models are refused (the next test).
-        const config: GlowConfig = { ...c, numClasses: 0 };
+      // Class-conditional, affine with LU, no scale floor (the shipped model has one).
+      ...RGB_CONFIGS.flatMap((config, i) => {
         const w: GlowWeights = { config, params: randomParams(config, 40 + i), shuffles: randomShuffles(config, 40 + i) };
-        return cases(`rgb${c.imageShape[1]}`, w, randomImages(config, BATCH, 9 + i));
+        return cases(`rgb${config.imageShape[1]}`, w, randomImages(config, BATCH, 9 + i));
       }),
     ];
     const manifest = [];
@@ -167,13 +167,13 @@ describe('OpenCV DNN 4.6 runs `export --target opencv` like ONNX Runtime runs th
   });
 
   it('refuses at export, saying why, what OpenCV 4.6 cannot run', () => {
-    const conditional = RGB_CONFIGS[0];
-    const w: GlowWeights = { config: conditional, params: randomParams(conditional, 3), shuffles: randomShuffles(conditional, 3) };
-    expect(() => targetOptions(w, { target: 'opencv' })).to.throw(/class-conditional models are not supported: OpenCV 4.6 cannot broadcast/);
-    const plain: GlowWeights = { ...w, config: { ...conditional, numClasses: 0 } };
-    expect(() => targetOptions(plain, { target: 'opencv', dtype: 'float16' })).to.throw(/float16 is not supported/);
-    expect(() => targetOptions(plain, { target: 'opencv', opset: 18 })).to.throw(/opset 18/);
-    expect(targetOptions(plain, { target: 'opencv' }).batch).to.equal(1);
+    const config = RGB_CONFIGS[0];
+    const w: GlowWeights = { config, params: randomParams(config, 3), shuffles: randomShuffles(config, 3) };
+    expect(() => targetOptions(w, { target: 'opencv', dtype: 'float16' })).to.throw(/float16 is not supported: OpenCV 4.6 rejects FLOAT16/);
+    expect(() => targetOptions(w, { target: 'opencv', opset: 18 })).to.throw(/opset 18: OpenCV 4.6 needs ReduceMean's axes as an attribute/);
+    expect(() => targetOptions(w, { target: 'opencv', temperature: 'per-example' })).to.throw(/per-example temperature is not supported/);
+    expect(() => targetOptions(w, { target: 'opencv', fold: false })).to.throw(/unfolded graphs are not supported/);
+    expect(targetOptions(w, { target: 'opencv' }).batch).to.equal(1);
   });
 });
 

@@ -14,6 +14,8 @@
 // - A constant of shape [1, C, H, W] added to or multiplied with a computed tensor (its Scale
 //   layer takes the leading 1 as a second batch axis): the constant without that axis.
 // - A scalar graph input multiplied in (decode's temperature): see withoutTemperature.
+// - A computed [N, C, 1, 1] broadcast over the pixels (the class-conditional prior; its
+//   broadcasting finds no single axis): see classPriorPerPixel.
 
 import { attr, Graph, Node, Tensor, tensor, tensorSize, Value } from '../graph.js';
 import { toposort } from './toposort.js';
@@ -158,6 +160,57 @@ export function constantsWithoutBatchAxis(graph: Graph): Graph {
   return { ...graph, nodes, initializers };
 }
 
+/**
+ * The class-conditional top prior, h + Reshape(Gemm(y, W, b), [0, C, 1, 1]) with h a constant
+ * [1, C, H, W], as one Gemm whose rows are W's repeated per pixel and whose bias is b + h:
+ * Reshape(Gemm(y, W', b'), [0, C, H, W]). Same sums, in another order.
+ */
+export function classPriorPerPixel(graph: Graph): Graph {
+  const producer = new Map(graph.nodes.flatMap((n) => n.outputs.map((v) => [v, n] as const)));
+  const initializers = new Map<Value, Tensor>(graph.initializers);
+  const replaced = new Map<Node, Node[]>();
+  for (const add of graph.nodes) {
+    if (add.op !== 'Add') continue;
+    const h = add.inputs.find((v) => v && graph.initializers.get(v)?.shape.length === 4);
+    const reshape = producer.get(add.inputs.find((v) => v !== h)!);
+    const gemm = reshape?.op === 'Reshape' ? producer.get(reshape.inputs[0]!) : undefined;
+    if (!h || !reshape || gemm?.op !== 'Gemm' || ints(gemm, 'transB') !== 1 || ints(gemm, 'transA') === 1) continue;
+    const [y, wValue, bValue] = gemm.inputs;
+    const hT = graph.initializers.get(h)!;
+    const wT = wValue && graph.initializers.get(wValue);
+    const bT = bValue && graph.initializers.get(bValue);
+    const [, C, H, W] = hT.shape;
+    if (!y || !wT || !bT || hT.shape[0] !== 1 || wT.shape[0] !== C || H * W === 1) continue;
+    const alpha = gemm.attributes.alpha?.kind === 'float' ? gemm.attributes.alpha.value : 1;
+    const beta = gemm.attributes.beta?.kind === 'float' ? gemm.attributes.beta.value : 1;
+    const K = wT.shape[1];
+    const P = H * W;
+    const weight = new Float64Array(C * P * K);
+    const bias = new Float64Array(C * P);
+    for (let c = 0; c < C; c++) {
+      for (let p = 0; p < P; p++) {
+        for (let k = 0; k < K; k++) weight[(c * P + p) * K + k] = alpha * wT.data[c * K + k];
+        bias[c * P + p] = beta * bT.data[c] + hT.data[c * P + p];
+      }
+    }
+    const [out] = add.outputs;
+    const wNew = new Value(`${wValue!.name}/per_pixel`, wValue!.dtype, [C * P, K]);
+    const bNew = new Value(`${bValue!.name}/per_pixel`, bValue!.dtype, [C * P]);
+    const flat = new Value(`${gemm.outputs[0].name}/per_pixel`, out.dtype, [y.shape![0], C * P]);
+    const shape = new Value(`${out.name}/per_pixel_shape`, 'int64', [4]);
+    initializers.set(wNew, tensor(wValue!.dtype, [C * P, K], weight));
+    initializers.set(bNew, tensor(bValue!.dtype, [C * P], bias));
+    initializers.set(shape, tensor('int64', [4], [0, C, H, W]));
+    replaced.set(add, [
+      new Node('Gemm', `${gemm.name}/per_pixel`, [y, wNew, bNew], [flat], { transB: attr.int(1) }),
+      new Node('Reshape', `${reshape.name}/per_pixel`, [flat, shape], [out], {}),
+    ]);
+  }
+  if (replaced.size === 0) return graph;
+  // The old Gemm and Reshape are unread now; cleanup drops them.
+  return { ...graph, nodes: graph.nodes.flatMap((n) => replaced.get(n) ?? [n]), initializers };
+}
+
 /** Decode without its scalar temperature input: every Mul by it becomes its other operand.
  * The caller scales the eps inputs by the temperature instead (z = mean + sigma * (t * eps));
  * 4.6 cannot multiply by a scalar that is not a constant. */
@@ -181,7 +234,7 @@ export function withoutTemperature(graph: Graph, input = 'temperature'): Graph {
 
 /** The ops that the graphs opencvForms writes use, each one that 4.6 was seen to run. */
 export const OPENCV_OPS: ReadonlySet<string> = new Set([
-  'Add', 'Concat', 'Conv', 'DepthToSpace', 'Div', 'Exp', 'Identity', 'Log', 'Mul', 'Neg', 'Pad', 'ReduceMean',
+  'Add', 'Concat', 'Conv', 'DepthToSpace', 'Div', 'Exp', 'Gemm', 'Identity', 'Log', 'Mul', 'Neg', 'Pad', 'ReduceMean',
   'Relu', 'Reshape', 'Sigmoid', 'Softplus', 'Split', 'Sub',
 ]);
 
