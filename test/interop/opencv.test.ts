@@ -20,7 +20,7 @@ import { HostTensor } from '../../src/glow/tensor.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { dequantize } from '../../src/runtime/quantize.js';
-import { maxAbsDiff, RGB_CONFIGS, runGraph } from '../helpers.js';
+import { maxAbsDiff, maxScaledDiff, RGB_CONFIGS, runGraph } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
 import { PYTHON } from './onnx-checker.js';
 
@@ -32,14 +32,6 @@ const MODEL = fileURLToPath(new URL('../../../models/mnist/', import.meta.url));
 const TOLERANCE = 1e-4;
 const BATCH = 2;
 const TEMPERATURE = 0.7;
-
-/** Largest |a - b| / max(1, |b|). */
-function maxScaledDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).to.equal(b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
-  return Number.isNaN(worst) ? Infinity : worst;
-}
 
 function gaussian(shape: number[], rng: Rng, scale = 1): HostTensor {
   const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
