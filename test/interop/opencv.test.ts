@@ -20,7 +20,7 @@ import { HostTensor } from '../../src/glow/tensor.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { dequantize } from '../../src/runtime/quantize.js';
-import { maxAbsDiff, maxScaledDiff, RGB_CONFIGS, runGraph } from '../helpers.js';
+import { cli, maxAbsDiff, maxScaledDiff, RGB_CONFIGS, runGraph } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
 import { PYTHON } from './onnx-checker.js';
 
@@ -153,6 +153,21 @@ describe('OpenCV DNN 4.6 runs `export --target opencv` like ONNX Runtime runs th
         await opencv.model.release();
         await reference.model.release();
       }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('export --target opencv writes a static batch of 1 and says so in glow.json; an unknown target is one line', () => {
+    const out = mkdtempSync(join(tmpdir(), 'glow-opencv-cli-'));
+    try {
+      const r = cli('export', '--weights', MODEL + 'weights.safetensors', '--out', join(out, 'm'), '--target', 'opencv');
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.match(/for opencv, float32, batch 1/);
+      const json = JSON.parse(readFileSync(join(out, 'm', 'glow.json'), 'utf8'));
+      expect([json.target, json.batch, Object.keys(json.io.decode.inputs)]).to.deep.equal(['opencv', 1, ['eps_1', 'eps_2']]);
+      const bad = cli('export', '--weights', MODEL + 'weights.safetensors', '--out', join(out, 'n'), '--target', 'tvm');
+      expect([bad.code, bad.stderr.trim()]).to.deep.equal([2, 'glow-onnx export: --target must be onnxruntime or opencv, got tvm']);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
