@@ -1,6 +1,6 @@
 // Rewrites that OpenCV's DNN module (4.6, Debian's python3-opencv, cv2.dnn.readNetFromONNX)
 // needs to load and run a graph. Each is a pure pass that leaves graphs without its pattern as
-// they are; opencvForms chains them. They change rounding, not results: the rewritten graphs
+// they are; export.ts chains them for --target opencv. They change rounding, not results: the rewritten graphs
 // match the originals to float32 noise in ONNX Runtime, and stay valid ONNX at their opset.
 //
 // What the 4.6 importer refuses, and the form each pass writes instead:
@@ -232,7 +232,7 @@ export function withoutTemperature(graph: Graph, input = 'temperature'): Graph {
   return { ...graph, nodes, inputs: graph.inputs.filter((io) => io.value !== temperature) };
 }
 
-/** The ops that the graphs opencvForms writes use, each one that 4.6 was seen to run. */
+/** The ops of the --target opencv graphs, each one that 4.6 was seen to run. */
 export const OPENCV_OPS: ReadonlySet<string> = new Set([
   'Add', 'Concat', 'Conv', 'DepthToSpace', 'Div', 'Exp', 'Gemm', 'Identity', 'Log', 'Mul', 'Neg', 'Pad', 'ReduceMean',
   'Relu', 'Reshape', 'Sigmoid', 'Softplus', 'Split', 'Sub',
