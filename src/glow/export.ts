@@ -102,6 +102,9 @@ export function targetOptions(w: GlowWeights, options: ExportOptions): ExportOpt
   if (!TARGETS.includes(target)) throw new Error(`target must be ${TARGETS.join(' or ')}, got ${target}`);
   if (target !== 'opencv') return options;
   const refuse = (what: string) => new Error(`--target opencv: ${what}`);
+  if (w.config.coupling === 'additive') {
+    throw refuse('additive couplings are not supported: their log-det is a constant broadcast to the batch (Shape, Gather, Expand), ops OpenCV 4.6 lacks');
+  }
   if ((options.dtype ?? 'float32') !== 'float32') throw refuse('float16 is not supported: OpenCV 4.6 rejects FLOAT16 tensors');
   if (options.temperature === 'per-example') throw refuse('a per-example temperature is not supported: scale each eps by its temperature instead');
   if (options.fold === false) throw refuse('unfolded graphs are not supported: their parameter arithmetic uses ops OpenCV 4.6 lacks');

@@ -180,6 +180,8 @@ describe('OpenCV DNN 4.6 runs `export --target opencv` like ONNX Runtime runs th
     expect(() => targetOptions(w, { target: 'opencv', opset: 18 })).to.throw(/opset 18: OpenCV 4.6 needs ReduceMean's axes as an attribute/);
     expect(() => targetOptions(w, { target: 'opencv', temperature: 'per-example' })).to.throw(/per-example temperature is not supported/);
     expect(() => targetOptions(w, { target: 'opencv', fold: false })).to.throw(/unfolded graphs are not supported/);
+    const additive: GlowWeights = { ...w, config: { ...config, coupling: 'additive' } };
+    expect(() => targetOptions(additive, { target: 'opencv' })).to.throw(/additive couplings are not supported: their log-det is a constant broadcast/);
     expect(targetOptions(w, { target: 'opencv' }).batch).to.equal(1);
   });
 });

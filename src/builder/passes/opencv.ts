@@ -1,7 +1,7 @@
 // Rewrites that OpenCV's DNN module (4.6, Debian's python3-opencv, cv2.dnn.readNetFromONNX)
 // needs to load and run a graph. Each is a pure pass that leaves graphs without its pattern as
-// they are; export.ts chains them for --target opencv. They change rounding, not results: the rewritten graphs
-// match the originals to float32 noise in ONNX Runtime, and stay valid ONNX at their opset.
+// they are; export.ts chains them for --target opencv. They change rounding, not results: the
+// rewritten graphs match the originals to float32 noise, and stay valid ONNX at their opset.
 //
 // What the 4.6 importer refuses, and the form each pass writes instead:
 // - Less and Where (no layer): the scale floor Where(Less(s, f), f, s) as Relu(s - f) + f.
