@@ -81,7 +81,7 @@ describe('OpenCV DNN 4.6 runs `export --target opencv` like ONNX Runtime runs th
   this.timeout(120_000);
   let dir: string;
   after(() => {
-    if (dir && !process.env.KEEP) rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it(`encode and decode of the shipped model and of RGB models (16x16x3, 32x32x3) within ${TOLERANCE}`, async () => {
