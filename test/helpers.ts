@@ -86,6 +86,18 @@ export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/** Largest |a - b| / max(1, |b|) elementwise: absolute below 1, relative above (b is the
+ * reference); NaN counts as Infinity. */
+export function maxScaledDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]) / Math.max(Math.abs(b[i]), 1);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
+
 const bytesOf = (t: Float32Array) => Buffer.from(t.buffer, t.byteOffset, t.byteLength);
 
 /** Bit for bit: parameters, Adam moments, moving averages and the loop state (all but the clock). */

@@ -20,7 +20,7 @@ make and describe models:
                checkpoint -> native checkpoint + config.json;
                --to rosinality: DIR/rosinality.safetensors in its model.py's names, for load_state_dict(strict=True)
   export       --weights FILE --out DIR [--config FILE] [--opset N] [--no-fold] [import flags]
-               [--dtype float32|float16] [--batch N] [--external-data]
+               [--dtype float32|float16] [--batch N] [--external-data] [--target onnxruntime|opencv]
                [--triton DIR [--triton-max-batch 64] [--triton-instances 1] [--triton-device gpu|cpu]]
   inspect      FILE.onnx
 

@@ -4,7 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { SUPPORTED_OPSETS } from '../builder/graph.js';
 import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../glow/config.js';
 import { exportModelToDirectory } from '../glow/export-directory.js';
-import { DTYPES, ExportDType, ExportOptions } from '../glow/export.js';
+import { DTYPES, ExportDType, ExportOptions, ExportTarget, TARGETS } from '../glow/export.js';
 import { importWeights, ImportOptions } from '../glow/import/index.js';
 import { toRosinality } from '../glow/import/rosinality.js';
 import { writeSafetensors } from '../glow/safetensors.js';
@@ -127,7 +127,7 @@ export async function cmdExport(argv: string[]): Promise<void> {
     weights: { type: 'string' }, out: { type: 'string' }, config: { type: 'string' }, opset: { type: 'string' },
     'no-fold': { type: 'boolean' }, dtype: { type: 'string' }, batch: { type: 'string' }, 'external-data': { type: 'boolean' },
     triton: { type: 'string' }, 'triton-max-batch': { type: 'string' }, 'triton-instances': { type: 'string' },
-    'triton-device': { type: 'string' }, ...IMPORT_FLAGS,
+    'triton-device': { type: 'string' }, target: { type: 'string' }, ...IMPORT_FLAGS,
   });
   const weightsPath = required(values, 'weights');
   const out = required(values, 'out');
@@ -137,7 +137,9 @@ export async function cmdExport(argv: string[]): Promise<void> {
     dtype: choice<ExportDType>(values, 'dtype', DTYPES),
     batch: integer(values, 'batch', 1),
     externalData: values['external-data'] ? true : 'auto',
+    target: choice<ExportTarget>(values, 'target', TARGETS),
   };
+  if (values.triton && options.target === 'opencv') throw new UsageError('--triton writes ONNX Runtime graphs; it cannot be combined with --target opencv');
   const triton: TritonOptions = {
     ...options,
     maxBatchSize: integer(values, 'triton-max-batch', 1),
@@ -153,7 +155,7 @@ export async function cmdExport(argv: string[]): Promise<void> {
   // Streamed to disk one graph at a time (all or nothing): big models never sit in memory whole.
   const { json, files } = exportModelToDirectory(weights, out, options, { weights: basename(weightsPath), origin });
   const sizes = files.filter(({ name }) => name !== 'glow.json').map(({ name, bytes }) => `${name} (${bytes} bytes)`);
-  const variant = [json.dtype, json.batch ? `batch ${json.batch}` : '', json.folded ? '' : 'unfolded'].filter(Boolean).join(', ');
+  const variant = [json.target ? `for ${json.target}` : '', json.dtype, json.batch ? `batch ${json.batch}` : '', json.folded ? '' : 'unfolded'].filter(Boolean).join(', ');
   console.log(`wrote ${out}/{glow.json, ${sizes.join(', ')}} at opset ${json.opset}, ${variant}`);
   if (repository) {
     writeFilesAtomic(values.triton as string, repository);

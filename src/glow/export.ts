@@ -4,7 +4,9 @@
 // config in its metadata.
 
 import { Graph } from '../builder/graph.js';
-import { padConvChannels, toFloat16 } from '../builder/passes/index.js';
+import {
+  chain, checkOpencvForms, classPriorPerPixel, cleanup, constantsWithoutBatchAxis, floorAsRelu, padConvChannels, reduceSumAsMean, toFloat16, withoutTemperature,
+} from '../builder/passes/index.js';
 import { concatChunks, ModelInfo, modelChunks, needsExternalData } from '../builder/serialize.js';
 import { FORMAT_VERSION } from '../runtime/contract.js';
 import { GlowConfig, latentShape } from './config.js';
@@ -17,7 +19,15 @@ export const PRODUCER_VERSION = '0.1.0';
 export const DTYPES = ['float32', 'float16'] as const;
 export type ExportDType = (typeof DTYPES)[number];
 
+/** 'onnxruntime' (default): the forms ONNX Runtime runs fastest. 'opencv': forms OpenCV's DNN
+ * module (4.6) loads and runs (builder/passes/opencv.ts), with a static batch (1 unless given)
+ * and no temperature input: decode's eps inputs come pre-scaled by the temperature. */
+export const TARGETS = ['onnxruntime', 'opencv'] as const;
+export type ExportTarget = (typeof TARGETS)[number];
+
 export interface ExportOptions extends BuildOptions {
+  /** The runtime the graphs are written for (see TARGETS). */
+  target?: ExportTarget;
   /** Weights and compute precision. Graph inputs and outputs stay float32 either way; float16
    * graphs keep the log-det and log-likelihood sums in float32 (see passes/float16.ts). */
   dtype?: ExportDType;
@@ -49,6 +59,8 @@ export interface GlowJson {
   folded: boolean;
   /** Weights and compute precision (inputs and outputs are float32 either way). */
   dtype: ExportDType;
+  /** Present when the graphs were written for a runtime other than ONNX Runtime. */
+  target?: ExportTarget;
   /** The static batch size of every input and output; absent when the batch is dynamic. */
   batch?: number;
   /** Side file of each .onnx whose initializers are stored as external data. */
@@ -69,7 +81,9 @@ export type GraphKind = 'encode' | 'decode';
 
 /** One graph as exported: built, its convolutions padded for WebGPU, converted to float16
  * compute when asked, with the export options in its metadata. */
-export function exportGraph(w: GlowWeights, kind: GraphKind, options: ExportOptions = {}): Graph {
+export function exportGraph(w: GlowWeights, kind: GraphKind, exportOptions: ExportOptions = {}): Graph {
+  const options = targetOptions(w, exportOptions);
+  if (options.target === 'opencv') return opencvGraph(w, kind, options);
   const dtype = options.dtype ?? 'float32';
   if (!DTYPES.includes(dtype)) throw new Error(`dtype must be ${DTYPES.join(' or ')}, got ${dtype}`);
   // Float32 weights are stored compactly: an exported graph is only serialised. Not for float16,
@@ -80,6 +94,35 @@ export function exportGraph(w: GlowWeights, kind: GraphKind, options: ExportOpti
   const converted = dtype === 'float16' ? toFloat16(graph) : graph;
   const metadata = { ...converted.metadata, 'glow_onnx.dtype': dtype, 'glow_onnx.batch': String(options.batch ?? 'dynamic') };
   return { ...converted, metadata };
+}
+
+/** The options with the target's defaults filled in (a static batch for OpenCV); throws, saying
+ * why, on what the target cannot run. */
+export function targetOptions(w: GlowWeights, options: ExportOptions): ExportOptions {
+  const target = options.target ?? 'onnxruntime';
+  if (!TARGETS.includes(target)) throw new Error(`target must be ${TARGETS.join(' or ')}, got ${target}`);
+  if (target !== 'opencv') return options;
+  const refuse = (what: string) => new Error(`--target opencv: ${what}`);
+  if (w.config.coupling === 'additive') {
+    throw refuse('additive couplings are not supported: their log-det is a constant broadcast to the batch (Shape, Gather, Expand), ops OpenCV 4.6 lacks');
+  }
+  if ((options.dtype ?? 'float32') !== 'float32') throw refuse('float16 is not supported: OpenCV 4.6 rejects FLOAT16 tensors');
+  if (options.temperature === 'per-example') throw refuse('a per-example temperature is not supported: scale each eps by its temperature instead');
+  if (options.fold === false) throw refuse('unfolded graphs are not supported: their parameter arithmetic uses ops OpenCV 4.6 lacks');
+  if (options.opset !== undefined && options.opset > 17) throw refuse(`opset ${options.opset}: OpenCV 4.6 needs ReduceMean's axes as an attribute (opset 17 or lower)`);
+  return { ...options, batch: options.batch ?? 1 };
+}
+
+/** An OpenCV graph: built like the default one, minus the WebGPU padding, with the 'stable'
+ * coupling log-det where there is no floor (the 'log' form needs Less and Where), then
+ * rewritten by the OpenCV passes. */
+function opencvGraph(w: GlowWeights, kind: GraphKind, options: ExportOptions): Graph {
+  const buildOptions = { ...options, compact: true, ...(w.config.scaleFloor ? {} : { couplingLogDet: 'stable' as const }) };
+  const built = kind === 'encode' ? buildEncode(w, buildOptions) : buildDecode(w, buildOptions);
+  const passes = chain(floorAsRelu, classPriorPerPixel, cleanup, reduceSumAsMean, constantsWithoutBatchAxis, withoutTemperature, cleanup, checkOpencvForms);
+  const graph = passes(built);
+  const metadata = { ...graph.metadata, 'glow_onnx.dtype': 'float32', 'glow_onnx.batch': String(options.batch), 'glow_onnx.target': 'opencv' };
+  return { ...graph, metadata };
 }
 
 /** Both graphs as exported (see exportGraph); both are held at once, so exportModel and
@@ -132,7 +175,8 @@ function exportGraphFiles(w: GlowWeights, kind: GraphKind, options: ExportOption
 /** Builds, serialises and hands to `sink` one graph at a time (encode, then decode, then
  * glow.json), so that only one graph's weights are in memory at once. The sink must consume the
  * chunks before it returns. Returns glow.json's content. */
-export function exportFiles(w: GlowWeights, options: ExportOptions, provenance: Record<string, string>, sink: FileSink): GlowJson {
+export function exportFiles(w: GlowWeights, exportOptions: ExportOptions, provenance: Record<string, string>, sink: FileSink): GlowJson {
+  const options = targetOptions(w, exportOptions);
   const encode = exportGraphFiles(w, 'encode', options, sink);
   const decode = exportGraphFiles(w, 'decode', options, sink);
   const externalData: Record<string, string> = {};
@@ -146,6 +190,7 @@ export function exportFiles(w: GlowWeights, options: ExportOptions, provenance: 
     opset: encode.opset,
     folded: options.fold ?? true,
     dtype: options.dtype ?? 'float32',
+    ...(options.target && options.target !== 'onnxruntime' ? { target: options.target } : {}),
     ...(options.batch !== undefined ? { batch: options.batch } : {}),
     ...(Object.keys(externalData).length ? { externalData } : {}),
     io: { encode: encode.io, decode: decode.io },

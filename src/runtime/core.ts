@@ -157,11 +157,14 @@ export class GlowModel {
     this.checkLabels(y, n);
     const classes = this.config.numClasses;
     const x = new Float32Array(n * this.imageSize);
+    // A decode without a temperature input (export --target opencv) takes eps pre-scaled.
+    const takesTemperature = this.decoder.inputNames.includes('temperature');
+    const fed = takesTemperature || temperature === 1 ? eps : eps.map((e) => e.map((v) => v * temperature));
     for (let start = 0; start < n; start += this.batchSize) {
       const b = Math.min(this.batchSize, n - start);
       const rows = this.staticBatch ? this.batchSize : b;
-      const feeds: Record<string, Tensor> = { temperature: this.tensor(Float32Array.of(temperature), []) };
-      eps.forEach((e, l) => (feeds[`eps_${l + 1}`] = this.rows(e, this.latentSizes[l], start, b, rows, latentShape(this.config, l + 1))));
+      const feeds: Record<string, Tensor> = takesTemperature ? { temperature: this.tensor(Float32Array.of(temperature), []) } : {};
+      fed.forEach((e, l) => (feeds[`eps_${l + 1}`] = this.rows(e, this.latentSizes[l], start, b, rows, latentShape(this.config, l + 1))));
       if (y) feeds.y = this.rows(y, classes, start, b, rows, [classes]);
       const r = await this.decoder.run(feeds);
       x.set(GlowModel.head(r.x, b), start * this.imageSize);

@@ -3,6 +3,7 @@ export { cleanup } from './cleanup.js';
 export { padConvChannels, paddedChannels, webgpuMiscomputes } from './conv-channels.js';
 export { foldConstants } from './fold-constants.js';
 export { FLOAT16_MAX, Float16Options, perExampleTerms, toFloat16 } from './float16.js';
+export { checkOpencvForms, classPriorPerPixel, constantsWithoutBatchAxis, floorAsRelu, OPENCV_OPS, reduceSumAsMean, withoutTemperature } from './opencv.js';
 export { toposort } from './toposort.js';
 
 export type Pass = (graph: Graph) => Graph;
