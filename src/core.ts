@@ -13,4 +13,4 @@ export type { Encoded, Progress, TensorFactory } from './runtime/core.js';
 export { attributeDirection, interpolate, manipulate, meanAndStdErr, oneHotRows, pick, sampleEps, stack } from './runtime/generate.js';
 export type { Latents } from './runtime/generate.js';
 export { dequantize, quantize } from './runtime/quantize.js';
-export { WEBGPU_EP } from './runtime/webgpu-options.js';
+export { WEBGPU_EP } from './runtime/session-options.js';

@@ -5,30 +5,21 @@ import ort from 'onnxruntime-node';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WEBGPU_EP } from './webgpu-options.js';
+import { SessionChoices, sessionOptions } from './session-options.js';
+
+export { sessionOptions };
 
 export type ProviderName = 'tensorrt' | 'cuda' | 'webgpu' | 'cpu';
 export const PROVIDERS: readonly ProviderName[] = ['tensorrt', 'cuda', 'webgpu', 'cpu'];
 
-export interface ProviderOptions {
+export interface ProviderOptions extends SessionChoices {
   /** Priority order; the first that works is used. Default: ['cpu']. */
   executionProviders?: ProviderName[];
   /** Refuse fallback: only the first provider is tried. */
   strict?: boolean;
-  /** Intra-op threads (CPU); default: ONNX Runtime's choice. */
-  threads?: number;
-  /** GPU for CUDA and TensorRT. */
-  deviceId?: number;
   tensorrtFp16?: boolean;
   /** Folder where TensorRT keeps built engines between runs. */
   tensorrtEngineCacheDir?: string;
-  /** The side files of a model whose initializers are external data, by the location it names. */
-  externalData?: { path: string; data: Uint8Array }[];
-  /** CPU threads spin between ops waiting for work (ONNX Runtime's default, true). Turn it off
-   * when encode and decode alternate batch by batch: each session's idle threads then spin
-   * against the other's work (measured: 2.2x slower at batch 16 on 2 cores), while one session
-   * alone loses about 10%. */
-  spinWait?: boolean;
 }
 
 export interface ProviderFailure {
@@ -57,22 +48,6 @@ export function explainFailure(provider: ProviderName, error: unknown): string {
     return `${message}. WebGPU needs a Vulkan driver: on Debian install chromium and set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (software), or use a GPU driver`;
   }
   return message;
-}
-
-export function sessionOptions(provider: ProviderName, opts: ProviderOptions): ort.InferenceSession.SessionOptions {
-  const deviceId = opts.deviceId ?? 0;
-  const ep: ort.InferenceSession.ExecutionProviderConfig =
-    provider === 'cuda' ? { name: 'cuda', deviceId }
-      : provider === 'tensorrt' ? { name: 'tensorrt', deviceId }
-        : provider === 'webgpu' ? WEBGPU_EP
-          : 'cpu';
-  return {
-    executionProviders: [ep],
-    graphOptimizationLevel: 'all',
-    ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
-    ...(opts.externalData?.length ? { externalData: opts.externalData } : {}),
-    ...(opts.spinWait === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
-  };
 }
 
 /** onnxruntime-node reads TensorRT's fp16 and engine-cache switches from the environment when

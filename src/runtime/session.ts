@@ -2,14 +2,12 @@
 
 import ort from 'onnxruntime-node';
 import { HostTensor } from '../glow/tensor.js';
+import { sessionOptions } from './session-options.js';
 
 export type Feeds = Record<string, ort.Tensor>;
 
 export async function createCpuSession(model: Uint8Array, threads?: number): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(model, {
-    executionProviders: ['cpu'],
-    ...(threads ? { intraOpNumThreads: threads } : {}),
-  });
+  return ort.InferenceSession.create(model, sessionOptions('cpu', { threads }));
 }
 
 export function floatTensor(data: Float32Array, shape: number[]): ort.Tensor {

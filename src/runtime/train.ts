@@ -21,7 +21,7 @@ import { oneHotRows, sampleEps } from './generate.js';
 import { writeGrid } from './images.js';
 import { initActNorms } from './init.js';
 import { dequantize, failingImages, largest, quantize, roundTripErrors, roundTripTolerance } from './quantize.js';
-import { WEBGPU_EP } from './webgpu-options.js';
+import { sessionOptions } from './session-options.js';
 
 export interface Dataset {
   /** 8-bit CHW pixels, image after image. */
@@ -215,11 +215,11 @@ export function weightsWith(base: GlowWeights, trained: ReadonlyMap<string, Floa
 
 export async function evaluate(w: GlowWeights, test: Dataset | undefined, options: TrainOptions, epoch: number): Promise<Omit<EpochReport, 'epoch' | 'step'>> {
   const files = exportModel(w);
-  const sessionOptions = { executionProviders: ['cpu'], ...(options.threads ? { intraOpNumThreads: options.threads } : {}) };
+  const cpu = sessionOptions('cpu', { threads: options.threads });
   const model = new GlowModel(
     w.config,
-    await ort.InferenceSession.create(files['encode.onnx'], sessionOptions),
-    await ort.InferenceSession.create(files['decode.onnx'], sessionOptions),
+    await ort.InferenceSession.create(files['encode.onnx'], cpu),
+    await ort.InferenceSession.create(files['decode.onnx'], cpu),
     ort,
     256,
   );
@@ -385,20 +385,16 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
   }
 
   const ep = options.ep ?? 'cpu';
-  const sessionOptions: ort.InferenceSession.SessionOptions = {
-    executionProviders: [ep === 'webgpu' ? WEBGPU_EP : 'cpu'],
-    graphOptimizationLevel: 'all',
-    ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
-  };
+  const deviceOptions = sessionOptions(ep, { threads: options.threads });
   const withEma = ema !== undefined;
   const stepGraph = buildFusedTrainStep(base, { ...options, ema: withEma });
   // On WebGPU every updated tensor stays on the device; only the loss and norm come back.
   const hostOutputs = new Set(['loss', 'grad_norm']);
   const session = await ort.InferenceSession.create(serializeModel(stepGraph), {
-    ...sessionOptions,
+    ...deviceOptions,
     ...(ep === 'webgpu' ? { preferredOutputLocation: Object.fromEntries(stepGraph.outputs.map((io) => [io.value.name, hostOutputs.has(io.value.name) ? 'cpu' : 'gpu-buffer'])) } : {}),
   });
-  const device = DeviceState.fromHost(shapes, { params, moments, ema }, sessionOptions);
+  const device = DeviceState.fromHost(shapes, { params, moments, ema }, deviceOptions);
   const batchesPerEpoch = Math.floor(data.train.count / options.batchSize);
   const totalSteps = options.epochs ? options.epochs * batchesPerEpoch : undefined;
   const noise = Rng.fromState(state.noise);

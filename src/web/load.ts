@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-web';
 import { GlowConfig } from '../glow/config.js';
 import { checkGraphPorts, GRAPH_FILES, GraphFile, ModelDescription, ModelFileError, parseGlowJson } from '../runtime/contract.js';
 import { GlowModel } from '../runtime/core.js';
-import { WEBGPU_EP } from '../runtime/webgpu-options.js';
+import { sessionOptions } from '../runtime/session-options.js';
 
 export type Backend = 'webgpu' | 'wasm';
 export type BackendChoice = 'auto' | Backend;
@@ -144,13 +144,7 @@ function isFileList(source: object): source is ArrayLike<File> {
 }
 
 async function createSessions([encode, decode]: [GraphBytes, GraphBytes], backend: Backend): Promise<[ort.InferenceSession, ort.InferenceSession]> {
-  const options = (g: GraphBytes): ort.InferenceSession.SessionOptions => ({
-    executionProviders: [backend === 'webgpu' ? WEBGPU_EP : backend],
-    graphOptimizationLevel: 'all',
-    // Errors only: ORT warns about shape ops it keeps on the CPU on purpose.
-    logSeverityLevel: 3,
-    ...(g.externalData ? { externalData: [g.externalData] } : {}),
-  });
+  const options = (g: GraphBytes) => sessionOptions(backend, { quiet: true, externalData: g.externalData && [g.externalData] });
   // Which file failed is what the user needs to know; ORT's message does not say.
   const open = async (file: string, g: GraphBytes) => {
     try {

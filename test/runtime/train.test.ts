@@ -15,7 +15,7 @@ import { initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/glow/rng.js';
 import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/glow/training.js';
 import { CHECKPOINT_FILE, Dataset, EpochReport, readTrainCheckpoint, train, TrainingError, TrainOptions } from '../../src/runtime/train.js';
-import { WEBGPU_EP } from '../../src/runtime/webgpu-options.js';
+import { WEBGPU_EP } from '../../src/runtime/session-options.js';
 import { blobDataset as dataset, expectSameCheckpoint, maxAbsDiff, useSoftwareWebGpu } from '../helpers.js';
 
 const config: GlowConfig = {

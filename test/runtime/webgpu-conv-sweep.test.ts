@@ -15,7 +15,7 @@ import { Graph, GraphBuilder, tensor, Value } from '../../src/builder/graph.js';
 import * as op from '../../src/builder/ops.js';
 import { padConvChannels, webgpuMiscomputes } from '../../src/builder/passes/index.js';
 import { serializeModel } from '../../src/builder/serialize.js';
-import { WEBGPU_EP } from '../../src/runtime/webgpu-options.js';
+import { WEBGPU_EP } from '../../src/runtime/session-options.js';
 import { useSoftwareWebGpu, webGpuDriverProblem } from '../helpers.js';
 import { Rng } from '../reference/random-params.js';
 

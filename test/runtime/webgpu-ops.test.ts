@@ -15,7 +15,7 @@ import { GlowConfig } from '../../src/glow/config.js';
 import * as squeeze from '../../src/glow/layers/squeeze.js';
 import { buildArtifactModels, buildTrainingModel } from '../../src/glow/training.js';
 import { profilePlacement } from '../../src/runtime/providers.js';
-import { WEBGPU_EP } from '../../src/runtime/webgpu-options.js';
+import { WEBGPU_EP } from '../../src/runtime/session-options.js';
 import { useSoftwareWebGpu, webGpuDriverProblem } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams, Rng } from '../reference/random-params.js';
 

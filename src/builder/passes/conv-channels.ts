@@ -1,6 +1,6 @@
 // Zero input channels for the convolutions that ONNX Runtime's WebGPU provider computes wrongly
 // in its default layout (NHWC), so that an exported model is right whatever options its user
-// passes (the project's own sessions ask for NCHW, where they are right: runtime/webgpu-options.ts).
+// passes (the project's own sessions ask for NCHW, where they are right: runtime/session-options.ts).
 //
 // Which convolutions: test/runtime/webgpu-conv-sweep.test.ts runs every input channel count
 // 1..64 with the kernels the graphs use, and fails when the provider is wrong on one that
