@@ -15,11 +15,15 @@ export type { ExportDType, ExportOptions, GlowJson, ModelFiles } from './glow/ex
 export { exportModelToDirectory } from './glow/export-directory.js';
 export { CheckpointError, importWeights } from './glow/import/index.js';
 export type { Imported, ImportOptions } from './glow/import/index.js';
+export type { Port } from './glow/import/ports.js';
 export { checkpointBytes, initWeights, parseCheckpoint, WEIGHTS_FILE, WeightsError } from './glow/params.js';
 export type { GlowWeights } from './glow/model.js';
+export type { HostParams } from './glow/layers/common.js';
+export type { HostData, HostTensor } from './glow/tensor.js';
+export type { LogScale } from './glow/layers/coupling.js';
 
 export { train, TrainingError, readTrainCheckpoint, initialCheckpoint, CHECKPOINT_FILE } from './runtime/train.js';
-export type { Dataset, EpochReport, StepReport, TrainCheckpoint, TrainHooks, TrainOptions, TrainResult } from './runtime/train.js';
+export type { Dataset, EpochReport, StepReport, TrainCheckpoint, TrainHooks, TrainOptions, TrainResult, TrainState } from './runtime/train.js';
 export { initActNorms } from './runtime/init.js';
 export { latentsBytes, parseLatents } from './runtime/latents.js';
 export { readImage, writeGrid } from './runtime/images.js';

@@ -85,7 +85,7 @@ export class TrainingError extends Error {
   override name = 'TrainingError';
 }
 
-interface TrainState {
+export interface TrainState {
   step: number;
   epoch: number;
   /** Batches of the current epoch already consumed. */
