@@ -1,6 +1,6 @@
 """Independent PyTorch reference implementation of Glow (Kingma & Dhariwal 2018).
 
-Written from the paper and /work/shared/DESIGN.md (layer semantics, I/O contract), not copied
+Written from the paper and the project's README (layer semantics, I/O contract), not copied
 from any repository. The modules reproduce the state_dict names and shapes of either PyTorch
 port of Glow, selected with ``naming``:
 

@@ -1,4 +1,4 @@
-// Multi-scale assembly: the encode and decode graphs of DESIGN.md's I/O contract.
+// Multi-scale assembly: the encode and decode graphs of the README's I/O contract ("The exported graphs").
 //
 //   encode: x -> for each level: squeeze, K steps, split (eps_l from the split prior) -> top
 //           prior (eps_L); logdet, log_px, bpd, y_logits

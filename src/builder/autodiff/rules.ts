@@ -189,7 +189,7 @@ const conv: GradientRule = (ctx) => {
   // 8 or more input channels it is the convolution of dY with the flipped, channel-swapped
   // kernel, which ONNX Runtime runs faster than its ConvTranspose. With fewer, that convolution
   // would write fewer channels than ONNX Runtime's blocked layout pads them to (8 or 16), and
-  // ConvTranspose wins (a Glow train step: 370 -> 345 ms, the coupling networks' first conv).
+  // ConvTranspose wins (measured on a Glow train step: the coupling networks' first conv).
   let dx: Value | undefined;
   if (needs[0] && plain && Cg >= NARROW_CHANNELS) {
     const flipped = op.slice(g, op.transpose(g, w, [1, 0, 2, 3]), [-1, -1], [-kH - 1, -kW - 1], [2, 3], [-1, -1]);
