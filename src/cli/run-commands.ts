@@ -9,6 +9,7 @@ import { importWeights } from '../glow/import/index.js';
 import { InverseDiagnoser, inverseVerdict } from '../glow/inverse-diagnosis.js';
 import { Rng } from '../glow/rng.js';
 import { Encoded, InputError } from '../runtime/core.js';
+import { sameConfig } from '../runtime/contract.js';
 import { writeFileAtomic } from '../runtime/files.js';
 import { attributeDirection, interpolate, Latents, manipulate, meanAndStdErr, oneHotRows, pick, sampleEps } from '../runtime/generate.js';
 import { writeGrid } from '../runtime/images.js';
@@ -336,9 +337,14 @@ async function roundTrip(runtime: GlowRuntime, data: string, limit: number, seed
   return { data, batch, x, y, encoded, errors, failing: failingImages(errors, tolerance), tolerance };
 }
 
+/** An error as it ranks: NaN (a decode that gave NaN) as the largest. */
+function ranked(error: number): number {
+  return Number.isNaN(error) ? Infinity : error;
+}
+
 /** The q-quantile of values, NaN counted as the largest. */
 function quantile(values: ArrayLike<number>, q: number): number {
-  const sorted = Float64Array.from(values, (e) => (Number.isNaN(e) ? Infinity : e)).sort();
+  const sorted = Float64Array.from(values, ranked).sort();
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
@@ -405,10 +411,10 @@ export async function cmdDiagnose(argv: string[]): Promise<void> {
   const runtime = await openModel({ ...values, model: dir });
   try {
     const { config } = runtime;
-    if (JSON.stringify(weights.config) !== JSON.stringify(config)) throw new UsageError(`${weightsPath} is not this model's: its config differs from ${dir}/glow.json`);
+    if (!sameConfig(weights.config, config)) throw new UsageError(`${weightsPath} is not this model's: its config differs from ${dir}/glow.json`);
     const data = (values.data as string | undefined) ?? 'mnist-test';
     const r = await roundTrip(runtime, data, integer(values, 'limit', 1) ?? 64, integer(values, 'seed', 0) ?? 1);
-    const worst = Array.from(r.errors.keys()).sort((a, b) => (r.errors[b] || Infinity) - (r.errors[a] || Infinity)).slice(0, integer(values, 'worst', 1) ?? 3);
+    const worst = Array.from(r.errors.keys()).sort((a, b) => ranked(r.errors[b]) - ranked(r.errors[a])).slice(0, integer(values, 'worst', 1) ?? 3);
     console.log(`${r.batch.count} images of ${data}: ${r.failing.length} do not round-trip within ${r.tolerance}; the ${worst.length} worst, diagnosed in float64:`);
     const diagnoser = new InverseDiagnoser(weights);
     const size = runtime.model.imageSize;
