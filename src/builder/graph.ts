@@ -74,6 +74,18 @@ export class Node {
     readonly attributes: Readonly<Record<string, Attribute>>,
     readonly domain = '',
   ) {}
+
+  /** An int attribute; undefined when absent or of another kind (passes match on it). */
+  int(name: string): number | undefined {
+    const a = this.attributes[name];
+    return a?.kind === 'int' ? a.value : undefined;
+  }
+
+  /** An ints attribute; undefined when absent or of another kind. */
+  ints(name: string): number[] | undefined {
+    const a = this.attributes[name];
+    return a?.kind === 'ints' ? a.value : undefined;
+  }
 }
 
 export interface GraphIO {

@@ -3,9 +3,10 @@
 
 import { statSync } from 'node:fs';
 import { GlowConfig } from '../glow/config.js';
+import { size } from '../glow/tensor.js';
 import { listImages, readImage } from '../runtime/images.js';
 import { loadMnist } from '../runtime/mnist.js';
-import { isStressSet, STRESS_SETS, stressImages } from '../runtime/stress.js';
+import { isStressSet, stressImages } from '../runtime/stress.js';
 import { UsageError } from './args.js';
 
 export interface ImageBatch {
@@ -42,24 +43,24 @@ export function expandImagePaths(paths: readonly string[]): string[] {
 
 export async function readImages(paths: readonly string[], config: GlowConfig): Promise<ImageBatch> {
   const files = expandImagePaths(paths);
-  const size = config.imageShape.reduce((a, b) => a * b, 1);
-  const pixels = new Uint8Array(files.length * size);
-  for (let i = 0; i < files.length; i++) pixels.set(await readImage(files[i], config.imageShape), i * size);
+  const imageSize = size(config.imageShape);
+  const pixels = new Uint8Array(files.length * imageSize);
+  for (let i = 0; i < files.length; i++) pixels.set(await readImage(files[i], config.imageShape), i * imageSize);
   return { pixels, count: files.length, names: files };
 }
 
 /** `source` is mnist, mnist-train, mnist-test, a stress set, or a folder or file of images. The
- * inverted set is MNIST's test digits, inverted; noise and constant fit any model. */
-export async function loadImages(source: string, config: GlowConfig, limit: number, seed = 0): Promise<ImageBatch> {
+ * inverted set is MNIST's test digits, inverted; noise and constant fit any model. The noise
+ * images are the same on every run (seed 0): --seed varies the dequantisation only. */
+export async function loadImages(source: string, config: GlowConfig, limit: number): Promise<ImageBatch> {
   if (isStressSet(source)) {
-    const size = config.imageShape.reduce((a, b) => a * b, 1);
     const count = Number.isFinite(limit) ? limit : 256;
     let base: Uint8Array | undefined;
     if (source === 'inverted') {
       checkMnistShape(config);
       base = loadMnist('test', count).pixels;
     }
-    const pixels = stressImages(source, size, count, seed, base);
+    const pixels = stressImages(source, size(config.imageShape), count, 0, base);
     return { pixels, count, names: Array.from({ length: count }, (_, i) => `${source}[${i}]`) };
   }
   if (isMnist(source)) {
@@ -68,9 +69,8 @@ export async function loadImages(source: string, config: GlowConfig, limit: numb
     return { pixels: m.pixels, labels: m.labels, count: m.count, names: Array.from({ length: m.count }, (_, i) => `${source}[${i}]`) };
   }
   const batch = await readImages([source], config);
-  const size = config.imageShape.reduce((a, b) => a * b, 1);
   const count = Math.min(batch.count, limit);
-  return { pixels: batch.pixels.slice(0, count * size), count, names: batch.names.slice(0, count) };
+  return { pixels: batch.pixels.slice(0, count * size(config.imageShape)), count, names: batch.names.slice(0, count) };
 }
 
 /** One-hot labels for class-conditional models (zeros where a label is unknown). */

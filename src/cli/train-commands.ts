@@ -171,7 +171,6 @@ export async function cmdTrain(argv: string[]): Promise<number> {
 
 const ARTIFACT_FORMATS = ['portable', 'ort-training'] as const;
 
-
 export async function cmdArtifacts(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
     weights: { type: 'string' }, out: { type: 'string' }, opset: { type: 'string' }, 'class-weight': { type: 'string' }, format: { type: 'string' },

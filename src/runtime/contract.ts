@@ -18,7 +18,8 @@ export class ModelFileError extends Error {
   override name = 'ModelFileError';
 }
 
-function messageOf(e: unknown): string {
+/** An error's message, or its name when it has none, or the thrown value itself. */
+export function messageOf(e: unknown): string {
   return e instanceof Error ? e.message || e.name : String(e);
 }
 

@@ -6,6 +6,8 @@
 // Only what glow-onnx needs is supported: float32 tensors, the property bag, and optionally one
 // optimizer group (the layout ORT's Adam uses: moments `momentum0`, `momentum1` per parameter).
 
+import { size as elementCount } from '../glow/tensor.js';
+
 /** The one version the training build glow-onnx drives (onnxruntime-web 1.19.2) reads. */
 export const ODTC_VERSION = 2;
 const IDENTIFIER = 'ODTC';
@@ -47,10 +49,6 @@ export function isOdtc(bytes: Uint8Array): boolean {
 }
 
 // ---------------------------------------------------------------- contract
-
-function elementCount(dims: readonly number[]): number {
-  return dims.reduce((a, b) => a * b, 1);
-}
 
 /** What ORT 1.19.2 would otherwise refuse with a bare status code, or accept and misbehave on:
  * checked on both sides, so that neither a file we write nor one we read gets past it. */

@@ -10,10 +10,13 @@ import { paramSpecs } from '../glow/names.js';
 import { buildOrtTrainingArtifacts, ortTrainingCheckpoint } from '../glow/ort-training.js';
 import { checkpointBytes, WEIGHTS_FILE } from '../glow/params.js';
 import { Rng } from '../glow/rng.js';
+import { size } from '../glow/tensor.js';
 import { writeFilesAtomic } from './files.js';
 import { createOrtTrainingSession, loadTrainingBuild, TrainingSession } from './ort-training.js';
 import { dequantize } from './quantize.js';
-import { Dataset, epochOrder, evaluate, initialiseActNorms, labelsOf, TrainHooks, TrainingError, TrainOptions, TrainResult, weightsWith } from './train.js';
+import {
+  checkTrainRun, Dataset, epochOrder, evaluate, gatherImages, initialiseActNorms, labelsOf, TrainHooks, TrainingError, TrainOptions, TrainResult, weightsWith,
+} from './train.js';
 
 /** Where the run's artifacts and its trained ODTC checkpoint go, under --out. */
 export const ORT_TRAINING_DIR = 'ort-training';
@@ -23,7 +26,7 @@ async function trainedWeights(session: TrainingSession, base: GlowWeights): Prom
   const trained = new Map<string, Float32Array>();
   let offset = 0;
   for (const spec of paramSpecs(base.config).filter((s) => s.trainable)) {
-    const n = spec.shape.reduce((a, b) => a * b, 1);
+    const n = size(spec.shape);
     trained.set(spec.name, flat.slice(offset, offset + n));
     offset += n;
   }
@@ -35,9 +38,8 @@ export async function trainWithOrtTraining(
   initial: GlowWeights, data: { train: Dataset; test?: Dataset }, options: TrainOptions, hooks: TrainHooks = {},
 ): Promise<Omit<TrainResult, 'stateLocation'>> {
   const { config } = initial;
-  const size = config.imageShape.reduce((a, b) => a * b, 1);
-  if (data.train.count < options.batchSize) throw new TrainingError(`the training set has ${data.train.count} images, fewer than one batch of ${options.batchSize}`);
-  if (!options.epochs && !options.minutes) throw new TrainingError('give a budget: epochs or minutes');
+  const imageSize = size(config.imageShape);
+  checkTrainRun(data.train, options);
   const ort = await loadTrainingBuild();
   const base = await initialiseActNorms(initial, data.train, options);
   const artifacts = buildOrtTrainingArtifacts(base, { ...options, learningRate: options.learningRate });
@@ -57,15 +59,14 @@ export async function trainWithOrtTraining(
   let stoppedEarly = false;
   let weights: GlowWeights;
   try {
-    const x = new Float32Array(options.batchSize * size);
-    const pixels = new Uint8Array(options.batchSize * size);
+    const x = new Float32Array(options.batchSize * imageSize);
+    const pixels = new Uint8Array(options.batchSize * imageSize);
     for (let epoch = 0; budgetLeft(epoch) && !stoppedEarly; epoch++) {
       const order = epochOrder(data.train.count, options.seed, epoch);
       for (let batch = 0; batch < batchesPerEpoch; batch++) {
         const stepStart = Date.now();
         const start = batch * options.batchSize;
-        for (let i = 0; i < options.batchSize; i++) pixels.set(data.train.pixels.subarray(order[start + i] * size, (order[start + i] + 1) * size), i * size);
-        x.set(dequantize(pixels, config.nBits, noise));
+        x.set(dequantize(gatherImages(data.train, order, start, options.batchSize, pixels), config.nBits, noise));
         const feeds: Record<string, InstanceType<typeof ort.Tensor>> = { x: new ort.Tensor('float32', x.slice(), [options.batchSize, ...config.imageShape]) };
         const y = labelsOf(data.train, start, options.batchSize, config.numClasses, order);
         if (y) feeds.y = new ort.Tensor('float32', y, [options.batchSize, config.numClasses]);

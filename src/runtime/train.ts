@@ -13,7 +13,7 @@ import { paramSpecs } from '../glow/names.js';
 import { checkpointBytes, checkShuffles, checkWeights, parseJson, shufflesFrom } from '../glow/params.js';
 import { Rng } from '../glow/rng.js';
 import { readSafetensors, writeSafetensors } from '../glow/safetensors.js';
-import { HostTensor } from '../glow/tensor.js';
+import { HostTensor, size } from '../glow/tensor.js';
 import { buildFusedTrainStep, emaName, LossOptions, momentNames, OptimizerOptions, updatedName, zeroMoments } from '../glow/training.js';
 import { GlowModel } from './core.js';
 import { writeFileAtomic, writeFilesAtomic } from './files.js';
@@ -225,12 +225,12 @@ export async function evaluate(w: GlowWeights, test: Dataset | undefined, option
   );
   try {
     const { config } = w;
+    const imageSize = size(config.imageShape);
     let testBpd: number | undefined;
     let roundTrip: EpochReport['roundTrip'];
     if (test && options.evalLimit > 0) {
       const count = Math.min(test.count, options.evalLimit);
-      const size = config.imageShape.reduce((a, b) => a * b, 1);
-      const x = dequantize(test.pixels.subarray(0, count * size), config.nBits, new Rng(options.seed + 7));
+      const x = dequantize(test.pixels.subarray(0, count * imageSize), config.nBits, new Rng(options.seed + 7));
       const y = labelsOf(test, 0, count, config.numClasses);
       const enc = await model.encode(x, [count, ...config.imageShape], y);
       testBpd = enc.bpd.reduce((a, b) => a + b, 0) / count;
@@ -242,10 +242,9 @@ export async function evaluate(w: GlowWeights, test: Dataset | undefined, option
     const n = 64;
     const y = config.numClasses ? oneHotRows(config.numClasses, Array.from({ length: n }, (_, i) => i % config.numClasses)) : undefined;
     const xs = await model.decode(sampleEps(config, n, options.seed), 0.7, y);
-    const size = config.imageShape.reduce((a, b) => a * b, 1);
     const pixels = quantize(xs, config.nBits);
     const samplePath = join(options.out, 'samples', `epoch-${String(epoch).padStart(3, '0')}.png`);
-    await writeGrid(samplePath, Array.from({ length: n }, (_, i) => pixels.subarray(i * size, (i + 1) * size)), config.imageShape, { columns: 8, scale: Math.max(1, Math.round(56 / config.imageShape[1])) });
+    await writeGrid(samplePath, Array.from({ length: n }, (_, i) => pixels.subarray(i * imageSize, (i + 1) * imageSize)), config.imageShape, { columns: 8, scale: Math.max(1, Math.round(56 / config.imageShape[1])) });
     return { testBpd, roundTrip, samplePath };
   } finally {
     await model.release();
@@ -341,17 +340,28 @@ function splitState(host: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap
   return { params, moments, ema };
 }
 
+/** Images order[start], ..., order[start + count - 1] of `data`, one after another, into `into`. */
+export function gatherImages(data: Dataset, order: readonly number[], start: number, count: number, into: Uint8Array): Uint8Array {
+  const n = into.length / count;
+  for (let i = 0; i < count; i++) into.set(data.pixels.subarray(order[start + i] * n, (order[start + i] + 1) * n), i * n);
+  return into;
+}
+
+/** What every engine's run needs before its first step: one batch of data and a budget. */
+export function checkTrainRun(data: Dataset, options: Pick<TrainOptions, 'batchSize' | 'epochs' | 'minutes'>): void {
+  if (data.count < options.batchSize) throw new TrainingError(`the training set has ${data.count} images, fewer than one batch of ${options.batchSize}`);
+  if (!options.epochs && !options.minutes) throw new TrainingError('give a budget: epochs or minutes');
+}
+
 /** Data-dependent ActNorm initialisation on the first `initBatch` images of a fixed order (none
  * when initBatch is 0): the start of every engine's run. */
 export async function initialiseActNorms(initial: GlowWeights, data: Dataset, options: Pick<TrainOptions, 'initBatch' | 'seed'>): Promise<GlowWeights> {
   if (options.initBatch <= 0) return initial;
   const { config } = initial;
-  const size = config.imageShape.reduce((a, b) => a * b, 1);
   const initRng = new Rng(options.seed + 1);
   const initCount = Math.min(options.initBatch, data.count);
   const order = epochOrder(data.count, options.seed, -1).slice(0, initCount);
-  const initPixels = new Uint8Array(initCount * size);
-  order.forEach((idx, i) => initPixels.set(data.pixels.subarray(idx * size, (idx + 1) * size), i * size));
+  const initPixels = gatherImages(data, order, 0, initCount, new Uint8Array(initCount * size(config.imageShape)));
   return initActNorms(initial, dequantize(initPixels, config.nBits, initRng), labelsOf(data, 0, initCount, config.numClasses, order));
 }
 
@@ -363,10 +373,9 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
   const resumed = 'state' in start ? start : undefined;
   const initial = resumed ? resumed.weights : (start as GlowWeights);
   const { config } = initial;
-  const size = config.imageShape.reduce((a, b) => a * b, 1);
+  const imageSize = size(config.imageShape);
   const classes = config.numClasses;
-  if (data.train.count < options.batchSize) throw new TrainingError(`the training set has ${data.train.count} images, fewer than one batch of ${options.batchSize}`);
-  if (!options.epochs && !options.minutes) throw new TrainingError('give a budget: epochs or minutes');
+  checkTrainRun(data.train, options);
 
   let base = initial;
   let params: Map<string, Float32Array>;
@@ -417,16 +426,12 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
   let stateLocation: ort.Tensor.DataLocation;
   try {
     let order = epochOrder(data.train.count, options.seed, state.epoch);
-    const x = new Float32Array(options.batchSize * size);
-    const pixels = new Uint8Array(options.batchSize * size);
+    const x = new Float32Array(options.batchSize * imageSize);
+    const pixels = new Uint8Array(options.batchSize * imageSize);
     while (budgetLeft()) {
       const stepStart = Date.now();
       const start = state.batchInEpoch * options.batchSize;
-      for (let i = 0; i < options.batchSize; i++) {
-        const idx = order[start + i];
-        pixels.set(data.train.pixels.subarray(idx * size, (idx + 1) * size), i * size);
-      }
-      x.set(dequantize(pixels, config.nBits, noise));
+      x.set(dequantize(gatherImages(data.train, order, start, options.batchSize, pixels), config.nBits, noise));
       const stepNumber = state.step + 1;
       const lr = options.learningRate * Math.min(1, stepNumber / Math.max(1, options.warmupSteps));
       const scalar = (v: number) => new ort.Tensor('float32', Float32Array.of(v), []);

@@ -4,7 +4,7 @@
 
 import * as ort from 'onnxruntime-web';
 import { GlowConfig } from '../glow/config.js';
-import { checkGraphPorts, GRAPH_FILES, GraphFile, ModelDescription, ModelFileError, parseGlowJson } from '../runtime/contract.js';
+import { checkGraphPorts, GRAPH_FILES, GraphFile, messageOf, ModelDescription, ModelFileError, parseGlowJson } from '../runtime/contract.js';
 import { GlowModel } from '../runtime/core.js';
 import { sessionOptions } from '../runtime/session-options.js';
 
@@ -44,11 +44,6 @@ export interface LoadedModel {
 }
 
 const DEFAULT_BATCH = 16;
-
-function messageOf(e: unknown): string {
-  if (e instanceof Error) return e.message || e.name;
-  return String(e);
-}
 
 async function fetchBytes(url: string, what: string, onBytes: (delta: number, total: number) => void): Promise<Uint8Array> {
   let response: Response;

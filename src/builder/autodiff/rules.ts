@@ -7,7 +7,7 @@
 // several times are summed by the engine too. Rules only compute gradients for the inputs that
 // `needs` marks (the others may be left undefined).
 
-import { Attribute, GraphBuilder, Node, tensor, Tensor, Value } from '../graph.js';
+import { GraphBuilder, Node, tensor, Tensor, Value } from '../graph.js';
 import * as op from '../ops.js';
 
 export interface RuleContext {
@@ -42,11 +42,6 @@ function scalarOf(g: GraphBuilder, like: Value, value: number, hint = 'c'): Valu
 function numAttr(node: Node, name: string, fallback: number): number {
   const a = node.attributes[name];
   return a && (a.kind === 'int' || a.kind === 'float') ? a.value : fallback;
-}
-
-function intsAttr(node: Node, name: string): number[] | undefined {
-  const a: Attribute | undefined = node.attributes[name];
-  return a?.kind === 'ints' ? a.value : undefined;
 }
 
 function normAxis(axis: number, rank: number): number {
@@ -114,7 +109,7 @@ function scatterAlongAxis(g: GraphBuilder, dy: Value, indices: readonly number[]
 function reductionAxes(ctx: RuleContext): number[] | undefined {
   const { node } = ctx;
   const x = node.inputs[0]!;
-  const given = node.inputs[1] ? constantInts(ctx, 1, 'axes') : intsAttr(node, 'axes');
+  const given = node.inputs[1] ? constantInts(ctx, 1, 'axes') : node.ints('axes');
   if (!given || given.length === 0) {
     if (numAttr(node, 'noop_with_empty_axes', 0) === 1) return undefined;
     return Array.from({ length: x.rank }, (_, i) => i);
@@ -156,9 +151,9 @@ function convAttributes(ctx: RuleContext): ConvAttributes {
   }
   if (node.inputs[0]!.rank !== 4) throw new UnsupportedGradientError(node, 'only 2-D convolution (NCHW) is supported');
   return {
-    pads: (intsAttr(node, 'pads') ?? [0, 0, 0, 0]) as ConvAttributes['pads'],
-    strides: (intsAttr(node, 'strides') ?? [1, 1]) as ConvAttributes['strides'],
-    dilations: (intsAttr(node, 'dilations') ?? [1, 1]) as ConvAttributes['dilations'],
+    pads: (node.ints('pads') ?? [0, 0, 0, 0]) as ConvAttributes['pads'],
+    strides: (node.ints('strides') ?? [1, 1]) as ConvAttributes['strides'],
+    dilations: (node.ints('dilations') ?? [1, 1]) as ConvAttributes['dilations'],
     group: numAttr(node, 'group', 1),
   };
 }
@@ -373,7 +368,7 @@ export const RULES: Record<string, GradientRule> = {
   Unsqueeze: ({ g, node, dy: [d] }) => [reshapeTo(g, d, node.inputs[0]!)],
   Transpose: ({ g, node, dy: [d] }) => {
     const rank = node.inputs[0]!.rank;
-    const perm = intsAttr(node, 'perm') ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
+    const perm = node.ints('perm') ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
     return [op.transpose(g, d, inversePerm(perm))];
   },
   Concat: (ctx) => {

@@ -30,11 +30,6 @@ export function paddedChannels(inputChannels: number, kernel: readonly [number, 
   return c;
 }
 
-function intsAttribute(node: Node, name: string): number[] | undefined {
-  const a = node.attributes[name];
-  return a?.kind === 'ints' ? a.value : undefined;
-}
-
 /** Pads the input channels of every Conv that webgpuMiscomputes names; other graphs are
  * returned as they are. */
 export function padConvChannels(graph: Graph): Graph {
@@ -54,7 +49,7 @@ export function padConvChannels(graph: Graph): Graph {
     const channels = x?.shape?.[1];
     const ws = w?.shape;
     if (!x || !w || typeof channels !== 'number' || !ws || ws.some((d) => typeof d !== 'number')) continue;
-    const kernel = (intsAttribute(node, 'kernel_shape') ?? ws.slice(2)) as [number, number];
+    const kernel = (node.ints('kernel_shape') ?? ws.slice(2)) as [number, number];
     if (!webgpuMiscomputes(channels, kernel)) continue;
     const extra = paddedChannels(channels, kernel) - channels;
     const channelPads = (rank: number) => Array.from({ length: 2 * rank }, (_, i) => (i === rank + 1 ? extra : 0));

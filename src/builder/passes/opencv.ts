@@ -53,11 +53,6 @@ export function floorAsRelu(graph: Graph): Graph {
   return changed ? { ...graph, nodes } : graph;
 }
 
-function ints(node: Node, name: string): number | undefined {
-  const a = node.attributes[name];
-  return a?.kind === 'int' ? a.value : undefined;
-}
-
 /**
  * Every ReduceSum with axes as an input becomes ReduceMean (axes as an attribute, keepdims 1)
  * times the count of the reduced elements, and what follows it elementwise keeps the reduced
@@ -100,7 +95,7 @@ export function reduceSumAsMean(graph: Graph): Graph {
       const [out] = node.outputs;
       const wideShape = shape.map((d, i) => (axes.includes(i) ? 1 : d));
       const mean = new Value(`${out.name}/mean`, out.dtype, wideShape);
-      const keepdims = ints(node, 'keepdims') !== 0;
+      const keepdims = node.int('keepdims') !== 0;
       const wide = keepdims ? out : new Value(`${out.name}/kept_axes`, out.dtype, wideShape);
       const countValue = new Value(`${out.name}/count`, out.dtype, []);
       initializers.set(countValue, tensor(out.dtype, [], [count]));
@@ -174,7 +169,7 @@ export function classPriorPerPixel(graph: Graph): Graph {
     const h = add.inputs.find((v) => v && graph.initializers.get(v)?.shape.length === 4);
     const reshape = producer.get(add.inputs.find((v) => v !== h)!);
     const gemm = reshape?.op === 'Reshape' ? producer.get(reshape.inputs[0]!) : undefined;
-    if (!h || !reshape || gemm?.op !== 'Gemm' || ints(gemm, 'transB') !== 1 || ints(gemm, 'transA') === 1) continue;
+    if (!h || !reshape || gemm?.op !== 'Gemm' || gemm.int('transB') !== 1 || gemm.int('transA') === 1) continue;
     const [y, wValue, bValue] = gemm.inputs;
     const hT = graph.initializers.get(h)!;
     const wT = wValue && graph.initializers.get(wValue);
