@@ -21,6 +21,7 @@ import { cli, cliInProcess, maxAbsDiff, writeGrayPng } from '../helpers.js';
 
 const MODEL = fileURLToPath(new URL('../../../models/mnist/', import.meta.url));
 const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
+const RESULTS = fileURLToPath(new URL('../../../docs/results.md', import.meta.url));
 const FILES = ['weights.safetensors', 'config.json', 'glow.json', 'encode.onnx', 'decode.onnx'];
 
 function readmeBitsPerDim(): number {
@@ -42,11 +43,11 @@ function readmeRoundTripBound(): { images: number; worst: number } {
   return { images: Number(claim[1]), worst: Number(claim[2]) };
 }
 
-/** The images the README names as the model's ill-conditioned ones, with what float64 shows of them. */
-function readmeIllConditioned(): { images: number[]; rounding: number } {
-  const text = readFileSync(README, 'utf8').replace(/\s+/g, ' ');
+/** The images docs/results.md names as the model's ill-conditioned ones, with what float64 shows of them. */
+function resultsIllConditioned(): { images: number[]; rounding: number } {
+  const text = readFileSync(RESULTS, 'utf8').replace(/\s+/g, ' ');
   const claim = /rounded to float32 and decoded in float64, test images ([\d, and]+?) already come back off by more than (\d(?:\.\d+)?e-\d+)/.exec(text);
-  if (!claim) throw new Error('README.md no longer names the ill-conditioned test images in the form this test reads');
+  if (!claim) throw new Error('docs/results.md no longer names the shipped model\'s ill-conditioned test images in the form this test reads');
   return { images: claim[1].split(/, | and /).map(Number), rounding: Number(claim[2]) };
 }
 
@@ -91,8 +92,8 @@ describe('the shipped model (models/mnist)', function () {
   // float32, which every float32 runtime incurs before it computes anything, some ten thousand
   // times more than on an ordinary image. The misses are the model's conditioning; the kernels
   // only decide which of these images cross the tolerance.
-  it('is invertible in float64 on the images the README names, but ill-conditioned there', () => {
-    const { images, rounding } = readmeIllConditioned();
+  it('is invertible in float64 on the images docs/results.md names, but ill-conditioned there', () => {
+    const { images, rounding } = resultsIllConditioned();
     const { weights } = importWeights(readFileSync(MODEL + 'weights.safetensors'), 'weights.safetensors');
     const encode = buildEncode(weights);
     const decode = buildDecode(weights);
@@ -117,10 +118,10 @@ describe('the shipped model (models/mnist)', function () {
     expect(roundTrip(0, toFloat32), 'test image 0, float32 latents decoded in float64').to.be.below(rounding / 1000);
   });
 
-  // The README's stress-set claims, at seed 1 and bounds loose enough for any CPU's kernels: the
-  // misses off the data are the model's conditioning, and which borderline images cross 1e-3
-  // moves with the kernels' summation order.
-  it('misses off the data as the README states (verify --stress), and diagnose names conditioning as the cause', () => {
+  // The stress-set claims of docs/results.md ("Off the data"), at seed 1 and bounds loose enough
+  // for any CPU's kernels: the misses off the data are the model's conditioning, and which
+  // borderline images cross 1e-3 moves with the kernels' summation order.
+  it('misses off the data as docs/results.md states (verify --stress), and diagnose names conditioning as the cause', () => {
     const r = cli('verify', MODEL, '--stress', '--limit', '64', '--max-failing', '64');
     expect(r.code, r.stderr).to.equal(0);
     const rows = new Map([...r.stdout.matchAll(/^(\S+) +64 +(\d+) +\S+ +\S+ +(\S+)$/gm)].map((m) => [m[1], { misses: Number(m[2]), worst: Number(m[3]) }]));
