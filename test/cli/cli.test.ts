@@ -6,6 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseModel } from '../../src/builder/serialize.js';
+import { COMMAND_NAMES } from '../../src/cli/main.js';
+import { commandUsage, USAGE } from '../../src/cli/usage.js';
 import { cli, cliInProcess } from '../helpers.js';
 
 function expectOneLineError(r: ReturnType<typeof cli>, code: number, ...fragments: string[]): void {
@@ -72,17 +74,29 @@ describe('glow-onnx CLI', function () {
     }
   });
 
-  it('every command answers --help (and -h) with its own usage, exit code 0, and writes nothing', async () => {
+  it('every command answers --help and -h with its own usage, exit code 0, and writes nothing', async () => {
     const all = await cliInProcess('--help');
     expect(all.code).to.equal(0);
-    const commands = [...all.stdout.matchAll(/^ {2}([a-z]+) {2,}/gm)].map((m) => m[1]);
-    expect(commands).to.include.members(['init', 'export', 'sample', 'verify', 'diagnose', 'train', 'artifacts']);
-    for (const command of commands) {
-      const r = await cliInProcess(command, '--out', join(dir, 'help-out'), command === 'train' ? '-h' : '--help');
-      expect(r.code, `${command}: ${r.stderr}`).to.equal(0);
-      expect(r.stdout, command).to.match(new RegExp(`^usage: glow-onnx ${command} `));
+    expect(all.stdout).to.equal(`${USAGE}\n`);
+    // Every command main runs, not only those the usage text lists.
+    expect(COMMAND_NAMES).to.include.members(['init', 'import', 'export', 'inspect', 'sample', 'verify', 'diagnose', 'train', 'artifacts']);
+    for (const command of COMMAND_NAMES) {
+      for (const flag of ['--help', '-h']) {
+        const r = await cliInProcess(command, '--out', join(dir, 'help-out'), flag);
+        expect(r.code, `${command} ${flag}: ${r.stderr}`).to.equal(0);
+        expect(r.stdout, `${command} ${flag}`).to.equal(`${commandUsage(command)}\n`);
+        expect(r.stdout, `${command} ${flag}`).to.match(new RegExp(`^usage: glow-onnx ${command} `));
+      }
     }
+    // The same through the installed command (bin.js), as a user types it.
+    const r = cli('export', '-h');
+    expect([r.code, r.stdout], r.stderr).to.deep.equal([0, `${commandUsage('export')}\n`]);
     expect(existsSync(join(dir, 'help-out'))).to.equal(false);
+  });
+
+  it('lists every command it runs in its usage text, and no command it does not run', () => {
+    const listed = [...USAGE.matchAll(/^ {2}([a-z]+) {2,}/gm)].map((m) => m[1]);
+    expect([...listed].sort()).to.deep.equal([...COMMAND_NAMES].sort());
   });
 
   it('rejects bad command lines with one line and exit code 2', () => {
