@@ -258,7 +258,7 @@ async function main(): Promise<void> {
       const columns = ['PyTorch eager', ...order];
       const header = ['batch', 'pass', ...columns.map((c) => `${c} img/s`), 'glow-onnx / torch.onnx', 'glow-onnx / eager', 'glow-onnx GFLOP/s (of peak)',
         'peak RSS MB eager / torch.onnx / glow-onnx'];
-      // A Markdown table, so that the README's can be pasted from a run.
+      // A Markdown table, so that docs/results.md's can be pasted from a run.
       console.log(`| ${header.join(' | ')} |\n|${header.map(() => '---').join('|')}|`);
       for (const n of batches) {
         for (const pass of ['encode', 'decode'] as const) {

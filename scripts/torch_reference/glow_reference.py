@@ -1,8 +1,8 @@
 """Independent PyTorch reference implementation of Glow (Kingma & Dhariwal 2018).
 
-Written from the paper and the project's README (layer semantics, I/O contract), not copied
-from any repository. The modules reproduce the state_dict names and shapes of either PyTorch
-port of Glow, selected with ``naming``:
+Written from the paper and the project's design document (docs/design.md: layer semantics, I/O
+contract), not copied from any repository. The modules reproduce the state_dict names and shapes
+of either PyTorch port of Glow, selected with ``naming``:
 
   'y0ast'      y0ast/Glow-PyTorch    (the names of src/glow/names.ts paramSpecs, same order)
   'chaiyujin'  chaiyujin/glow-pytorch (``f.N`` coupling nets, ``invconv.{l,u}``, a

@@ -1,4 +1,5 @@
-// Multi-scale assembly: the encode and decode graphs of the README's I/O contract ("The exported graphs").
+// Multi-scale assembly: the encode and decode graphs of the I/O contract (docs/design.md, "The
+// exported graphs").
 //
 //   encode: x -> for each level: squeeze, K steps, split (eps_l from the split prior) -> top
 //           prior (eps_L); logdet, log_px, bpd, y_logits

@@ -24,8 +24,8 @@ export interface SessionChoices {
   externalData?: { path: string; data: Uint8Array }[];
   /** CPU threads spin between ops waiting for work (ONNX Runtime's default, true). Turn it off
    * when encode and decode alternate batch by batch: each session's idle threads then spin
-   * against the other's work, while one session alone loses little (docs: the README's
-   * Execution providers section). */
+   * against the other's work, while one session alone loses little (the measurement:
+   * docs/results.md, Performance). */
   spinWait?: boolean;
   /** Errors only: ONNX Runtime warns about shape ops it keeps on the CPU on purpose. */
   quiet?: boolean;

@@ -114,7 +114,7 @@ describe('streaming export', function () {
 // An export is computed in float64 on the host (LU products, inverses, log-determinants, the
 // float16 rounding) with no CPU-specific arithmetic, so its bytes are the same on every machine:
 // the hashes below were taken on an AVX-512 CPU and reproduced with AVX-512 hidden (AVX2 only)
-// and with AVX hidden (SSE4.2 only) under qemu (README, "How it is tested").
+// and with AVX hidden (SSE4.2 only) under qemu (docs/design.md, "How it is tested").
 describe('export bytes do not depend on the CPU', () => {
   const rgb: GlowConfig = { ...DEFAULT_CONFIG, imageShape: [3, 16, 16], K: 2, L: 2, hiddenChannels: 12, numClasses: 4, nBits: 8, scaleFloor: 0.1 };
   const rgbWeights: GlowWeights = { config: rgb, params: randomParams(rgb, 1515) };

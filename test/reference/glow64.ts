@@ -4,7 +4,7 @@
 // test) and has its own small linear algebra.
 //
 // Parameter names are those of the y0ast/Glow-PyTorch state_dict (see src/glow/names.ts).
-// The encode/decode I/O contract is the README's ("The exported graphs"):
+// The encode/decode I/O contract is docs/design.md's ("The exported graphs"):
 //   encode(x[, y]) -> eps_1..eps_L (level 1 = first split, finest; eps_L = top), logdet (flow
 //   layers only), log_px (including -D ln 2^nBits), bpd, y_logits (class-conditional only);
 //   decode(eps, T[, y]) -> x with z_l = mean_l + exp(logs_l) * T * eps_l at every level.

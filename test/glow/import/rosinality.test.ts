@@ -22,7 +22,8 @@ import { refDecode, refEncode } from '../../reference/glow64.js';
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const FIXTURES = join(ROOT, 'test/fixtures/rosinality');
 
-/** The bounds README.md states: float32 ONNX Runtime against model.py in float64. */
+/** The bounds docs/design.md states ("Imported checkpoints against their ports"): float32 ONNX
+ * Runtime against model.py in float64. */
 const LATENT_BOUND = 1e-4;
 const BPD_BOUND = 1e-4;
 const LOGDET_RELATIVE_BOUND = 1e-5;
