@@ -29,7 +29,7 @@ train:
 run a model (--model DIR, default: the shipped models/mnist):
   sample       --out grid.png [--n 64] [--temperature 0.7] [--class C] [--seed N] [--columns N]
   encode       IMAGES... --out latents.safetensors
-  decode       latents.safetensors --out grid.png [--temperature 1]
+  decode       latents.safetensors --out grid.png [--temperature 1] [--class C]
   reconstruct  IMAGES... --out pairs.png
   interpolate  A.png B.png --out strip.png [--steps 8]
   direction    --out dir.safetensors (--images DIR --labels FILE | --mnist-digit D [--limit N])

@@ -3,6 +3,7 @@
 import { expect } from 'chai';
 import { Jimp } from 'jimp';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseModel } from '../../src/builder/serialize.js';
@@ -97,6 +98,39 @@ describe('glow-onnx CLI', function () {
   it('lists every command it runs in its usage text, and no command it does not run', () => {
     const listed = [...USAGE.matchAll(/^ {2}([a-z]+) {2,}/gm)].map((m) => m[1]);
     expect([...listed].sort()).to.deep.equal([...COMMAND_NAMES].sort());
+  });
+
+  it('lists in its usage text every flag each command takes', async () => {
+    // Each command hands its flags to node:util's parseArgs first; the flags are read there, on
+    // a command line that parseArgs then refuses, so that no command runs.
+    const util = createRequire(import.meta.url)('node:util') as typeof import('node:util');
+    const parseArgs = util.parseArgs;
+    const seen: { flags?: string[] } = {};
+    util.parseArgs = ((config: Parameters<typeof parseArgs>[0]) => {
+      seen.flags = Object.keys(config?.options ?? {});
+      return parseArgs(config);
+    }) as typeof parseArgs;
+    syncBuiltinESMExports();
+    const groups = USAGE.slice(USAGE.indexOf('\nruntime flags:'));
+    const unlisted: string[] = [];
+    try {
+      for (const command of COMMAND_NAMES) {
+        delete seen.flags;
+        const r = await cliInProcess(command, '--no-such-flag');
+        expect(r.code, `${command}: ${r.stderr}`).to.equal(2);
+        const flags = seen.flags as string[] | undefined; // set by the patched parseArgs
+        if (!flags) throw new Error(`${command} did not hand its flags to parseArgs`);
+        const lines = USAGE.split('\n');
+        const at = lines.findIndex((l) => new RegExp(`^  ${command}\\s`).test(l));
+        const section = lines.slice(0, at).reverse().find((l) => /^\S.*:$/.test(l)) ?? '';
+        const listed = `${commandUsage(command)}\n${section}\n${groups}`;
+        unlisted.push(...flags.filter((flag) => !new RegExp(`--${flag}\\b`).test(listed)).map((flag) => `${command} --${flag}`));
+      }
+    } finally {
+      util.parseArgs = parseArgs;
+      syncBuiltinESMExports();
+    }
+    expect(unlisted, 'flags the usage text (src/cli/usage.ts) does not list').to.deep.equal([]);
   });
 
   it('rejects bad command lines with one line and exit code 2', () => {
