@@ -73,3 +73,11 @@ export async function createOrtTrainingSession(files: Record<OrtTrainingFile, Ui
     optimizerModel: files['optimizer_model.onnx'],
   });
 }
+
+/** runEvalStep with the eval model's output names: 1.19.2 names the results by the training
+ * model's outputs instead (`loss`, then `undefined`), in the eval model's order. */
+export async function runEvalStep(session: TrainingSession, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+  const results = Object.values(await session.runEvalStep(feeds));
+  if (results.length !== session.evalOutputNames.length) throw new Error(`the eval step gave ${results.length} outputs, the eval model has ${session.evalOutputNames.length}`);
+  return Object.fromEntries(session.evalOutputNames.map((name, i) => [name, results[i]]));
+}
