@@ -17,7 +17,7 @@ import { checkpointBytes, initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/glow/rng.js';
 import { buildFusedTrainStep, momentNames, updatedName } from '../../src/glow/training.js';
 import { OdtcCheckpoint, OdtcError, ODTC_VERSION, readOdtc, writeOdtc } from '../../src/runtime/odtc.js';
-import { createOrtTrainingSession, loadTrainingBuild, runEvalStep } from '../../src/runtime/ort-training.js';
+import { createOrtTrainingSession, loadTrainingBuild, OrtTrainingUnavailable, runEvalStep } from '../../src/runtime/ort-training.js';
 import { ORT_TRAINING_DIR, trainWithOrtTraining } from '../../src/runtime/ort-train.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { dequantize } from '../../src/runtime/quantize.js';
@@ -231,6 +231,23 @@ describe('train --engine ort-training', function () {
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
+  });
+});
+
+describe('ONNX Runtime\'s training build', () => {
+  const install = 'npm install onnxruntime-training-web@npm:onnxruntime-web@1.19.2';
+  const failure = (pkg: string) => loadTrainingBuild(pkg).then(() => new Error(`${pkg} loaded`), (e: Error) => e);
+
+  it('absent, it is one line saying how to install it', async () => {
+    const e = await failure('glow-onnx-absent-training-build');
+    expect(e).to.be.instanceOf(OrtTrainingUnavailable);
+    expect(e.message).to.equal(`ONNX Runtime's training build is not installed: ${install}`);
+  });
+
+  it('a package without it (onnxruntime-web 1.30 dropped it) is one line saying how to install it', async () => {
+    const e = await failure('onnxruntime-web');
+    expect(e).to.be.instanceOf(OrtTrainingUnavailable);
+    expect(e.message).to.satisfy((m: string) => m.startsWith('onnxruntime-web has no training build (') && m.endsWith(`): ${install}`) && !m.includes('\n'), e.message);
   });
 });
 
