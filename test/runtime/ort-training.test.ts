@@ -15,7 +15,7 @@ import { paramSpecs } from '../../src/glow/names.js';
 import { buildOrtTrainingArtifacts, ORT_TRAINING_FILES, OrtTrainingFile, ortTrainingCheckpoint, weightsFromOdtc } from '../../src/glow/ort-training.js';
 import { checkpointBytes, initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/glow/rng.js';
-import { buildFusedTrainStep, momentNames, updatedName } from '../../src/glow/training.js';
+import { buildEvalModel, buildFusedTrainStep, momentNames, updatedName } from '../../src/glow/training.js';
 import { OdtcCheckpoint, OdtcError, ODTC_VERSION, readOdtc, writeOdtc } from '../../src/runtime/odtc.js';
 import { createOrtTrainingSession, loadTrainingBuild, OrtTrainingUnavailable, runEvalStep } from '../../src/runtime/ort-training.js';
 import { ORT_TRAINING_DIR, trainWithOrtTraining } from '../../src/runtime/ort-train.js';
@@ -65,6 +65,37 @@ describe('ORT on-device training artifacts (--format ort-training)', function ()
       expect(Array.from(all)).to.deep.equal(expected);
     } finally {
       await session.release();
+    }
+  });
+
+  it('every kind of config glow-onnx trains loads, and its train step gives the loss of glow-onnx\'s eval model', async () => {
+    const variants: Partial<GlowConfig>[] = [
+      { coupling: 'additive', permutation: 'shuffle' },
+      { permutation: 'reverse', numClasses: 0, learnTop: false },
+      { imageShape: [3, 8, 8], scaleFloor: 0.2, zerosPadValue: 1 },
+    ];
+    const ortTraining = await loadTrainingBuild();
+    for (const variant of variants) {
+      const c: GlowConfig = { ...config, K: 1, ...variant };
+      const w = perturbed(c, 4);
+      const { x, y } = batch(new Rng(7), 2, c);
+      const files = buildOrtTrainingArtifacts(w, { learningRate: 1e-3 });
+      const session = await createOrtTrainingSession(files);
+      let loss: number;
+      try {
+        const feeds: Record<string, InstanceType<typeof ortTraining.Tensor>> = { x: new ortTraining.Tensor('float32', x, [2, ...c.imageShape]) };
+        if (c.numClasses) feeds.y = new ortTraining.Tensor('float32', y, [2, c.numClasses]);
+        loss = ((await session.runTrainStep(feeds)).loss.data as Float32Array)[0];
+      } finally {
+        await session.release();
+      }
+      const evalFeeds: Record<string, ort.Tensor> = { x: new ort.Tensor('float32', x, [2, ...c.imageShape]) };
+      if (c.numClasses) evalFeeds.y = new ort.Tensor('float32', y, [2, c.numClasses]);
+      for (const s of paramSpecs(c).filter((p) => p.trainable)) evalFeeds[s.name] = new ort.Tensor('float32', Float32Array.from(w.params.get(s.name)!.data), s.shape);
+      const evaluation = await ort.InferenceSession.create(serializeModel(buildEvalModel(w)));
+      const expected = ((await evaluation.run(evalFeeds)).loss.data as Float32Array)[0];
+      await evaluation.release();
+      expect(loss, JSON.stringify(variant)).to.be.closeTo(expected, 1e-5 * Math.abs(expected));
     }
   });
 
