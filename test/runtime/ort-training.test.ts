@@ -135,19 +135,18 @@ describe('ORT on-device training artifacts (--format ort-training)', function ()
     // The step moved the parameters far more than the tolerance.
     expect(maxRelDiff(oursParams, before)).to.be.above(1e-2);
     // Per element within 1e-5 of the updated value. Where the step takes a parameter near 0, the
-    // two implementations' rounding of the step itself (a few float32 ulps: at most 2.5e-7 of the
-    // step measured) is amplified by |step| / |updated|, without limit; so the bound never falls
-    // below 1e-5 of a tenth of the step. It still holds the bias correction: 1 - beta2^t rounded
-    // to float32 (0.00099998713 for t = 1) shrank every first step by 6.7e-6 of itself, which
-    // breaks the bound wherever the updated value is below 0.67 of the step (4.6e-4 relative
-    // worst) and cannot hide in it.
+    // two runtimes' differences in the step itself (their gradients' rounding: up to 7.2e-7 of
+    // the step measured where |updated| < |step|) are amplified by |step| / |updated|, without
+    // limit; so the bound never falls below 1e-5 of a quarter of the step. The old bias
+    // correction cannot hide in that floor: 1 - beta2^t rounded to float32 (0.00099998713 for
+    // t = 1) shrank every first step by 6.7e-6 of itself, 2.7 times the floor.
     let offset = 0;
     let worst = 0;
     for (const s of trainable) {
       const n = s.shape.reduce((a, b) => a * b, 1);
       for (let i = offset; i < offset + n; i++) {
         const error = Math.abs(ortParams[i] - oursParams[i]);
-        const bound = 1e-5 * Math.max(Math.abs(oursParams[i]), 0.1 * Math.abs(oursParams[i] - before[i]));
+        const bound = 1e-5 * Math.max(Math.abs(oursParams[i]), 0.25 * Math.abs(oursParams[i] - before[i]));
         // A tensor whose gradient is 0 (learn_top's conv on a zero prior_h) must not move at all.
         const ratio = error === 0 ? 0 : error / bound;
         expect(ratio, `${s.name}[${i - offset}]: ORT ${ortParams[i]}, glow-onnx ${oursParams[i]}, from ${before[i]}`).to.be.at.most(1);
