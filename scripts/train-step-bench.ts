@@ -12,7 +12,7 @@ import { DEFAULT_CONFIG, GlowConfig } from '../src/glow/config.js';
 import { paramSpecs } from '../src/glow/names.js';
 import { initWeights } from '../src/glow/params.js';
 import { Rng } from '../src/glow/rng.js';
-import { buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName, zeroMoments } from '../src/glow/training.js';
+import { adamFeeds, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName, zeroMoments } from '../src/glow/training.js';
 
 const { values } = parseArgs({
   options: {
@@ -44,10 +44,7 @@ const initialState = (): State => {
 };
 const tensorsOf = (s: State, names: string[]) => Object.fromEntries(names.map((n) => [n, new ort.Tensor('float32', s.get(n)!, shapes.get(n.replace(/\.exp_avg(_sq)?$/, ''))!)]));
 const stateNames = [...shapes.keys()].flatMap((n) => [n, momentNames(n).m, momentNames(n).v]);
-const scalars = (step: number) => ({
-  learning_rate: new ort.Tensor('float32', Float32Array.of(1e-3), []),
-  step: new ort.Tensor('float32', Float32Array.of(step), []),
-});
+const scalars = (step: number) => Object.fromEntries(Object.entries(adamFeeds(step, 1e-3)).map(([k, v]) => [k, new ort.Tensor('float32', Float32Array.of(v), [])]));
 
 async function runFused(): Promise<{ ms: number; losses: number[] }> {
   const s = initialState();

@@ -13,6 +13,7 @@ import { serializeModel } from '../src/builder/serialize.js';
 import { GlowConfig } from '../src/glow/config.js';
 import { HostTensor } from '../src/glow/tensor.js';
 import { Rng } from '../src/glow/rng.js';
+import { adamFeeds, OptimizerOptions } from '../src/glow/training.js';
 import type { Dataset, TrainCheckpoint } from '../src/runtime/train.js';
 
 /** The built CLI entry point. */
@@ -63,6 +64,11 @@ export async function runGraph(graph: Graph, feeds: Feeds): Promise<Record<strin
   } finally {
     await session.release();
   }
+}
+
+/** The optimizer graphs' scalar inputs at Adam step `step` (from 1), as onnxruntime-node tensors. */
+export function adamScalars(step: number, learningRate: number, options: OptimizerOptions = {}): Record<string, ort.Tensor> {
+  return Object.fromEntries(Object.entries(adamFeeds(step, learningRate, options)).map(([k, v]) => [k, new ort.Tensor('float32', Float32Array.of(v), [])]));
 }
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

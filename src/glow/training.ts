@@ -3,7 +3,8 @@
 // ort-training.ts builds the variant ORT's own TrainingSession loads:
 //   training_model.onnx   x (, y), trainable parameters -> loss, <param>_grad
 //   eval_model.onnx       x (, y), trainable parameters -> loss, bpd
-//   optimizer_model.onnx  learning_rate, step, per parameter p: p, p_grad, p.exp_avg, p.exp_avg_sq
+//   optimizer_model.onnx  learning_rate, bias_correction1, bias_correction2 (adamFeeds), per
+//                         parameter p: p, p_grad, p.exp_avg, p.exp_avg_sq
 //                         -> p.updated, p.exp_avg.updated, p.exp_avg_sq.updated (Adam)
 // and the fused train step (forward, backward and Adam in one graph), which the loop uses.
 
@@ -100,9 +101,16 @@ function elementwise(g: GraphBuilder, opType: 'Min' | 'Max', a: Value, b: Value)
   return g.node(opType, [a, b], {}, [{ dtype: a.dtype, shape: op.broadcastShapes(a.shape, b.shape) }])[0];
 }
 
+interface AdamScalars {
+  learningRate: Value;
+  /** 1 - beta1^t and 1 - beta2^t, fed by adamFeeds. */
+  correction1: Value;
+  correction2: Value;
+}
+
 /** Adam with bias correction (and decoupled weight decay), after scaling all gradients by
  * min(1, clip / global norm). Registers the updated tensors as outputs. */
-function adam(g: GraphBuilder, slots: AdamSlot[], learningRate: Value, step: Value, options: OptimizerOptions): void {
+function adam(g: GraphBuilder, slots: AdamSlot[], { learningRate, correction1, correction2 }: AdamScalars, options: OptimizerOptions): void {
   const o = { ...DEFAULT_OPTIMIZER, ...options };
   const c = (value: number, hint: string) => scalarConstant(g, value, hint);
   g.scope('adam', () => {
@@ -113,8 +121,6 @@ function adam(g: GraphBuilder, slots: AdamSlot[], learningRate: Value, step: Val
       scale = elementwise(g, 'Min', c(1, 'one'), op.div(g, c(o.clipNorm, 'clip_norm'), op.add(g, norm, c(1e-6, 'tiny'))));
       g.output(norm, 'grad_norm', 'global gradient norm before clipping');
     }
-    const correction1 = op.sub(g, c(1, 'one'), op.pow(g, c(o.beta1, 'beta1'), step));
-    const correction2 = op.sub(g, c(1, 'one'), op.pow(g, c(o.beta2, 'beta2'), step));
     const stepSize = op.div(g, learningRate, correction1);
     for (const s of slots) {
       g.scope(s.name, () => {
@@ -132,17 +138,28 @@ function adam(g: GraphBuilder, slots: AdamSlot[], learningRate: Value, step: Val
   });
 }
 
-function optimizerInputs(g: GraphBuilder): { learningRate: Value; step: Value } {
+function optimizerInputs(g: GraphBuilder): AdamScalars {
   return {
     learningRate: g.input('learning_rate', 'float32', [], 'learning rate of this step'),
-    step: g.input('step', 'float32', [], 'Adam step, counted from 1'),
+    correction1: g.input('bias_correction1', 'float32', [], '1 - beta1^step, step counted from 1'),
+    correction2: g.input('bias_correction2', 'float32', [], '1 - beta2^step, step counted from 1'),
   };
+}
+
+/** The scalar inputs of the optimizer and fused-step graphs at Adam step `step` (from 1). The
+ * bias corrections are computed here in float64, not in the graph: in float32, 1 - 0.999^1 is
+ * 1 - 0.99900001 = 0.00099998713 against a (1 - beta2) of 0.001, which shrinks the first step by
+ * 6.7e-6 of itself; fed as inputs they are exact to float32 rounding on every provider, WebGPU
+ * (no float64) included. */
+export function adamFeeds(step: number, learningRate: number, options: OptimizerOptions = {}): Record<'learning_rate' | 'bias_correction1' | 'bias_correction2', number> {
+  const o = { ...DEFAULT_OPTIMIZER, ...options };
+  return { learning_rate: learningRate, bias_correction1: -Math.expm1(step * Math.log(o.beta1)), bias_correction2: -Math.expm1(step * Math.log(o.beta2)) };
 }
 
 /** The optimizer alone, for parameters of the given shapes. */
 export function buildOptimizerModel(shapes: ReadonlyMap<string, number[]>, options: OptimizerOptions & { opset?: number } = {}): Graph {
   const g = new GraphBuilder('glow_optimizer', { opset: options.opset });
-  const { learningRate, step } = optimizerInputs(g);
+  const scalars = optimizerInputs(g);
   const slots = [...shapes].map(([name, shape]) => ({
     name,
     param: g.input(name, 'float32', shape),
@@ -150,7 +167,7 @@ export function buildOptimizerModel(shapes: ReadonlyMap<string, number[]>, optio
     m: g.input(momentNames(name).m, 'float32', shape),
     v: g.input(momentNames(name).v, 'float32', shape),
   }));
-  adam(g, slots, learningRate, step, options);
+  adam(g, slots, scalars, options);
   return sorted(g.build('Adam'));
 }
 
@@ -176,7 +193,7 @@ export function buildFusedTrainStep(w: GlowWeights, options: LossOptions & Optim
   const { graph, params } = withGradients(w, options);
   const g = GraphBuilder.extend({ ...graph, outputs: graph.outputs.filter((io) => io.value.name === 'loss') });
   const grads = new Map(graph.outputs.map((io) => [io.value.name, io.value]));
-  const { learningRate, step } = optimizerInputs(g);
+  const scalars = optimizerInputs(g);
   const slots = [...params].map(([name, param]) => ({
     name,
     param,
@@ -184,7 +201,7 @@ export function buildFusedTrainStep(w: GlowWeights, options: LossOptions & Optim
     m: g.input(momentNames(name).m, 'float32', param.shape!),
     v: g.input(momentNames(name).v, 'float32', param.shape!),
   }));
-  adam(g, slots, learningRate, step, options);
+  adam(g, slots, scalars, options);
   if (options.ema) {
     const decay = g.input('ema_decay', 'float32', [], 'weight of the old average this step');
     const freshWeight = op.sub(g, scalarConstant(g, 1, 'one'), decay);

@@ -40,24 +40,29 @@ export class OrtTrainingUnavailable extends Error {
   }
 }
 
-let build: Promise<TrainingBuild> | undefined;
+const builds = new Map<string, Promise<TrainingBuild>>();
 
-export function loadTrainingBuild(): Promise<TrainingBuild> {
-  build ??= (async () => {
+/** The training build, from the package installed as `pkg` (the alias glow-onnx depends on; a
+ * test names one that is absent). */
+export function loadTrainingBuild(pkg = TRAINING_PACKAGE): Promise<TrainingBuild> {
+  let build = builds.get(pkg);
+  if (build) return build;
+  build = (async () => {
     let main: string;
     try {
-      main = createRequire(import.meta.url).resolve(TRAINING_PACKAGE);
+      main = createRequire(import.meta.url).resolve(pkg);
     } catch {
       throw new OrtTrainingUnavailable(`ONNX Runtime's training build is not installed: ${INSTALL}`);
     }
     const module = await import(pathToFileURL(join(dirname(main), 'ort.training.wasm.min.mjs')).href).catch((e: Error) => {
-      throw new OrtTrainingUnavailable(`${TRAINING_PACKAGE} has no training build (${e.message.split('\n')[0]}): ${INSTALL}`);
+      throw new OrtTrainingUnavailable(`${pkg} has no training build (${e.message.split('\n')[0]}): ${INSTALL}`);
     });
-    if (!module.TrainingSession) throw new OrtTrainingUnavailable(`${TRAINING_PACKAGE} has no TrainingSession: ${INSTALL}`);
+    if (!module.TrainingSession) throw new OrtTrainingUnavailable(`${pkg} has no TrainingSession: ${INSTALL}`);
     // One thread, no workers: the only setup checked in Node here.
     module.env.wasm.numThreads = 1;
     return module as TrainingBuild;
   })();
+  builds.set(pkg, build);
   return build;
 }
 
@@ -72,4 +77,12 @@ export async function createOrtTrainingSession(files: Record<OrtTrainingFile, Ui
     evalModel: files['eval_model.onnx'],
     optimizerModel: files['optimizer_model.onnx'],
   });
+}
+
+/** runEvalStep with the eval model's output names: 1.19.2 names the results by the training
+ * model's outputs instead (`loss`, then `undefined`), in the eval model's order. */
+export async function runEvalStep(session: TrainingSession, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+  const results = Object.values(await session.runEvalStep(feeds));
+  if (results.length !== session.evalOutputNames.length) throw new Error(`the eval step gave ${results.length} outputs, the eval model has ${session.evalOutputNames.length}`);
+  return Object.fromEntries(session.evalOutputNames.map((name, i) => [name, results[i]]));
 }

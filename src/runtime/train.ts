@@ -14,7 +14,7 @@ import { checkpointBytes, checkShuffles, checkWeights, parseJson, shufflesFrom }
 import { Rng } from '../glow/rng.js';
 import { readSafetensors, writeSafetensors } from '../glow/safetensors.js';
 import { HostTensor, size } from '../glow/tensor.js';
-import { buildFusedTrainStep, emaName, LossOptions, momentNames, OptimizerOptions, updatedName, zeroMoments } from '../glow/training.js';
+import { adamFeeds, buildFusedTrainStep, emaName, LossOptions, momentNames, OptimizerOptions, updatedName, zeroMoments } from '../glow/training.js';
 import { GlowModel } from './core.js';
 import { writeFileAtomic, writeFilesAtomic } from './files.js';
 import { oneHotRows, sampleEps } from './generate.js';
@@ -437,8 +437,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
       const scalar = (v: number) => new ort.Tensor('float32', Float32Array.of(v), []);
       const feeds: Record<string, ort.Tensor> = {
         x: new ort.Tensor('float32', x, [options.batchSize, ...config.imageShape]),
-        learning_rate: scalar(lr),
-        step: scalar(stepNumber),
+        ...Object.fromEntries(Object.entries(adamFeeds(stepNumber, lr, options)).map(([k, v]) => [k, scalar(v)])),
         ...device.feeds(),
       };
       // The EMA decay ramps up with the step count, so that early averages are not dominated
