@@ -145,6 +145,8 @@ export class GlowModel {
     return data.subarray(0, (data.length / t.dims[0]) * count);
   }
 
+  /** Latents and bits/dim of images x ([n, C, H, W], dequantised). Does not check that they
+   * decode back: {@link reconstruct} does, for pictures shown as the image. */
   async encode(x: Float32Array, shape: readonly number[], y?: Float32Array, onProgress?: Progress): Promise<Encoded> {
     const n = this.checkImages(x, shape);
     this.checkLabels(y, n);
@@ -173,6 +175,7 @@ export class GlowModel {
     return out;
   }
 
+  /** Images of latents eps_1..eps_L scaled by temperature ([n, C, H, W], flattened). */
   async decode(eps: readonly Float32Array[], temperature: number, y?: Float32Array, onProgress?: Progress): Promise<Float32Array> {
     if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
       throw new InputError(`temperature must be a finite number >= 0, got ${temperature}`);
