@@ -7,7 +7,7 @@ import { imagePixels } from '../src/web/images.js';
 import { drawGrid } from './grid.js';
 import { BuiltinImage, builtinImages } from './images.js';
 import type {
-  Backend, BackendChoice, Envelope, LoadResult, ModelSource, Phase, Request, ResultOf, WorkerMessage,
+  Backend, BackendChoice, Envelope, LoadResult, ModelSource, Phase, Request, ResultOf, RoundTripReport, WorkerMessage,
 } from './protocol.js';
 
 const DEFAULT_MODEL = 'models/mnist/';
@@ -303,7 +303,23 @@ class ImagePicker {
   }
 }
 
+/** Says, next to a picture, which of the input images it was drawn from do not round-trip
+ * (decode(encode(x)) is not x), with the error: the picture is then the model's decode, not the
+ * image. Hidden when every image comes back. */
+function showRoundTrip(warning: HTMLElement, r: RoundTripReport, names: readonly string[], consequence: string): void {
+  warning.hidden = r.failing.length === 0;
+  if (warning.hidden) {
+    warning.textContent = '';
+    return;
+  }
+  const which = r.failing.map((n) => `${names[n]} (error ${r.errors[n].toExponential(1)})`).join(' and ');
+  const verb = r.failing.length === 1 ? 'does' : 'do';
+  warning.textContent = `${which[0].toUpperCase()}${which.slice(1)} ${verb} not round-trip through this model: |x − decode(encode(x))| is over its tolerance `
+    + `${r.tolerance}, so ${consequence}. Images unlike the model's training data do this.`;
+}
+
 const reconProgress = progressFor('recon-progress', 'recon-status');
+const reconWarning = $('recon-warning');
 const reconPicker = new ImagePicker($('recon-picker'), 0, () => requestReconstruction());
 
 async function drawReconstruction(): Promise<void> {
@@ -313,6 +329,7 @@ async function drawReconstruction(): Promise<void> {
     return;
   }
   reconProgress.start('Encoding…');
+  reconWarning.hidden = true;
   const image = await reconPicker.pick(config);
   const r = await call({ op: 'reconstruct', pixels: image.pixels.slice(), label: image.label, seed: 0 }, reconProgress.update);
   const both = new Uint8Array(image.pixels.length * 2);
@@ -320,6 +337,7 @@ async function drawReconstruction(): Promise<void> {
   both.set(r.pixels, image.pixels.length);
   drawGrid($<HTMLCanvasElement>('recon-canvas'), both, 2, { shape: config.imageShape, columns: 2 }, zoomFor(config) * 2);
   reconProgress.done(`${r.bpd.toFixed(3)} bits/dim · largest round-trip error ${r.maxError.toExponential(1)} · ${formatMs(r.ms)}`);
+  showRoundTrip(reconWarning, r.roundTrip, ['This image'], 'the reconstruction shows the model\'s decode, not the image');
 }
 
 const requestReconstruction = latest(drawReconstruction, (e) => {
@@ -328,6 +346,7 @@ const requestReconstruction = latest(drawReconstruction, (e) => {
 });
 
 const interpProgress = progressFor('interp-progress', 'interp-status');
+const interpWarning = $('interp-warning');
 const pickerA = new ImagePicker($('interp-picker-a'), 0, () => requestInterpolation());
 const pickerB = new ImagePicker($('interp-picker-b'), 1, () => requestInterpolation());
 const stepsInput = $<HTMLInputElement>('interp-steps');
@@ -341,10 +360,12 @@ async function drawInterpolation(): Promise<void> {
   }
   const steps = Math.min(16, Math.max(2, Math.round(Number(stepsInput.value) || 8)));
   interpProgress.start('Encoding…');
+  interpWarning.hidden = true;
   const [a, b] = [await pickerA.pick(config), await pickerB.pick(config)];
   const r = await call({ op: 'interpolate', a: a.pixels, b: b.pixels, steps, labelA: a.label, labelB: b.label }, interpProgress.update);
   drawGrid($<HTMLCanvasElement>('interp-canvas'), r.pixels, steps, { shape: config.imageShape, columns: steps }, zoomFor(config) * 2);
   interpProgress.done(`${steps} steps from A to B · ${formatMs(r.ms)}`);
+  showRoundTrip(interpWarning, r.roundTrip, ['Image A', 'image B'], 'the path\'s end at such an image shows the model\'s decode, not the image');
 }
 
 const requestInterpolation = latest(drawInterpolation, (e) => {

@@ -35,10 +35,20 @@ export interface ReconstructRequest {
   /** Seed of the uniform dequantisation noise that bits/dim is measured with. */
   seed: number;
 }
-export interface ReconstructResult { pixels: Uint8Array; bpd: number; maxError: number; ms: number }
+/** How far decode(encode(x)) lands from each input image (the library's RoundTrip, per image). */
+export interface RoundTripReport {
+  /** max |x - decode(encode(x))| of each input image, in the request's order (NaN: the decode gave NaN). */
+  errors: number[];
+  /** The model dtype's bound: an image whose error is not under it does not round-trip. */
+  tolerance: number;
+  /** Indices of the images that do not round-trip. */
+  failing: number[];
+}
+
+export interface ReconstructResult { pixels: Uint8Array; bpd: number; maxError: number; roundTrip: RoundTripReport; ms: number }
 
 export interface InterpolateRequest { op: 'interpolate'; a: Uint8Array; b: Uint8Array; steps: number; labelA?: number; labelB?: number }
-export interface InterpolateResult { pixels: Uint8Array; ms: number }
+export interface InterpolateResult { pixels: Uint8Array; roundTrip: RoundTripReport; ms: number }
 
 /** Latents and bits/dim of n images as they are (x already dequantised), for the tests. */
 export interface EncodeRequest { op: 'encode'; x: Float32Array; n: number; labels?: number[] }

@@ -4,10 +4,11 @@
 
 import * as ort from 'onnxruntime-web';
 import {
-  Backend, BackendChoice, dequantize, GlowConfig, GlowModel, interpolate, loadGlowModel, oneHotRows, pick, quantize, Rng, sampleEps,
+  Backend, BackendChoice, dequantize, GlowConfig, GlowModel, loadGlowModel, oneHotRows, quantize, Rng, type RoundTrip, sampleEps,
 } from '../src/web/index.js';
 import type {
-  DecodeRequest, EncodeRequest, Envelope, InterpolateRequest, LoadResult, ModelSource, ReconstructRequest, Request, SampleRequest, WorkerMessage,
+  DecodeRequest, EncodeRequest, Envelope, InterpolateRequest, LoadResult, ModelSource, ReconstructRequest, Request, RoundTripReport, SampleRequest,
+  WorkerMessage,
 } from './protocol.js';
 
 /** Small batches so that long runs report progress as they go. */
@@ -90,23 +91,23 @@ async function sample(id: number, r: SampleRequest) {
   return { x, pixels: quantize(x, config.nBits), ms: performance.now() - started };
 }
 
+function report(roundTrip: RoundTrip): RoundTripReport {
+  return { errors: Array.from(roundTrip.errors), tolerance: roundTrip.tolerance, failing: roundTrip.failing };
+}
+
 async function reconstruct(id: number, r: ReconstructRequest) {
   const { model, config } = loaded();
   const started = performance.now();
   const shape = [1, ...config.imageShape];
   const y = labelsOf(config, [r.label]);
-  // Latents of the bin centres (deterministic); bits/dim of the image dequantised with uniform
-  // noise, as likelihoods are measured.
-  const x = dequantize(r.pixels, config.nBits, 'center');
-  const encoded = await model.encode(x, shape, y);
-  post({ id, type: 'progress', phase: 'encode', done: 1, total: 3 });
+  // Latents of the bin centres (deterministic), decoded back with the image's round trip;
+  // bits/dim of the image dequantised with uniform noise, as likelihoods are measured.
+  const back = await model.reconstruct(dequantize(r.pixels, config.nBits, 'center'), shape, y,
+    (done) => post({ id, type: 'progress', phase: done < 2 ? 'encode' : 'decode', done, total: 3 }));
   const scored = await model.encode(dequantize(r.pixels, config.nBits, new Rng(r.seed)), shape, y);
-  post({ id, type: 'progress', phase: 'encode', done: 2, total: 3 });
-  const back = await model.decode(encoded.eps, 1, y);
-  post({ id, type: 'progress', phase: 'decode', done: 3, total: 3 });
-  let maxError = 0;
-  for (let i = 0; i < x.length; i++) maxError = Math.max(maxError, Math.abs(back[i] - x[i]));
-  return { pixels: quantize(back, config.nBits), bpd: scored.bpd[0], maxError, ms: performance.now() - started };
+  post({ id, type: 'progress', phase: 'encode', done: 3, total: 3 });
+  const maxError = back.roundTrip.errors[0];
+  return { pixels: quantize(back.x, config.nBits), bpd: scored.bpd[0], maxError, roundTrip: report(back.roundTrip), ms: performance.now() - started };
 }
 
 async function interpolation(id: number, r: InterpolateRequest) {
@@ -115,22 +116,11 @@ async function interpolation(id: number, r: InterpolateRequest) {
   const pixels = new Uint8Array(2 * r.a.length);
   pixels.set(r.a);
   pixels.set(r.b, r.a.length);
-  const y = labelsOf(config, [r.labelA, r.labelB]);
-  const encoded = await model.encode(dequantize(pixels, config.nBits, 'center'), [2, ...config.imageShape], y);
-  post({ id, type: 'progress', phase: 'encode', done: 1, total: 2 });
-  const path = interpolate(config, pick(config, encoded.eps, 0), pick(config, encoded.eps, 1), r.steps);
   // A class-conditional model's label moves with the latents, from A's one-hot to B's.
-  let yPath: Float32Array | undefined;
-  if (y) {
-    const k = config.numClasses;
-    yPath = new Float32Array(r.steps * k);
-    for (let s = 0; s < r.steps; s++) {
-      const t = s / (r.steps - 1);
-      for (let c = 0; c < k; c++) yPath[s * k + c] = (1 - t) * y[c] + t * y[k + c];
-    }
-  }
-  const x = await model.decode(path, 1, yPath, (done, total) => post({ id, type: 'progress', phase: 'decode', done, total }));
-  return { pixels: quantize(x, config.nBits), ms: performance.now() - started };
+  const y = labelsOf(config, [r.labelA, r.labelB]);
+  const { x, roundTrip } = await model.interpolateImages(dequantize(pixels, config.nBits, 'center'), r.steps, y,
+    (done, total) => post({ id, type: 'progress', phase: done <= 2 ? 'encode' : 'decode', done, total }));
+  return { pixels: quantize(x, config.nBits), roundTrip: report(roundTrip), ms: performance.now() - started };
 }
 
 async function encodeImages(r: EncodeRequest) {

@@ -11,7 +11,7 @@ import { Rng } from '../glow/rng.js';
 import { Encoded, InputError } from '../runtime/core.js';
 import { sameConfig } from '../runtime/contract.js';
 import { writeFileAtomic } from '../runtime/files.js';
-import { attributeDirection, interpolate, Latents, manipulate, meanAndStdErr, oneHotRows, pick, sampleEps } from '../runtime/generate.js';
+import { attributeDirection, Latents, meanAndStdErr, oneHotRows, sampleEps } from '../runtime/generate.js';
 import { writeGrid } from '../runtime/images.js';
 import { STRESS_SETS } from '../runtime/stress.js';
 import { latentsBytes, parseLatents } from '../runtime/latents.js';
@@ -19,7 +19,7 @@ import { loadMnist } from '../runtime/mnist.js';
 import { SHIPPED_MODEL } from '../runtime/shipped.js';
 import { GlowRuntime, loadGlowRuntime } from '../runtime/node.js';
 import { PROVIDERS, ProviderName } from '../runtime/providers.js';
-import { dequantize, failingImages, largest, quantize, roundTripErrors, roundTripTolerance } from '../runtime/quantize.js';
+import { dequantize, largest, quantize, RoundTrip } from '../runtime/quantize.js';
 import { integer, number, Options, parse, readBytes, required, UsageError, Values } from './args.js';
 import { checkMnistShape, ImageBatch, loadImages, oneHot, readImages } from './data.js';
 import { withProgress } from './progress.js';
@@ -80,32 +80,43 @@ function labelsFor(runtime: GlowRuntime, values: Values, n: number): Float32Arra
   return oneHotRows(classes, Array.from({ length: n }, (_, i) => label ?? i % classes));
 }
 
-interface EncodedImages { encoded: Encoded; x: Float32Array; names: string[]; y?: Float32Array }
+/** Images from files as the model takes them: bin centres (deterministic), no class. */
+interface InputImages { x: Float32Array; y?: Float32Array; names: string[]; count: number }
 
-async function encodeImages(runtime: GlowRuntime, paths: string[]): Promise<EncodedImages> {
+async function inputImages(runtime: GlowRuntime, paths: string[]): Promise<InputImages> {
   const { config } = runtime;
   const batch = await readImages(paths, config);
   const x = dequantize(batch.pixels, config.nBits, 'center');
-  const y = oneHot(undefined, batch.count, config.numClasses);
-  const encoded = await withProgress('encode', batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], y, p));
-  return { encoded, x, names: batch.names, y };
+  return { x, y: oneHot(undefined, batch.count, config.numClasses), names: batch.names, count: batch.count };
 }
 
-/** Decodes the images' own latents and warns, on stderr, about each image that does not come
- * back: every picture made from its latents would show the model's decode, not the image. */
-async function reconstructChecked(runtime: GlowRuntime, images: EncodedImages): Promise<{ xr: Float32Array; errors: Float64Array }> {
-  const { encoded, x, names, y } = images;
-  const xr = await withProgress('decode', encoded.n, (p) => runtime.model.decode(encoded.eps, 1, y, p));
-  const errors = roundTripErrors(x, xr, encoded.n);
-  const tolerance = roundTripTolerance(runtime.dtype, runtime.config.nBits);
-  const failing = failingImages(errors, tolerance);
-  if (failing.length > 0) {
-    const named = failing.map((n) => `${basename(names[n])} (${errors[n].toExponential(1)})`).join(', ');
-    console.error(`warning: ${failing.length} of ${encoded.n} images do not round-trip through this model `
-      + `(|x - decode(encode(x))| over ${tolerance}): ${named}; what is drawn from their latents is the model's decode, `
-      + 'not the image (images unlike its training data; glow-onnx diagnose --data DIR says why)');
-  }
-  return { xr, errors };
+async function encodeImages(runtime: GlowRuntime, paths: string[]): Promise<{ encoded: Encoded; names: string[] }> {
+  const { x, y, names, count } = await inputImages(runtime, paths);
+  const encoded = await withProgress('encode', count, (p) => runtime.model.encode(x, [count, ...runtime.config.imageShape], y, p));
+  return { encoded, names };
+}
+
+/** Warns, on stderr, about each input image that does not come back through the model: every
+ * picture made from its latents shows the model's decode, not the image. */
+function warnRoundTrip(roundTrip: RoundTrip, names: readonly string[]): void {
+  const { failing, errors, tolerance } = roundTrip;
+  if (failing.length === 0) return;
+  const named = failing.map((n) => `${basename(names[n])} (${errors[n].toExponential(1)})`).join(', ');
+  console.error(`warning: ${failing.length} of ${errors.length} images do not round-trip through this model `
+    + `(|x - decode(encode(x))| over ${tolerance}): ${named}; what is drawn from their latents is the model's decode, `
+    + 'not the image (images unlike its training data; glow-onnx diagnose --data DIR says why)');
+}
+
+/** The first `count` images of a read batch, for the commands that draw from that many. */
+function firstImages(runtime: GlowRuntime, images: InputImages, count: number): InputImages {
+  const { imageSize, config } = runtime.model;
+  if (images.count < count) throw new UsageError(`needs ${count} images, got ${images.count}`);
+  return {
+    x: images.x.subarray(0, count * imageSize),
+    y: images.y?.subarray(0, count * config.numClasses),
+    names: images.names.slice(0, count),
+    count,
+  };
 }
 
 export async function cmdSample(argv: string[]): Promise<void> {
@@ -161,13 +172,13 @@ export async function cmdReconstruct(argv: string[]): Promise<void> {
   const runtime = await openModel(values);
   try {
     const { config } = runtime;
-    const images = await encodeImages(runtime, positionals);
-    const { encoded, x, names } = images;
-    const { xr, errors } = await reconstructChecked(runtime, images);
-    const maxError = largest(errors);
-    const size = x.length / encoded.n;
+    const { x, y, names, count } = await inputImages(runtime, positionals);
+    const { x: xr, roundTrip } = await withProgress('encode, decode', 2 * count, (p) => runtime.model.reconstruct(x, [count, ...config.imageShape], y, p));
+    warnRoundTrip(roundTrip, names);
+    const maxError = largest(roundTrip.errors);
+    const size = x.length / count;
     const pairs = new Float32Array(2 * x.length);
-    for (let i = 0; i < encoded.n; i++) {
+    for (let i = 0; i < count; i++) {
       pairs.set(x.subarray(i * size, (i + 1) * size), 2 * i * size);
       pairs.set(xr.subarray(i * size, (i + 1) * size), (2 * i + 1) * size);
     }
@@ -175,7 +186,7 @@ export async function cmdReconstruct(argv: string[]): Promise<void> {
     const after = quantize(xr, config.nBits);
     const changed = before.reduce((count, v, i) => count + (v !== after[i] ? 1 : 0), 0);
     await saveGrid(out, config, pairs, 2, names.flatMap((n) => [basename(n), 'decoded']));
-    console.log(`${encoded.n} images: max |x - decode(encode(x))| = ${maxError.toExponential(2)}, ${changed} of ${x.length} pixels change level`);
+    console.log(`${count} images: max |x - decode(encode(x))| = ${maxError.toExponential(2)}, ${changed} of ${x.length} pixels change level`);
   } finally {
     await runtime.model.release();
   }
@@ -188,11 +199,9 @@ export async function cmdInterpolate(argv: string[]): Promise<void> {
   const runtime = await openModel(values);
   try {
     const { config } = runtime;
-    const images = await encodeImages(runtime, positionals);
-    await reconstructChecked(runtime, images);
-    const { encoded } = images;
-    const path = interpolate(config, pick(config, encoded.eps, 0), pick(config, encoded.eps, 1), steps);
-    const x = await runtime.model.decode(path, 1, oneHot(undefined, steps, config.numClasses));
+    const { x: ends, y, names } = firstImages(runtime, await inputImages(runtime, positionals), 2);
+    const { x, roundTrip } = await withProgress('interpolate', 4 + steps, (p) => runtime.model.interpolateImages(ends, steps, y, p));
+    warnRoundTrip(roundTrip, names);
     await saveGrid(out, config, x, steps, Array.from({ length: steps }, (_, s) => `t=${(s / (steps - 1)).toFixed(2)}`));
   } finally {
     await runtime.model.release();
@@ -286,11 +295,9 @@ export async function cmdManipulate(argv: string[]): Promise<void> {
     const direction = values.direction
       ? directionFile(values.direction as string, config)
       : await mnistDirection(runtime, Number(values.attribute), integer(values, 'limit', 2) ?? 2000);
-    const images = await encodeImages(runtime, positionals);
-    await reconstructChecked(runtime, images);
-    const { encoded } = images;
-    const batch = manipulate(config, pick(config, encoded.eps, 0), direction, amounts);
-    const x = await runtime.model.decode(batch, 1, oneHot(undefined, amounts.length, config.numClasses));
+    const { x: image, y, names } = firstImages(runtime, await inputImages(runtime, positionals), 1);
+    const { x, roundTrip } = await withProgress('manipulate', 2 + amounts.length, (p) => runtime.model.manipulateImage(image, direction, amounts, y, p));
+    warnRoundTrip(roundTrip, names);
     await saveGrid(out, config, x, amounts.length, amounts.map((a) => `a=${a.toFixed(2)}`));
   } finally {
     await runtime.model.release();
@@ -314,27 +321,21 @@ export async function cmdEval(argv: string[]): Promise<void> {
 }
 
 /** Round trip of one set of images: bits/dim, per-image max |x - decode(encode(x))|, the misses. */
-interface RoundTrip {
+interface SetRoundTrip extends RoundTrip {
   data: string;
   batch: ImageBatch;
   x: Float32Array;
   y?: Float32Array;
   encoded: Encoded;
-  errors: Float64Array;
-  failing: number[];
-  tolerance: number;
 }
 
-async function roundTrip(runtime: GlowRuntime, data: string, limit: number, seed: number): Promise<RoundTrip> {
+async function roundTrip(runtime: GlowRuntime, data: string, limit: number, seed: number): Promise<SetRoundTrip> {
   const { config } = runtime;
   const batch = await loadImages(data, config, limit);
   const x = dequantize(batch.pixels, config.nBits, new Rng(seed));
   const y = oneHot(batch.labels, batch.count, config.numClasses);
-  const encoded = await withProgress(`encode ${data}`, batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], y, p));
-  const xr = await withProgress(`decode ${data}`, batch.count, (p) => runtime.model.decode(encoded.eps, 1, y, p));
-  const tolerance = roundTripTolerance(runtime.dtype, config.nBits);
-  const errors = roundTripErrors(x, xr, batch.count);
-  return { data, batch, x, y, encoded, errors, failing: failingImages(errors, tolerance), tolerance };
+  const { encoded, roundTrip } = await withProgress(`encode, decode ${data}`, 2 * batch.count, (p) => runtime.model.reconstruct(x, [batch.count, ...config.imageShape], y, p));
+  return { data, batch, x, y, encoded, ...roundTrip };
 }
 
 /** An error as it ranks: NaN (a decode that gave NaN) as the largest. */
@@ -349,7 +350,7 @@ function quantile(values: ArrayLike<number>, q: number): number {
 }
 
 /** What failed, one line naming the first few images. */
-function missMessage(r: RoundTrip, dtype: string): string {
+function missMessage(r: SetRoundTrip, dtype: string): string {
   const named = r.failing.slice(0, 5).map((n) => `${r.batch.names[n]} (${r.errors[n].toExponential(2)}, ${r.encoded.bpd[n].toFixed(3)} bits/dim)`).join(', ');
   return `${r.failing.length} of ${r.batch.count} images do not round-trip within the ${dtype} tolerance ${r.tolerance}: ${named}${r.failing.length > 5 ? ', ...' : ''}`;
 }
@@ -370,7 +371,7 @@ export async function cmdVerify(argv: string[]): Promise<void> {
     // The inverted set is MNIST's digits: only for models of MNIST's shape.
     const stress = STRESS_SETS.filter((s) => s !== data && (s !== 'inverted' || (C === 1 && H === 28 && W === 28)));
     const sets = values.stress ? [data, ...stress] : [data];
-    const results: RoundTrip[] = [];
+    const results: SetRoundTrip[] = [];
     for (const set of sets) {
       const r = await roundTrip(runtime, set, limit, seed);
       results.push(r);

@@ -4,6 +4,8 @@
 
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import { GlowConfig, latentShape } from '../glow/config.js';
+import { interpolate, Latents, manipulate, pick } from './generate.js';
+import { checkRoundTrip, RoundTrip } from './quantize.js';
 
 /** The Tensor constructor of whichever onnxruntime package is in use. */
 export interface TensorFactory {
@@ -20,6 +22,25 @@ export interface Encoded {
   logPx: Float32Array;
   bpd: Float32Array;
   yLogits?: Float32Array;
+}
+
+/** An image's encoding and the picture its own latents give back, with how far that is from it. */
+export interface Reconstruction {
+  encoded: Encoded;
+  /** decode(encode(x)) at temperature 1, [n, C, H, W] flattened. */
+  x: Float32Array;
+  /** Per image: does x come back? When not, `x` here shows the model's decode, not the image. */
+  roundTrip: RoundTrip;
+}
+
+/** Pictures made from the latents of input images (interpolation, manipulation), with the round
+ * trip of those inputs: where an input does not round-trip, the pictures near it are the model's
+ * decode of latents that do not stand for the image. */
+export interface ImageEdit {
+  /** The decoded pictures, [steps or alphas, C, H, W] flattened. */
+  x: Float32Array;
+  /** The round trip of the input images, in the order given. */
+  roundTrip: RoundTrip;
 }
 
 export class InputError extends Error {
@@ -52,6 +73,9 @@ export class GlowModel {
     /** The graphs were exported with a static batch (--batch): every run gets exactly
      * batchSize rows, the last one padded with zeros and its extra outputs dropped. */
     readonly staticBatch = false,
+    /** Weights and compute precision (glow.json's dtype): sets the round-trip tolerance of
+     * {@link reconstruct}, {@link interpolateImages} and {@link manipulateImage}. */
+    readonly dtype = 'float32',
   ) {
     this.imageSize = product(config.imageShape);
     this.latentSizes = Array.from({ length: config.L }, (_, l) => product(latentShape(config, l + 1)));
@@ -121,6 +145,8 @@ export class GlowModel {
     return data.subarray(0, (data.length / t.dims[0]) * count);
   }
 
+  /** Latents and bits/dim of images x ([n, C, H, W], dequantised). Does not check that they
+   * decode back: {@link reconstruct} does, for pictures shown as the image. */
   async encode(x: Float32Array, shape: readonly number[], y?: Float32Array, onProgress?: Progress): Promise<Encoded> {
     const n = this.checkImages(x, shape);
     this.checkLabels(y, n);
@@ -149,6 +175,7 @@ export class GlowModel {
     return out;
   }
 
+  /** Images of latents eps_1..eps_L scaled by temperature ([n, C, H, W], flattened). */
   async decode(eps: readonly Float32Array[], temperature: number, y?: Float32Array, onProgress?: Progress): Promise<Float32Array> {
     if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
       throw new InputError(`temperature must be a finite number >= 0, got ${temperature}`);
@@ -171,6 +198,60 @@ export class GlowModel {
       onProgress?.(start + b, n);
     }
     return x;
+  }
+
+  /**
+   * Encodes the images and decodes their latents back at temperature 1, measuring each image's
+   * round trip (max |x - decode(encode(x))|, against roundTripTolerance of the model's dtype).
+   * Check `roundTrip.roundTrips` before showing `x` as the image: off its training data an
+   * affine-coupling model can decode something else. onProgress counts images through both
+   * runs (total 2n).
+   */
+  async reconstruct(x: Float32Array, shape: readonly number[], y?: Float32Array, onProgress?: Progress): Promise<Reconstruction> {
+    const encoded = await this.encode(x, shape, y, onProgress && ((done, n) => onProgress(done, 2 * n)));
+    const decoded = await this.decode(encoded.eps, 1, y, onProgress && ((done, n) => onProgress(n + done, 2 * n)));
+    return { encoded, x: decoded, roundTrip: checkRoundTrip(x, decoded, encoded.n, this.dtype, this.config.nBits) };
+  }
+
+  /**
+   * `steps` pictures on the straight line between the latents of two images (x holds both,
+   * [2, C, H, W]), both ends included, with the round trip of the two images. For a
+   * class-conditional model y holds the two images' one-hot rows and the label moves with the
+   * latents, from the first's to the second's. onProgress counts images through every run.
+   */
+  async interpolateImages(x: Float32Array, steps: number, y?: Float32Array, onProgress?: Progress): Promise<ImageEdit> {
+    if (!Number.isInteger(steps) || steps < 2) throw new InputError(`interpolation needs at least 2 steps, got ${steps}`);
+    const total = 4 + steps;
+    const { encoded, roundTrip } = await this.reconstruct(x, [2, ...this.config.imageShape], y, onProgress && ((done) => onProgress(done, total)));
+    const path = interpolate(this.config, pick(this.config, encoded.eps, 0), pick(this.config, encoded.eps, 1), steps);
+    let yPath: Float32Array | undefined;
+    if (y) {
+      const k = this.config.numClasses;
+      yPath = new Float32Array(steps * k);
+      for (let s = 0; s < steps; s++) {
+        const t = s / (steps - 1);
+        for (let c = 0; c < k; c++) yPath[s * k + c] = (1 - t) * y[c] + t * y[k + c];
+      }
+    }
+    const pictures = await this.decode(path, 1, yPath, onProgress && ((done) => onProgress(4 + done, total)));
+    return { x: pictures, roundTrip };
+  }
+
+  /**
+   * The image (x: [1, C, H, W]) with its latent moved along `direction` (attributeDirection's)
+   * by each of `alphas`, decoded, with the image's round trip. For a class-conditional model y is
+   * the image's one-hot row, kept for every picture. onProgress counts images through every run.
+   */
+  async manipulateImage(x: Float32Array, direction: Latents, alphas: readonly number[], y?: Float32Array, onProgress?: Progress): Promise<ImageEdit> {
+    if (alphas.length === 0) throw new InputError('manipulation needs at least one alpha');
+    const directions = this.checkEps(direction);
+    if (directions !== 1) throw new InputError(`a direction is one latent, got ${directions}`);
+    const total = 2 + alphas.length;
+    const { encoded, roundTrip } = await this.reconstruct(x, [1, ...this.config.imageShape], y, onProgress && ((done) => onProgress(done, total)));
+    const batch = manipulate(this.config, encoded.eps, direction, alphas);
+    const yAll = y && Float32Array.from({ length: alphas.length * y.length }, (_, i) => y[i % y.length]);
+    const pictures = await this.decode(batch, 1, yAll, onProgress && ((done) => onProgress(2 + done, total)));
+    return { x: pictures, roundTrip };
   }
 
   async release(): Promise<void> {

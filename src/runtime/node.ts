@@ -97,7 +97,7 @@ export async function loadGlowRuntime(
     throw e;
   }
   return {
-    model: new GlowModel(config, encode.session, decode.session, ort, batch ?? options.batchSize, batch !== undefined),
+    model: new GlowModel(config, encode.session, decode.session, ort, batch ?? options.batchSize, batch !== undefined, dtype),
     config,
     dtype,
     providers: { encode: encode.provider, decode: decode.provider },

@@ -58,6 +58,28 @@ export function failingImages(errors: Float64Array, tolerance: number): number[]
   return [...errors.keys()].filter((n) => !(errors[n] < tolerance));
 }
 
+/** How far decode(encode(x)) lands from each input image x, against the bound for the model's
+ * dtype: a picture made from the latents of an image that does not round-trip shows the model's
+ * decode, not the image (affine-coupling flows do this off their training data). */
+export interface RoundTrip {
+  /** Each image's max |x - decode(encode(x))| over its pixels; NaN where the decode gave NaN. */
+  errors: Float64Array;
+  /** The bound each error must stay under: {@link roundTripTolerance} of the model's dtype. */
+  tolerance: number;
+  /** Indices of the images whose error is not under the tolerance (NaN included), in order. */
+  failing: number[];
+  /** True when every image comes back within the tolerance (failing is empty). */
+  roundTrips: boolean;
+}
+
+/** The round trip of `count` images: x as encoded, decoded = decode(encode(x)) at temperature 1. */
+export function checkRoundTrip(x: Float32Array, decoded: Float32Array, count: number, dtype: string, nBits: number): RoundTrip {
+  const errors = roundTripErrors(x, decoded, count);
+  const tolerance = roundTripTolerance(dtype, nBits);
+  const failing = failingImages(errors, tolerance);
+  return { errors, tolerance, failing, roundTrips: failing.length === 0 };
+}
+
 /** The largest value, NaN if any is NaN (Math.max(...values) overflows the stack on big arrays). */
 export function largest(values: Float64Array): number {
   return values.reduce((a, b) => Math.max(a, b), 0);

@@ -219,6 +219,6 @@ export async function loadGlowModel(source: ModelSource, options: LoadOptions = 
     await Promise.all(sessions.map((s) => s.release()));
     throw e;
   }
-  const model = new GlowModel(config, sessions[0], sessions[1], ort, batch ?? options.batchSize ?? DEFAULT_BATCH, batch !== undefined);
+  const model = new GlowModel(config, sessions[0], sessions[1], ort, batch ?? options.batchSize ?? DEFAULT_BATCH, batch !== undefined, dtype);
   return { model, config, dtype, backend, ...(note ? { note } : {}) };
 }

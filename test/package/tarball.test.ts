@@ -118,6 +118,7 @@ describe('the packed tarball in a fresh consumer project', function () {
     expect(out.provider).to.equal('cpu');
     expect(out.bitsPerDim).to.have.length(4);
     for (const b of out.bitsPerDim) expect(b).to.be.within(0, 8);
+    expect(out.roundTrips).to.equal(true);
     expect(out.samePixels).to.equal(true);
   });
 

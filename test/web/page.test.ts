@@ -10,7 +10,7 @@ import { expect } from 'chai';
 import { Jimp } from 'jimp';
 import ort from 'onnxruntime-node';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,10 +22,12 @@ import { exportModel, ModelFiles } from '../../src/glow/export.js';
 import { Rng } from '../../src/glow/rng.js';
 import { GlowModel } from '../../src/runtime/core.js';
 import { oneHotRows, sampleEps } from '../../src/runtime/generate.js';
+import { loadMnist } from '../../src/runtime/mnist.js';
 import { dequantize } from '../../src/runtime/quantize.js';
+import { stressImages } from '../../src/runtime/stress.js';
 import { createSession } from '../../src/runtime/providers.js';
 import { CHROMIUM_ARGS, launchChromium } from '../../scripts/chromium.js';
-import { maxAbsDiff, RGB_CONFIGS, RGB_TOLERANCE } from '../helpers.js';
+import { maxAbsDiff, RGB_CONFIGS, RGB_TOLERANCE, writeGrayPng } from '../helpers.js';
 import { randomImages, randomParams } from '../reference/random-params.js';
 
 // Samples of the MNIST-shaped and class-conditional models against onnxruntime-node's CPU
@@ -387,6 +389,75 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
       expect(title).to.equal('Reconstruction failed');
       expect(text).to.match(/^cannot decode this image \(.+\)$/);
       expect(text, 'one line').to.not.contain('\n');
+      expect(errors, errors.join('\n')).to.deep.equal([]);
+    });
+  });
+
+  describe('the shipped model (wasm): an image that does not round-trip is flagged next to its picture, with its error', () => {
+    let page: Page;
+    let context: BrowserContext;
+    let errors: string[];
+    const shipped = join(root, 'models', 'mnist');
+    const images = join(tmpdir(), `glow-web-off-data-${process.pid}`);
+    const warning = (id: string) => page.evaluate((el) => {
+      const w = document.getElementById(el)!;
+      return w.hidden ? null : w.textContent;
+    }, id);
+
+    before(async function () {
+      if (!existsSync(join(shipped, 'glow.json'))) this.skip();
+      mkdirSync(join(site, 'models', 'mnist'), { recursive: true });
+      for (const f of ['glow.json', 'encode.onnx', 'decode.onnx']) copyFileSync(join(shipped, f), join(site, 'models', 'mnist', f));
+      mkdirSync(images, { recursive: true });
+      // Off the training data, as README's stress table measures it: uniform noise and a test
+      // digit inverted (white background); the shipped model misses 1e-3 on both.
+      await writeGrayPng(join(images, 'noise.png'), stressImages('noise', 784, 1, 1), 28);
+      await writeGrayPng(join(images, 'inverted.png'), stressImages('inverted', 784, 1, 0, loadMnist('test', 1).pixels), 28);
+      ({ page, context, errors } = await open('?model=models/mnist/&backend=wasm'));
+      await ready(page);
+    });
+    after(async () => {
+      await context?.close();
+      rmSync(images, { recursive: true, force: true });
+    });
+
+    it('built-in test digits: reconstruction and interpolation drawn with no warning', async () => {
+      await page.waitForFunction(() => /bits\/dim/.test(document.getElementById('recon-status')!.textContent ?? '')
+        && /steps from A to B/.test(document.getElementById('interp-status')!.textContent ?? ''));
+      expect(await warning('recon-warning')).to.equal(null);
+      expect(await warning('interp-warning')).to.equal(null);
+    });
+
+    it('an uploaded noise image: the reconstruction says it does not round-trip, with the error over 1e-3', async () => {
+      await page.setInputFiles('#recon-picker input[type=file]', join(images, 'noise.png'));
+      await page.waitForFunction(() => !document.getElementById('recon-warning')!.hidden);
+      const text = (await warning('recon-warning'))!;
+      console.log(`      ${text}`);
+      const m = /^This image \(error (\S+)\) does not round-trip through this model: .* over its tolerance 0\.001, so the reconstruction shows the model's decode, not the image\./.exec(text);
+      expect(m, text).to.not.equal(null);
+      expect(Number(m![1])).to.be.above(1e-3);
+      expect(await page.isVisible('#recon-warning')).to.equal(true);
+      await page.screenshot({ path: join(artifacts, 'round-trip-warning.png'), fullPage: true });
+    });
+
+    it('interpolating to an uploaded inverted digit names image B (only) as not round-tripping', async () => {
+      await page.setInputFiles('#interp-picker-b input[type=file]', join(images, 'inverted.png'));
+      await page.waitForFunction(() => !document.getElementById('interp-warning')!.hidden);
+      const text = (await warning('interp-warning'))!;
+      const m = /^Image B \(error (\S+)\) does not round-trip through this model/.exec(text);
+      expect(m, text).to.not.equal(null);
+      expect(Number(m![1])).to.be.above(1e-3);
+      expect(text).to.not.contain('Image A');
+    });
+
+    it('back on a test digit, the warning goes', async () => {
+      const before = await page.textContent('#recon-status');
+      await page.selectOption('#recon-picker select', '0');
+      await page.waitForFunction((previous) => {
+        const status = document.getElementById('recon-status')!.textContent ?? '';
+        return status !== previous && /bits\/dim/.test(status);
+      }, before);
+      expect(await warning('recon-warning')).to.equal(null);
       expect(errors, errors.join('\n')).to.deep.equal([]);
     });
   });
