@@ -156,7 +156,8 @@ function checkLU(lu: unknown, L: unknown): string | undefined {
 
 /** One flag when every level agrees, so that uniform configs keep their single-boolean form. */
 function normalLU(lu: boolean | boolean[]): boolean | boolean[] {
-  return typeof lu === 'boolean' || lu.every((v) => v === lu[0]) ? (typeof lu === 'boolean' ? lu : lu[0]) : [...lu];
+  if (typeof lu === 'boolean') return lu;
+  return lu.every((v) => v === lu[0]) ? lu[0] : [...lu];
 }
 
 /** Whether the 1x1 convolutions of a level (0-based) are LU-parameterised. */
