@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { configFromFlags } from '../../src/cli/model-commands.js';
 import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../../src/glow/config.js';
 import { identity, matmul, matrix, transpose } from '../../src/glow/linalg.js';
 import { buildDecode, buildEncode, trainableEncode } from '../../src/glow/model.js';
@@ -154,6 +155,14 @@ describe('config validation', () => {
     for (const bad of ['true', [true, 1], null, {}]) {
       expectThrows(() => validateConfig({ ...small, lu: bad }), Error, 'lu must be true, false or a list of them (one per level)');
     }
+  });
+
+  it('--lu takes one flag or one per level, with one-line errors', () => {
+    expect(configFromFlags({ L: '2', lu: 'false,true' }).lu).to.deep.equal([false, true]);
+    expect(configFromFlags({ L: '2', lu: 'true,true' }).lu).to.equal(true);
+    expect(configFromFlags({ lu: 'false' }).lu).to.equal(false);
+    expectThrows(() => configFromFlags({ L: '2', lu: 'false,yes' }), Error, '--lu must be true, false or one of them per level (false,false,true), got false,yes');
+    expectThrows(() => configFromFlags({ L: '2', lu: 'false,true,true' }), Error, 'lu lists 3 level(s) but the model has L = 2');
   });
 
   it('a mixed lu has LU tensors on its LU levels and a plain W elsewhere; training takes L, U, log_s and holds W', () => {
