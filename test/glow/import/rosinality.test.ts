@@ -29,7 +29,7 @@ const BPD_BOUND = 1e-4;
 const LOGDET_RELATIVE_BOUND = 1e-5;
 /** The float64 references against model.py in float64: only the fixtures' 10 significant digits. */
 const FLOAT64_BOUND = 1e-7;
-/** The same through the native checkpoint, whose folded weights (log|scale|, P L U as plain W)
+/** The same through the native checkpoint, whose folded weights (log|scale|, the signs folded into the 1x1 convs)
  * are rounded to float32. */
 const NATIVE_CHECKPOINT_BOUND = 1e-5;
 
