@@ -30,7 +30,7 @@ Usage (a library; run it directly for a quick self-check):
     x2 = model.decode(out['eps'], 1.0, y)
 
 ``config`` is the JSON config of glow-onnx (src/glow/config.ts): imageShape [C,H,W], K, L,
-hiddenChannels, coupling, permutation, lu, learnTop, numClasses, nBits, actnormScale and
+hiddenChannels, coupling, permutation, lu (one flag, or a list of one per level), learnTop, numClasses, nBits, actnormScale and
 optionally scaleFloor and zerosPadValue (the value every Conv2dZeros pads its input with: 0, or
 1 for models imported from rosinality/glow-pytorch, whose ZeroConv2d pads with ones).
 """
@@ -277,7 +277,7 @@ class Squeeze(nn.Module):
 class FlowStep(nn.Module):
     """ActNorm -> invconv / permutation -> coupling. Modules: actnorm, invconv, block|f."""
 
-    def __init__(self, channels, hidden, cfg, naming, generator):
+    def __init__(self, channels, hidden, cfg, naming, generator, lu):
         super().__init__()
         self.channels = channels
         self.coupling = cfg['coupling']
@@ -287,7 +287,7 @@ class FlowStep(nn.Module):
         scale = cfg.get('actnormScale', 1.0)
         self.actnorm = ActNorm(channels, scale)
         if self.permutation == 'invconv':
-            self.invconv = InvConv1x1(channels, cfg['lu'], naming)
+            self.invconv = InvConv1x1(channels, lu, naming)
         elif self.permutation == 'reverse':
             self.perm = torch.arange(channels - 1, -1, -1)  # plain attribute, not in state_dict
         elif self.permutation == 'shuffle':
@@ -368,11 +368,15 @@ class FlowNet(nn.Module):
         c = cfg['imageShape'][0]
         K, L = cfg['K'], cfg['L']
         layers = []
+        # lu: one flag, or one per level (plain and LU 1x1 convolutions mixed, as rosinality's
+        # --no_lu models have them)
+        lu = cfg['lu'] if isinstance(cfg['lu'], list) else [cfg['lu']] * L
+        assert len(lu) == L, f'lu lists {len(lu)} levels, the model has {L}'
         for level in range(L):
             c *= 4
             layers.append(Squeeze())
             for _ in range(K):
-                layers.append(FlowStep(c, cfg['hiddenChannels'], cfg, naming, generator))
+                layers.append(FlowStep(c, cfg['hiddenChannels'], cfg, naming, generator, lu[level]))
             if level < L - 1:
                 layers.append(Split(c, naming, cfg))
                 c //= 2
@@ -639,7 +643,7 @@ def _self_check():
     assert torch.equal(unsqueeze(s), x)
     base = dict(imageShape=[2, 4, 4], K=2, L=2, hiddenChannels=5, coupling='affine', permutation='invconv',
                 lu=True, learnTop=True, numClasses=3, nBits=5, actnormScale=1)
-    variants = [{}, dict(coupling='additive', lu=False, numClasses=0),
+    variants = [{}, dict(coupling='additive', lu=False, numClasses=0), dict(lu=[False, True]),
                 dict(permutation='shuffle', learnTop=False), dict(permutation='reverse', L=1)]
     for v in variants:
         cfg = dict(base, **v)

@@ -36,7 +36,7 @@ export function configFromFlags(values: Values): GlowConfig {
     hiddenChannels: numeric('hidden'),
     coupling: values.coupling,
     permutation: values.permutation,
-    lu: bool(values, 'lu'),
+    lu: luFlag(values),
     learnTop: bool(values, 'learn-top'),
     numClasses: numeric('classes'),
     nBits: numeric('n-bits'),
@@ -45,6 +45,16 @@ export function configFromFlags(values: Values): GlowConfig {
   };
   for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
   return validateConfig(merged);
+}
+
+/** --lu true, false, or one per level (false,false,true: plain levels under an LU top, as
+ * rosinality's --no_lu models have them). */
+function luFlag(values: Values): boolean | boolean[] | undefined {
+  const value = values.lu;
+  if (typeof value !== 'string' || !value.includes(',')) return bool(values, 'lu');
+  const parts = value.split(',');
+  if (!parts.every((p) => p === 'true' || p === 'false')) throw new UsageError(`--lu must be true, false or one of them per level (false,false,true), got ${value}`);
+  return parts.map((p) => p === 'true');
 }
 
 export async function cmdInit(argv: string[]): Promise<void> {

@@ -47,7 +47,8 @@ runtime flags: --ep tensorrt,cuda,webgpu,cpu (priority order, default cpu) --str
 import flags (what PyTorch checkpoints do not store): --n-bits N (default 8; rosinality 5) --image-shape C,H,W
   (rosinality: always, its --img_size) --permutation reverse|shuffle --shuffles FILE.json
 config flags: --image-shape C,H,W --K N --L N --hidden N --coupling additive|affine
-  --permutation invconv|shuffle|reverse --lu true|false --learn-top true|false
+  --permutation invconv|shuffle|reverse --lu true|false|LIST (one per level: false,true)
+  --learn-top true|false
   --classes N --n-bits N --actnorm-scale X --scale-floor A (affine scale >= A; 0: none)
   train --weights/--resume keep the stored config; of the config flags they take --scale-floor only`;
 

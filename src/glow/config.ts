@@ -13,8 +13,11 @@ export interface GlowConfig {
   hiddenChannels: number;
   coupling: Coupling;
   permutation: Permutation;
-  /** LU-parameterised 1x1 convolution (only meaningful for permutation 'invconv'). */
-  lu: boolean;
+  /** LU-parameterised 1x1 convolutions (only meaningful for permutation 'invconv'): one flag
+   * for every level, or one per level (level 1 first), for models that mix plain and LU 1x1
+   * convolutions, as rosinality/glow-pytorch's --no_lu does (its top block is always LU). A
+   * list whose entries are all the same is stored as the single flag. */
+  lu: boolean | boolean[];
   /** Top prior learned through a Conv2dZeros applied to prior_h. */
   learnTop: boolean;
   /** Classes for class-conditioning; 0 means an unconditional model. */
@@ -92,7 +95,8 @@ export function validateConfig(input: unknown): GlowConfig {
   if (!['invconv', 'shuffle', 'reverse'].includes(c.permutation)) {
     problems.push(`permutation must be 'invconv', 'shuffle' or 'reverse', got ${JSON.stringify(c.permutation)}`);
   }
-  if (typeof c.lu !== 'boolean') problems.push(`lu must be true or false, got ${JSON.stringify(c.lu)}`);
+  const luProblem = checkLU(c.lu, c.L);
+  if (luProblem) problems.push(luProblem);
   if (typeof c.learnTop !== 'boolean') problems.push(`learnTop must be true or false, got ${JSON.stringify(c.learnTop)}`);
   if (!(Number.isInteger(c.numClasses) && c.numClasses >= 0)) {
     problems.push(`numClasses must be an integer >= 0 (0 = unconditional), got ${JSON.stringify(c.numClasses)}`);
@@ -130,7 +134,7 @@ export function validateConfig(input: unknown): GlowConfig {
     hiddenChannels: c.hiddenChannels,
     coupling: c.coupling,
     permutation: c.permutation,
-    lu: c.lu,
+    lu: normalLU(c.lu),
     learnTop: c.learnTop,
     numClasses: c.numClasses,
     nBits: c.nBits,
@@ -139,6 +143,32 @@ export function validateConfig(input: unknown): GlowConfig {
     ...(floor > 0 ? { scaleFloor: floor } : {}),
     ...(padValue !== 0 ? { zerosPadValue: padValue } : {}),
   };
+}
+
+function checkLU(lu: unknown, L: unknown): string | undefined {
+  if (typeof lu === 'boolean') return undefined;
+  if (!Array.isArray(lu) || !lu.every((v) => typeof v === 'boolean')) {
+    return `lu must be true, false or a list of them (one per level), got ${JSON.stringify(lu)}`;
+  }
+  if (lu.length !== L) return `lu lists ${lu.length} level(s) but the model has L = ${JSON.stringify(L)}: give one true/false per level`;
+  return undefined;
+}
+
+/** One flag when every level agrees, so that uniform configs keep their single-boolean form. */
+function normalLU(lu: boolean | boolean[]): boolean | boolean[] {
+  if (typeof lu === 'boolean') return lu;
+  return lu.every((v) => v === lu[0]) ? lu[0] : [...lu];
+}
+
+/** Whether the 1x1 convolutions of a level (0-based) are LU-parameterised. */
+export function levelLU(config: GlowConfig, level: number): boolean {
+  return typeof config.lu === 'boolean' ? config.lu : config.lu[level];
+}
+
+/** Whether some level has LU 1x1 convolutions, and whether some level has plain ones. */
+export function luLevels(config: GlowConfig): { someLU: boolean; somePlain: boolean } {
+  const flags = Array.from({ length: config.L }, (_, level) => levelLU(config, level));
+  return { someLU: flags.some((f) => f), somePlain: flags.some((f) => !f) };
 }
 
 /** Shape of eps_l (1-based level) for one example: [channels, height, width]. */

@@ -8,7 +8,7 @@
 import { Dim, Graph, GraphBuilder, tensor, Value } from '../builder/graph.js';
 import * as op from '../builder/ops.js';
 import { chain, cleanup, foldConstants, toposort } from '../builder/passes/index.js';
-import { dimensions, GlowConfig, latentShape, levelChannels } from './config.js';
+import { dimensions, GlowConfig, latentShape, levelChannels, levelLU, luLevels } from './config.js';
 import * as actnorm from './layers/actnorm.js';
 import {
   ActNormSource, checkpointActNorms, FlowOutput, HostParams, hostParam, LogDet, ParamSource, scalarConstant, storedParam,
@@ -82,15 +82,15 @@ function stepPermutation(w: GlowWeights, prefix: string, C: number): readonly nu
   return indices;
 }
 
-function foldMix(w: GlowWeights, prefix: string, C: number): invconv.FoldedMix {
+function foldMix(w: GlowWeights, prefix: string, C: number, lu: boolean): invconv.FoldedMix {
   const p = (name: string) => hostParam(w.params, `${prefix}.invconv.${name}`).data;
   if (w.config.permutation !== 'invconv') return invconv.foldPermutation(stepPermutation(w, prefix, C));
-  if (w.config.lu) return invconv.foldLU(p('p'), p('lower'), p('upper'), p('log_s'), p('sign_s'));
+  if (lu) return invconv.foldLU(p('p'), p('lower'), p('upper'), p('log_s'), p('sign_s'));
   return invconv.foldPlain(p('weight'), C);
 }
 
-function foldedStep(w: GlowWeights, prefix: string, C: number, logDet: coupling.LogScale): StepGraph {
-  const mix = fusedMix.fuse(hostParam(w.params, `${prefix}.actnorm.bias`).data, hostParam(w.params, `${prefix}.actnorm.logs`).data, foldMix(w, prefix, C));
+function foldedStep(w: GlowWeights, prefix: string, C: number, lu: boolean, logDet: coupling.LogScale): StepGraph {
+  const mix = fusedMix.fuse(hostParam(w.params, `${prefix}.actnorm.bias`).data, hostParam(w.params, `${prefix}.actnorm.logs`).data, foldMix(w, prefix, C, lu));
   const network = foldedCouplingNetwork(w.params, prefix, couplingLayout(w.config));
   return {
     encode(g, x) {
@@ -110,22 +110,22 @@ function foldedStep(w: GlowWeights, prefix: string, C: number, logDet: coupling.
 
 /** The step as the checkpoint states it. W^-1 still comes from the host: ONNX has no standard
  * matrix inverse. */
-function literalStep(w: GlowWeights, src: ParamSource, actnorms: ActNormSource, prefix: string, C: number, foldNetworkActNorms: boolean): StepGraph {
+function literalStep(w: GlowWeights, src: ParamSource, actnorms: ActNormSource, prefix: string, C: number, lu: boolean, foldNetworkActNorms: boolean): StepGraph {
   const network = literalCouplingNetwork(src, actnorms, prefix, couplingLayout(w.config), foldNetworkActNorms);
   const mixEncode = (g: GraphBuilder, x: Value): FlowOutput => {
     if (w.config.permutation !== 'invconv') {
       return { out: g.scope('permute', () => op.gather(g, x, [...stepPermutation(w, prefix, C)], 1)), logdet: 0 };
     }
-    if (w.config.lu) {
+    if (lu) {
       const names = ['p', 'lower', 'upper', 'log_s', 'sign_s'] as const;
       const lu = Object.fromEntries(names.map((n) => [n, src(`${prefix}.invconv.${n}`)])) as unknown as invconv.LUWeights;
       const { weight, logAbsDet } = g.scope('invconv', () => invconv.weightFromLU(g, lu));
       return invconv.encode(g, x, weight, logAbsDet);
     }
-    return invconv.encode(g, x, src(`${prefix}.invconv.weight`), foldMix(w, prefix, C).logAbsDet);
+    return invconv.encode(g, x, src(`${prefix}.invconv.weight`), foldMix(w, prefix, C, lu).logAbsDet);
   };
   const mixDecode = (g: GraphBuilder, y: Value): FlowOutput => {
-    const folded = foldMix(w, prefix, C);
+    const folded = foldMix(w, prefix, C, lu);
     if (w.config.permutation !== 'invconv') {
       const inverse = new Array<number>(C);
       stepPermutation(w, prefix, C).forEach((src, c) => (inverse[src] = c));
@@ -305,9 +305,10 @@ function assemble(w: GlowWeights, g: GraphBuilder, options: AssemblyOptions): As
   const actnorms = options.actnorms ?? checkpointActNorms(src);
   const steps = Array.from({ length: config.L }, (_, level) => {
     const C = levelChannels(config, level + 1);
+    const lu = levelLU(config, level);
     return Array.from({ length: config.K }, (_, k) => {
       const prefix = stepPrefix(config, level, k);
-      return fold ? foldedStep(w, prefix, C, options.couplingLogDet ?? 'log') : literalStep(w, src, actnorms, prefix, C, options.foldNetworkActNorms ?? false);
+      return fold ? foldedStep(w, prefix, C, lu, options.couplingLogDet ?? 'log') : literalStep(w, src, actnorms, prefix, C, lu, options.foldNetworkActNorms ?? false);
     });
   });
   return { steps, priors: fold ? foldedPriors(w) : literalPriors(w, src) };
@@ -467,13 +468,16 @@ export function buildDecode(w: GlowWeights, options: BuildOptions = {}): Graph {
 
 /**
  * The literal encode pass with every trainable checkpoint tensor as a graph input named as in
- * the checkpoint (fixed buffers such as P, sign_s and prior_h stay initializers). Returns the
+ * the checkpoint (fixed buffers such as P, sign_s and prior_h, and the W of plain 1x1
+ * convolutions in a model with LU levels, stay initializers). Returns the
  * open builder so that a caller can add a loss and its gradients.
  */
 export function trainableEncode(w: GlowWeights, options: { opset?: number } = {}): { g: GraphBuilder; values: EncodeValues; trainable: string[] } {
   const { config } = w;
-  if (config.permutation === 'invconv' && !config.lu) {
-    throw new Error('training a plain 1x1 convolution would need log|det W| and its gradient W^-T in the graph, and ONNX has no inverse: train with lu: true');
+  // A plain W's log-det gradient is W^-T, and ONNX has no matrix inverse: plain 1x1 convolutions
+  // stay fixed (names.ts), which leaves a model with no LU level no way to learn its mixing.
+  if (config.permutation === 'invconv' && !luLevels(config).someLU) {
+    throw new Error('training a plain 1x1 convolution would need log|det W| and its gradient W^-T in the graph, and ONNX has no inverse: train with lu: true (a model whose lu lists plain levels trains with their W held fixed)');
   }
   const trainable = paramSpecs(config).filter((s) => s.trainable).map((s) => s.name);
   const g = new GraphBuilder('glow_training', { opset: options.opset });

@@ -5,7 +5,7 @@
 // every level but the last. Squeeze and Split2d have no index gap, so the module index of a
 // layer is i * (K + 2) + offset.
 
-import { GlowConfig, levelChannels } from './config.js';
+import { GlowConfig, levelChannels, levelLU } from './config.js';
 
 export type ParamRole =
   | 'actnorm.bias' | 'actnorm.logs'
@@ -17,7 +17,8 @@ export interface ParamSpec {
   name: string;
   shape: number[];
   role: ParamRole;
-  /** Fixed buffers (P, sign_s, prior_h) are not trained. */
+  /** Fixed buffers (P, sign_s, prior_h) are not trained, nor is a plain 1x1 convolution's W:
+   * its log-det gradient W^-T needs a matrix inverse, which ONNX lacks (model.ts). */
   trainable: boolean;
 }
 
@@ -48,7 +49,7 @@ export function paramSpecs(config: GlowConfig): ParamSpec[] {
       add(`${p}.actnorm.bias`, [1, C, 1, 1], 'actnorm.bias');
       add(`${p}.actnorm.logs`, [1, C, 1, 1], 'actnorm.logs');
       if (config.permutation === 'invconv') {
-        if (config.lu) {
+        if (levelLU(config, level)) {
           // Parameters first, then buffers, as nn.Module.state_dict orders them.
           add(`${p}.invconv.lower`, [C, C], 'invconv.lower');
           add(`${p}.invconv.log_s`, [C], 'invconv.log_s');
@@ -56,7 +57,7 @@ export function paramSpecs(config: GlowConfig): ParamSpec[] {
           add(`${p}.invconv.p`, [C, C], 'invconv.p', false);
           add(`${p}.invconv.sign_s`, [C], 'invconv.sign_s', false);
         } else {
-          add(`${p}.invconv.weight`, [C, C], 'invconv.weight');
+          add(`${p}.invconv.weight`, [C, C], 'invconv.weight', false);
         }
       }
       const out = config.coupling === 'affine' ? C : half;

@@ -1,7 +1,7 @@
 // The parameter tree: the paper's initialisation, strict validation, and the native checkpoint
 // (safetensors with the y0ast/Glow-PyTorch state_dict names, config in its metadata).
 
-import { GlowConfig, levelChannels, validateConfig } from './config.js';
+import { GlowConfig, levelChannels, levelLU, luLevels, validateConfig } from './config.js';
 import { logAbsDet, luDecompose, matrix, randomOrthogonal } from './linalg.js';
 import { GlowWeights } from './model.js';
 import { paramSpecs, stepPrefix } from './names.js';
@@ -14,7 +14,7 @@ export const CONV_WEIGHT_STD = 0.05;
 /**
  * Paper-style initialisation (as in the PyTorch ports): ActNorms zero (to be set from data),
  * 1x1 convolutions a random rotation from QR of a Gaussian matrix (stored as its LU factors when
- * config.lu), coupling convolutions N(0, 0.05), every Conv2dZeros / LinearZeros and the priors
+ * config.lu at its level), coupling convolutions N(0, 0.05), every Conv2dZeros / LinearZeros and the priors
  * zero, so that the initial model is close to identity in its couplings.
  */
 export function initWeights(config: GlowConfig, seed: number): GlowWeights {
@@ -33,7 +33,7 @@ export function initWeights(config: GlowConfig, seed: number): GlowWeights {
       if (config.permutation === 'shuffle') shuffles.set(prefix, rng.permutation(C));
       if (config.permutation !== 'invconv') continue;
       const w = randomOrthogonal(C, rng);
-      if (!config.lu) {
+      if (!levelLU(config, level)) {
         params.get(`${prefix}.invconv.weight`)!.data.set(w.data);
         continue;
       }
@@ -83,7 +83,7 @@ export function checkWeights(config: GlowConfig, tensors: ReadonlyMap<string, Ho
   list('unexpected keys', unexpected);
   list('shape mismatches', mismatched);
   list('non-finite values in', nonFinite);
-  if (!problems.length && config.permutation === 'invconv' && !config.lu) {
+  if (!problems.length && config.permutation === 'invconv' && luLevels(config).somePlain) {
     const singular = specs.filter((s) => s.role === 'invconv.weight').map((s) => s.name)
       .filter((name) => !Number.isFinite(logAbsDetOrInf(tensors.get(name)!)));
     list('singular 1x1 convolutions', singular);

@@ -83,6 +83,7 @@ const CASES: { name: string; config: GlowConfig }[] = [
   { name: '[2,4,4] K2 L1 additive invconv-plain classes3', config: cfg({ imageShape: [2, 4, 4], K: 2, L: 1, hiddenChannels: 5, coupling: 'additive', permutation: 'invconv', lu: false, learnTop: false, numClasses: 3 }) },
   { name: '[3,4,4] K1 L2 additive invconv-LU', config: cfg({ imageShape: [3, 4, 4], K: 1, L: 2, hiddenChannels: 4, coupling: 'additive', permutation: 'invconv', lu: true, learnTop: false, numClasses: 0 }) },
   { name: '[1,4,4] K2 L2 affine invconv-LU learnTop scaleFloor 0.88', config: cfg({ imageShape: [1, 4, 4], K: 2, L: 2, hiddenChannels: 4, coupling: 'affine', permutation: 'invconv', lu: true, learnTop: true, numClasses: 0, scaleFloor: 0.88 }) },
+  { name: '[2,8,8] K1 L3 affine invconv lu [false, true, false] learnTop', config: cfg({ imageShape: [2, 8, 8], K: 1, L: 3, hiddenChannels: 4, coupling: 'affine', permutation: 'invconv', lu: [false, true, false], learnTop: true, numClasses: 0 }) },
   { name: '[3,4,4] K2 L1 affine invconv-plain learnTop classes2', config: cfg({ imageShape: [3, 4, 4], K: 2, L: 1, hiddenChannels: 6, coupling: 'affine', permutation: 'invconv', lu: false, learnTop: true, numClasses: 2 }) },
 ];
 

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
+import { configFromFlags } from '../../src/cli/model-commands.js';
 import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../../src/glow/config.js';
 import { identity, matmul, matrix, transpose } from '../../src/glow/linalg.js';
-import { buildDecode, buildEncode } from '../../src/glow/model.js';
+import { buildDecode, buildEncode, trainableEncode } from '../../src/glow/model.js';
 import { paramSpecs, stepPrefix } from '../../src/glow/names.js';
 import { checkpointBytes, CONV_WEIGHT_STD, initWeights, parseCheckpoint, WeightsError } from '../../src/glow/params.js';
 import { Rng } from '../../src/glow/rng.js';
@@ -144,6 +145,47 @@ describe('config validation', () => {
       expectThrows(() => validateConfig({ ...small, scaleFloor: bad }), Error, 'scaleFloor must be 0 (no floor) or a number in [2^-126, 1)');
     }
     expectThrows(() => validateConfig({ ...small, coupling: 'additive', scaleFloor: 0.1 }), Error, 'an "additive" coupling has none');
+  });
+
+  it('lu is one flag or one per level; a list that agrees everywhere is stored as the flag', () => {
+    expect(validateConfig({ ...small, lu: [false, true] }).lu).to.deep.equal([false, true]);
+    expect(validateConfig({ ...small, lu: [true, true] }).lu).to.equal(true);
+    expect(validateConfig({ ...small, lu: [false, false] }).lu).to.equal(false);
+    expectThrows(() => validateConfig({ ...small, lu: [true] }), Error, 'lu lists 1 level(s) but the model has L = 2: give one true/false per level');
+    for (const bad of ['true', [true, 1], null, {}]) {
+      expectThrows(() => validateConfig({ ...small, lu: bad }), Error, 'lu must be true, false or a list of them (one per level)');
+    }
+  });
+
+  it('--lu takes one flag or one per level, with one-line errors', () => {
+    expect(configFromFlags({ L: '2', lu: 'false,true' }).lu).to.deep.equal([false, true]);
+    expect(configFromFlags({ L: '2', lu: 'true,true' }).lu).to.equal(true);
+    expect(configFromFlags({ lu: 'false' }).lu).to.equal(false);
+    expectThrows(() => configFromFlags({ L: '2', lu: 'false,yes' }), Error, '--lu must be true, false or one of them per level (false,false,true), got false,yes');
+    expectThrows(() => configFromFlags({ L: '2', lu: 'false,true,true' }), Error, 'lu lists 3 level(s) but the model has L = 2');
+  });
+
+  it('a mixed lu has LU tensors on its LU levels and a plain W elsewhere; training takes L, U, log_s and holds W', () => {
+    const mixed = validateConfig({ ...small, lu: [false, true] });
+    const specs = new Map(paramSpecs(mixed).map((s) => [s.name, s]));
+    for (let k = 0; k < mixed.K; k++) {
+      const plain = `${stepPrefix(mixed, 0, k)}.invconv`;
+      const lu = `${stepPrefix(mixed, 1, k)}.invconv`;
+      expect(specs.get(`${plain}.weight`)?.trainable, plain).to.equal(false);
+      expect(specs.has(`${plain}.lower`)).to.equal(false);
+      for (const n of ['lower', 'upper', 'log_s']) expect(specs.get(`${lu}.${n}`)?.trainable, `${lu}.${n}`).to.equal(true);
+      for (const n of ['p', 'sign_s']) expect(specs.get(`${lu}.${n}`)?.trainable, `${lu}.${n}`).to.equal(false);
+      expect(specs.has(`${lu}.weight`)).to.equal(false);
+    }
+    // Initialised as the paper does, per level: W orthogonal either way, the LU level's from its factors.
+    const w = initWeights(mixed, 3);
+    const bytes = checkpointBytes(w);
+    expect(parseCheckpoint(bytes, 'mixed.safetensors').config.lu).to.deep.equal([false, true]);
+    const { g, trainable } = trainableEncode(w);
+    const inputs = g.build().inputs.map((io) => io.value.name);
+    expect(inputs).to.include(`${stepPrefix(mixed, 1, 0)}.invconv.lower`).and.not.include(`${stepPrefix(mixed, 0, 0)}.invconv.weight`);
+    expect(trainable.length).to.equal([...specs.values()].filter((s) => s.trainable).length);
+    expectThrows(() => trainableEncode(initWeights({ ...small, lu: false }, 3)), Error, 'train with lu: true');
   });
 
   it('zerosPadValue is optional, written only when 1, and 0 or 1', () => {

@@ -90,8 +90,10 @@ function readers(): Record<string, Reader> {
   const fixtures = fixturesDir();
   const ptFiles = ['glow-torch', 'torch-io'].flatMap((d) => readdirSync(join(fixtures, d))
     .filter((f) => /\.(pt|pkl)$/.test(f)).sort().map((f) => fixtureBytes(join(fixtures, d, f))));
-  // Legacy torch.save files: a state_dict with views, and chaiyujin's wrapper with optimizer state.
-  const legacyFiles = ['legacy_plain.pt', 'legacy_chaiyujin.pkg'].map((f) => fixtureBytes(join(fixtures, 'torch-io', f)));
+  // Legacy torch.save files: a state_dict with views, chaiyujin's wrapper with optimizer state,
+  // and one its own trainer wrote.
+  const legacyFiles = ['torch-io/legacy_plain.pt', 'torch-io/legacy_chaiyujin.pkg', 'chaiyujin/chaiyujin_real_additive_plain_gray.pkg']
+    .map((f) => fixtureBytes(join(fixtures, f)));
   const native = checkpointBytes(weights);
   const latents = latentsBytes(config, [new Float32Array(2 * 2 * 4 * 4).fill(0.5), new Float32Array(2 * 8 * 2 * 2).fill(-1)], 2);
   // A checkpoint as a run writes it: with weight averages and the run's options.

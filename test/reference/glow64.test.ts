@@ -54,6 +54,7 @@ const CASES: { name: string; config: GlowConfig }[] = [
   { name: '[3,8,8] K2 L2 affine invconv-LU learnTop classes3', config: cfg({ imageShape: [3, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv', lu: true, learnTop: true, numClasses: 3, nBits: 8 }) },
   { name: '[3,8,8] K1 L2 additive shuffle', config: cfg({ imageShape: [3, 8, 8], K: 1, L: 2, hiddenChannels: 4, coupling: 'additive', permutation: 'shuffle', lu: false, learnTop: false, numClasses: 0 }) },
   { name: '[1,4,4] K2 L2 affine invconv-LU learnTop scaleFloor 0.88', config: cfg({ imageShape: [1, 4, 4], K: 2, L: 2, hiddenChannels: 4, coupling: 'affine', permutation: 'invconv', lu: true, learnTop: true, numClasses: 0, scaleFloor: 0.88 }) },
+  { name: '[2,4,4] K2 L2 affine invconv lu [true, false] learnTop', config: cfg({ imageShape: [2, 4, 4], K: 2, L: 2, hiddenChannels: 4, coupling: 'affine', permutation: 'invconv', lu: [true, false], learnTop: true, numClasses: 0 }) },
   { name: '[1,8,8] K2 L3 affine reverse learnTop', config: cfg({ imageShape: [1, 8, 8], K: 2, L: 3, hiddenChannels: 4, coupling: 'affine', permutation: 'reverse', lu: false, learnTop: true, numClasses: 0 }) },
 ];
 

@@ -336,8 +336,17 @@ function linearZeros(model: Ref64Input, prefix: string, x: HostTensor): HostTens
 }
 
 /** The 1x1 convolution matrix W of a step and log|det W|. */
+/** Whether the 1x1 convolutions on C channels are LU-parameterised: config.lu is one flag or one
+ * per level, and level l (0-based) carries imageShape[0] * 2^(l+2) channels. */
+function isLU(config: GlowConfig, C: number): boolean {
+  if (!Array.isArray(config.lu)) return config.lu;
+  const level = Math.log2(C / config.imageShape[0]) - 2;
+  if (!(Number.isInteger(level) && level >= 0 && level < config.lu.length)) throw new Error(`no level of lu ${JSON.stringify(config.lu)} has ${C} channels`);
+  return config.lu[level];
+}
+
 function invconvMatrix(model: Ref64Input, prefix: string, C: number): { W: Float64Array; logAbsDet: number } {
-  if (!model.config.lu) {
+  if (!isLU(model.config, C)) {
     const W = param(model, `${prefix}.invconv.weight`).data;
     return { W: Float64Array.from(W), logAbsDet: inverseWithLogAbsDet(W, C).logAbsDet };
   }

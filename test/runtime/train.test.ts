@@ -64,6 +64,24 @@ describe('training loop', function () {
     expect(existsSync(join(dir, 'b', 'samples', 'epoch-004.png'))).to.equal(true);
   });
 
+  it('a model with plain and LU levels (lu [false, true]) learns through its LU factors and keeps each plain W', async () => {
+    const mixed: GlowConfig = { ...config, lu: [false, true] };
+    const start = initWeights(mixed, 1);
+    const run = await train(start, data, options(join(dir, 'mixed'), { epochs: 3 }));
+    expect(run.losses.slice(-6).reduce((a, b) => a + b) / 6).to.be.below(run.losses.slice(0, 6).reduce((a, b) => a + b) / 6 - 0.2);
+    expect(run.weights.config.lu).to.deep.equal([false, true]);
+    for (let k = 0; k < mixed.K; k++) {
+      const plain = `${stepPrefix(mixed, 0, k)}.invconv.weight`;
+      expect(maxAbsDiff(run.weights.params.get(plain)!.data, start.params.get(plain)!.data), plain).to.equal(0);
+      for (const n of ['lower', 'upper', 'log_s']) {
+        const name = `${stepPrefix(mixed, 1, k)}.invconv.${n}`;
+        expect(maxAbsDiff(run.weights.params.get(name)!.data, start.params.get(name)!.data), name).to.be.above(1e-4);
+      }
+    }
+    const path = join(dir, 'mixed', CHECKPOINT_FILE);
+    expect(readTrainCheckpoint(readFileSync(path), path).weights.config.lu).to.deep.equal([false, true]);
+  });
+
   it('each epoch reports the round trip of the test images it scores, and flags a model that cannot invert', async () => {
     const reports: EpochReport[] = [];
     await train(initWeights(config, 1), data, options(join(dir, 'ok')), { onEpoch: (r) => reports.push(r) });

@@ -92,12 +92,12 @@ export function inferConfig(tensors: ReadonlyMap<string, HostTensor>, overrides:
   const hiddenChannels = get(`${first}.block.0.conv.weight`).shape[0];
   const coupling: Coupling = get(`${first}.block.4.conv.weight`).shape[0] === C1 ? 'affine' : 'additive';
   let permutation: Permutation;
-  let lu = false;
-  if (tensors.has(`${first}.invconv.lower`)) {
+  // Per level: a model may mix plain and LU levels (a native one written from an imported
+  // rosinality --no_lu model); validateConfig stores a list that agrees as one flag.
+  let lu: boolean[] = runs.map(() => false);
+  if (tensors.has(`${first}.invconv.lower`) || tensors.has(`${first}.invconv.weight`)) {
     permutation = 'invconv';
-    lu = true;
-  } else if (tensors.has(`${first}.invconv.weight`)) {
-    permutation = 'invconv';
+    lu = runs.map((r) => tensors.has(`flow.layers.${r[0]}.invconv.lower`));
   } else if (overrides.permutation && overrides.permutation !== 'invconv') {
     permutation = overrides.permutation;
   } else {

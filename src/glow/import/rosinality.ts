@@ -9,13 +9,12 @@
 // - the last Block's prior is its ZeroConv2d applied to zeros: learn_top on a zero prior_h
 //   (its conv's input channels padded with zero weights to prior_h's 2C);
 // - a model with both plain and LU 1x1 convolutions (its Glow never passes conv_lu to the last
-//   Block) gets plain W = P L U everywhere.
+//   Block, so --no_lu leaves the top block LU) gets the config's per-level lu.
 // What no weight change expresses, ZeroConv2d's padding with ones, is the config's
 // zerosPadValue 1.
 
-import { GlowConfig, validateConfig } from '../config.js';
+import { GlowConfig, levelLU, validateConfig } from '../config.js';
 import { hostParam } from '../layers/common.js';
-import { foldLU } from '../layers/invconv.js';
 import { luDecompose, matrix } from '../linalg.js';
 import { GlowWeights } from '../model.js';
 import { splitPrefix, stepPrefix } from '../names.js';
@@ -65,9 +64,13 @@ export function importRosinality(
   const hiddenChannels = get('blocks.0.flows.0.coupling.net.0.weight').shape[0];
   const coupling = get('blocks.0.flows.0.coupling.net.4.conv.weight').shape[0] === C1 ? 'affine' : 'additive';
   const isLU = (b: number, f: number) => tensors.has(`blocks.${b}.flows.${f}.invconv.w_l`);
-  const allLU = blocks.every((b) => Array.from({ length: K }, (_, f) => isLU(b, f)).every(Boolean));
-  if (!allLU && blocks.some((b) => isLU(b, 0))) {
-    notes.push('the model mixes LU and plain 1x1 convolutions (--no_lu leaves the last block LU): its LU weights are imported as plain W = P L U');
+  const lu = blocks.map((b) => isLU(b, 0));
+  for (const b of blocks) {
+    const mixed = Array.from({ length: K }, (_, f) => f).find((f) => isLU(b, f) !== lu[b]);
+    if (mixed !== undefined) throw new CheckpointError(`block ${b} mixes LU and plain 1x1 convolutions (flow ${mixed} differs from flow 0): model.py builds each block with one kind`);
+  }
+  if (lu.some((v) => v !== lu[0])) {
+    notes.push(`the model mixes plain and LU 1x1 convolutions (--no_lu leaves the last block LU): lu is [${lu.join(', ')}], one flag per level`);
   }
   const imageShape = overrides.imageShape;
   if (!imageShape) {
@@ -77,7 +80,7 @@ export function importRosinality(
   const nBits = overrides.nBits ?? DEFAULT_N_BITS;
   if (overrides.nBits === undefined) notes.push(`n_bits is not stored in rosinality checkpoints: assuming ${DEFAULT_N_BITS}, its train.py default (pass --n-bits to change)`);
   const config = validateConfig({
-    imageShape, K, L, hiddenChannels, coupling, permutation: 'invconv', lu: allLU, learnTop: true, numClasses: 0, nBits, actnormScale: 1,
+    imageShape, K, L, hiddenChannels, coupling, permutation: 'invconv', lu, learnTop: true, numClasses: 0, nBits, actnormScale: 1,
     zerosPadValue: 1,
   });
 
@@ -94,7 +97,7 @@ export function importRosinality(
       const sign = scale.data.map(Math.sign);
       set(`${dst}.actnorm.bias`, [1, C, 1, 1], Float64Array.from(get(`${src}.actnorm.loc`).data));
       set(`${dst}.actnorm.logs`, [1, C, 1, 1], scale.data.map((v) => Math.log(Math.abs(v))));
-      importInvConv(src, dst, C, sign, allLU, tensors.has(`${src}.invconv.w_l`), get, set);
+      importInvConv(src, dst, C, sign, lu[b], get, set);
       for (const [layer, kernel] of [[0, 3], [2, 1]] as const) {
         const w = get(`${src}.coupling.net.${layer}.weight`);
         set(`${dst}.block.${layer}.conv.weight`, w.shape, Float64Array.from(w.data));
@@ -153,27 +156,20 @@ function importZeroConv(src: string, conv: string, logs: string, order: number[]
 }
 
 /** The 1x1 convolution with the preceding ActNorm's signs folded into its columns. */
-function importInvConv(src: string, dst: string, C: number, sign: Float64Array, allLU: boolean, isLU: boolean, get: Get, set: Put): void {
-  const lu = (name: string) => get(`${src}.invconv.${name}`).data;
-  let weight: Float64Array;
+function importInvConv(src: string, dst: string, C: number, sign: Float64Array, isLU: boolean, get: Get, set: Put): void {
   if (isLU) {
-    const upper = lu('w_u').map((v, k) => v * sign[k % C]);
-    const signS = lu('s_sign').map((v, j) => v * sign[j]);
-    if (allLU) {
-      set(`${dst}.invconv.lower`, [C, C], Float64Array.from(lu('w_l')));
-      set(`${dst}.invconv.log_s`, [C], Float64Array.from(lu('w_s')));
-      set(`${dst}.invconv.upper`, [C, C], upper);
-      set(`${dst}.invconv.p`, [C, C], Float64Array.from(lu('w_p')));
-      set(`${dst}.invconv.sign_s`, [C], signS);
-      return;
-    }
-    weight = foldLU(lu('w_p'), lu('w_l'), upper, lu('w_s'), signS).weight.data;
-  } else {
-    const w = get(`${src}.invconv.weight`);
-    if (w.data.length !== C * C) throw new CheckpointError(`${src}.invconv.weight has shape [${w.shape.join(', ')}], not [${C}, ${C}, 1, 1]`);
-    weight = w.data.map((v, k) => v * sign[k % C]);
+    const lu = (name: string) => get(`${src}.invconv.${name}`).data;
+    // W diag(sign) = P L (U diag(sign)): the signs scale U's columns, its diagonal's signs too.
+    set(`${dst}.invconv.lower`, [C, C], Float64Array.from(lu('w_l')));
+    set(`${dst}.invconv.log_s`, [C], Float64Array.from(lu('w_s')));
+    set(`${dst}.invconv.upper`, [C, C], lu('w_u').map((v, k) => v * sign[k % C]));
+    set(`${dst}.invconv.p`, [C, C], Float64Array.from(lu('w_p')));
+    set(`${dst}.invconv.sign_s`, [C], lu('s_sign').map((v, j) => v * sign[j]));
+    return;
   }
-  set(`${dst}.invconv.weight`, [C, C], weight);
+  const w = get(`${src}.invconv.weight`);
+  if (w.data.length !== C * C) throw new CheckpointError(`${src}.invconv.weight has shape [${w.shape.join(', ')}], not [${C}, ${C}, 1, 1]`);
+  set(`${dst}.invconv.weight`, [C, C], w.data.map((v, k) => v * sign[k % C]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,6 +193,11 @@ export function toRosinality(w: GlowWeights): { tensors: [string, WritableTensor
   const out: [string, WritableTensor][] = [];
   const put = (name: string, shape: number[], data: ArrayLike<number>, dtype: WritableDtype = 'F32') => out.push([name, { dtype, shape, data }]);
   const { K, L } = config;
+  // Its conv_lu is one flag for every block but the last, which is always LU.
+  const convLU = levelLU(config, 0);
+  for (let b = 1; b < L - 1; b++) {
+    if (levelLU(config, b) !== convLU) refuse(`its conv_lu is one flag for blocks 0..${L - 2}, and lu is ${JSON.stringify(config.lu)}`);
+  }
   for (let b = 0; b < L; b++) {
     for (let f = 0; f < K; f++) {
       const src = stepPrefix(config, b, f);
@@ -206,8 +207,8 @@ export function toRosinality(w: GlowWeights): { tensors: [string, WritableTensor
       put(`${dst}.actnorm.scale`, [1, C, 1, 1], p(`${src}.actnorm.logs`).data.map(Math.exp));
       put(`${dst}.actnorm.initialized`, [], [1], 'U8');
       // Glow never passes conv_lu to its last block: there it is LU whatever the model.
-      if (config.lu || b === L - 1) {
-        const lu = config.lu
+      if (levelLU(config, b) || b === L - 1) {
+        const lu = levelLU(config, b)
           ? { lower: p(`${src}.invconv.lower`).data, upper: p(`${src}.invconv.upper`).data, logS: p(`${src}.invconv.log_s`).data, signS: p(`${src}.invconv.sign_s`).data, perm: p(`${src}.invconv.p`).data }
           : luParams(p(`${src}.invconv.weight`).data, C);
         const upperMask = Float64Array.from({ length: C * C }, (_, k) => Number(k % C > Math.floor(k / C)));
@@ -252,7 +253,7 @@ export function toRosinality(w: GlowWeights): { tensors: [string, WritableTensor
   exportZeroConv('learn_top_fn.conv', 'learn_top_fn.logs', `blocks.${L - 1}.prior`, topOrder, (name) => (name === 'learn_top_fn.conv.weight' ? { shape: [M, Ct, 3, 3], data: narrow } : p(name)), put);
   return {
     tensors: out,
-    args: { in_channel: config.imageShape[0], n_flow: K, n_block: L, affine: config.coupling === 'affine', conv_lu: config.lu, filter_size: config.hiddenChannels },
+    args: { in_channel: config.imageShape[0], n_flow: K, n_block: L, affine: config.coupling === 'affine', conv_lu: convLU, filter_size: config.hiddenChannels },
   };
 }
 

@@ -67,6 +67,13 @@ const CASES: Case[] = [
     scale: 1,
   },
   {
+    // rosinality's --no_lu: plain 1x1 convolutions below, LU on top. Trainable: the top level's
+    // L, U and log_s; a plain W is held fixed (names.ts).
+    name: '[2,4,4] K=2 L=2 hidden 3, affine, lu [false, true] (plain level 1, LU level 2), learnTop',
+    config: { ...base, imageShape: [2, 4, 4], K: 2, L: 2, hiddenChannels: 3, lu: [false, true] },
+    batch: 2,
+  },
+  {
     name: '[2,4,4] K=1 L=2 hidden 3, additive, reverse, class-conditional (2 classes)',
     config: { ...base, imageShape: [2, 4, 4], K: 1, L: 2, hiddenChannels: 3, coupling: 'additive', permutation: 'reverse', lu: false, learnTop: false, numClasses: 2 },
     batch: 3,

@@ -70,7 +70,7 @@ describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', 
   it('covers both ports and every option the issue names', () => {
     const has = (p: (f: Fixture) => boolean) => fixtures.some(p);
     for (const naming of ['y0ast', 'chaiyujin']) {
-      expect(has((f) => f.naming === naming && f.config.coupling === 'affine' && f.config.lu), `${naming} affine+LU`).to.equal(true);
+      expect(has((f) => f.naming === naming && f.config.coupling === 'affine' && f.config.lu === true), `${naming} affine+LU`).to.equal(true);
       expect(has((f) => f.naming === naming && f.config.coupling === 'additive' && f.config.permutation === 'invconv' && !f.config.lu), `${naming} additive+plain`).to.equal(true);
       expect(has((f) => f.naming === naming && f.config.numClasses > 0), `${naming} class-conditional`).to.equal(true);
       expect(has((f) => f.naming === naming && f.config.permutation === 'reverse'), `${naming} reverse`).to.equal(true);

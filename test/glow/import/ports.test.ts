@@ -39,5 +39,10 @@ describe('PyTorch port names and config inference', () => {
     params.delete('prior_h');
     expect(() => inferConfig(params)).to.throw(CheckpointError, '--image-shape C,H,W');
     expect(inferConfig(params, { imageShape: [3, 16, 8] }).notes[0]).to.contain('assuming 8');
+    // LU or plain per level, as a native checkpoint of a rosinality --no_lu import has them.
+    for (const lu of [[false, true], [true, false], true, false]) {
+      const mixed = { ...config, lu };
+      expect(inferConfig(new Map(initWeights(mixed, 1).params), { nBits: config.nBits }).config.lu, JSON.stringify(lu)).to.deep.equal(lu);
+    }
   });
 });

@@ -13,6 +13,7 @@ import { toRosinality } from '../../../src/glow/import/rosinality.js';
 import { readWeightsFile } from '../../../src/glow/import/torch.js';
 import { GlowConfig } from '../../../src/glow/config.js';
 import { buildDecode, buildEncode } from '../../../src/glow/model.js';
+import { stepPrefix } from '../../../src/glow/names.js';
 import { checkpointBytes } from '../../../src/glow/params.js';
 import { WritableTensor, writeSafetensors } from '../../../src/glow/safetensors.js';
 import { HostTensor } from '../../../src/glow/tensor.js';
@@ -29,7 +30,7 @@ const BPD_BOUND = 1e-4;
 const LOGDET_RELATIVE_BOUND = 1e-5;
 /** The float64 references against model.py in float64: only the fixtures' 10 significant digits. */
 const FLOAT64_BOUND = 1e-7;
-/** The same through the native checkpoint, whose folded weights (log|scale|, P L U as plain W)
+/** The same through the native checkpoint, whose folded weights (log|scale|, the signs folded into the 1x1 convs)
  * are rounded to float32. */
 const NATIVE_CHECKPOINT_BOUND = 1e-5;
 
@@ -98,11 +99,31 @@ describe('rosinality/glow-pytorch checkpoints (fixtures from its own model.py)',
         expect(origin).to.equal('rosinality');
         expect(weights.config).to.deep.equal({
           imageShape: imageShape(f), K: f.rosinality.n_flow, L: f.rosinality.n_block, hiddenChannels: f.rosinality.filter_size,
-          coupling: f.rosinality.affine ? 'affine' : 'additive', permutation: 'invconv', lu: f.rosinality.conv_lu,
+          coupling: f.rosinality.affine ? 'affine' : 'additive', permutation: 'invconv',
+          // Its Glow never passes conv_lu to the last block: --no_lu leaves the top level LU.
+          lu: f.rosinality.conv_lu || [...Array<boolean>(f.rosinality.n_block - 1).fill(false), true],
           learnTop: true, numClasses: 0, nBits: f.rosinality.n_bits, actnormScale: 1, zerosPadValue: 1,
         });
         expect(notes.join('\n')).to.match(/assuming 5/);
-        if (!f.rosinality.conv_lu) expect(notes.join('\n')).to.match(/mixes LU and plain/);
+        if (!f.rosinality.conv_lu) expect(notes.join('\n')).to.match(/mixes plain and LU/);
+      });
+
+      it('keeps the LU factors where model.py has InvConv2dLU and a plain W elsewhere', () => {
+        const { weights } = importFixture(f);
+        const file = readWeightsFile(readFileSync(join(FIXTURES, f.checkpoint)), f.checkpoint);
+        for (let b = 0; b < f.rosinality.n_block; b++) {
+          const lu = f.rosinality.conv_lu || b === f.rosinality.n_block - 1;
+          for (let k = 0; k < f.rosinality.n_flow; k++) {
+            const dst = stepPrefix(weights.config, b, k);
+            const src = `${f.stateDict[0].name.startsWith('module.') ? 'module.' : ''}blocks.${b}.flows.${k}.invconv`;
+            expect(weights.params.has(`${dst}.invconv.lower`), `${dst} LU`).to.equal(lu);
+            expect(weights.params.has(`${dst}.invconv.weight`), `${dst} plain`).to.equal(!lu);
+            if (!lu) continue;
+            // The factors as the file stores them (float32 widened), not refactored from P L U.
+            expect(Array.from(weights.params.get(`${dst}.invconv.lower`)!.data)).to.deep.equal(Array.from(file.get(`${src}.w_l`)!.data));
+            expect(Array.from(weights.params.get(`${dst}.invconv.log_s`)!.data)).to.deep.equal(Array.from(file.get(`${src}.w_s`)!.data));
+          }
+        }
       });
 
       it('the float64 reference reproduces model.py, and only with the padding of ones', () => {
@@ -159,6 +180,14 @@ describe('rosinality/glow-pytorch checkpoints (fixtures from its own model.py)',
       const { tensors: back, args } = toRosinality(weights);
       expect(back.map(([name, t]) => ({ name, shape: t.shape, dtype: t.dtype === 'U8' ? 'uint8' : 'float32' })))
         .to.deep.equal(f.stateDict.map((t) => ({ ...t, name: t.name.replace(/^module\./, '') })));
+      // LU blocks (the top one of a --no_lu model too) get their factors back as imported, not
+      // refactored from P L U: the same float32 values.
+      const file = new Map([...readWeightsFile(readFileSync(join(FIXTURES, f.checkpoint)), f.checkpoint)].map(([n, t]) => [n.replace(/^module\./, ''), t]));
+      const written = new Map(back);
+      for (const [name, t] of file) {
+        if (!/\.invconv\.(w_l|w_s|w_p)$/.test(name)) continue;
+        expect(Array.from(written.get(name)!.data, Math.fround), name).to.deep.equal(Array.from(t.data));
+      }
       expect(args).to.deep.equal({
         in_channel: 3, n_flow: f.rosinality.n_flow, n_block: f.rosinality.n_block, affine: f.rosinality.affine,
         conv_lu: f.rosinality.conv_lu, filter_size: f.rosinality.filter_size,
