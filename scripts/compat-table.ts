@@ -236,7 +236,11 @@ export async function measure(keys: readonly RowKey[]): Promise<Row[]> {
 }
 
 /** Runtimes nobody could run here; listed so that the table does not read as support. */
-export const UNTESTED = ['TensorRT', 'OpenVINO', 'TVM', 'Triton Inference Server'];
+export const UNTESTED = [
+  'TensorRT', 'OpenVINO', 'TVM', 'Triton Inference Server',
+  // Debian's python3-onnx (1.12) predates onnx.reference (1.13).
+  'ONNX reference evaluator (onnx.reference, onnx 1.13 on)',
+];
 const yesNo = (b: boolean) => (b ? 'yes' : 'no');
 export const formatError = (e: number | undefined) => (e === undefined ? '(reference)' : e === 0 ? '0' : e.toExponential(1));
 
