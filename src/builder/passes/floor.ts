@@ -1,8 +1,9 @@
 // The affine coupling's scale floor in the form more runtimes read. The layer writes it as
 // Where(Less(s, f), f, s) because autodiff has a rule for Where; an exported graph needs no
-// gradient, and Max(s, f) is the same function in one node without a boolean tensor, which
-// OpenCV 4.6 (no Less or Where layer), onnxjs (no Less or Where kernel) and wonnx (no BOOL
-// tensors) all refuse. Exact in float32 and float16: both forms pick s or f itself, and equal
+// gradient, and Max(s, f) is the same function in one node and without the boolean tensor that
+// wonnx refuses (no BOOL) and the Where that OpenCV 4.6 has no layer for (its --target opencv
+// still rewrites Max with a constant, see opencv.ts; onnxjs 0.1.8 has neither Where nor an
+// elementwise Max). Exact in float32 and float16: both forms pick s or f itself, and equal
 // values are the same bits (f is positive, so no -0 / +0 tie). NaN stays NaN in ONNX Runtime's
 // CPU Max as in the Where form; +inf stays +inf, which Clip(s, f) would not keep (its default
 // max is the largest finite float).
