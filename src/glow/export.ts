@@ -5,7 +5,7 @@
 
 import { Graph } from '../builder/graph.js';
 import {
-  chain, checkOpencvForms, classPriorPerPixel, cleanup, constantsWithoutBatchAxis, floorAsRelu, padConvChannels, reduceSumAsMean, toFloat16, withoutTemperature,
+  chain, checkOpencvForms, classPriorPerPixel, cleanup, constantsWithoutBatchAxis, floorAsMax, floorAsRelu, padConvChannels, reduceSumAsMean, toFloat16, withoutTemperature,
 } from '../builder/passes/index.js';
 import { concatChunks, ModelInfo, modelChunks, needsExternalData } from '../builder/serialize.js';
 import { FORMAT_VERSION } from '../runtime/contract.js';
@@ -40,6 +40,10 @@ export interface ExportOptions extends BuildOptions {
    * default layout (builder/passes/conv-channels.ts), so that the files are right whatever
    * options their user gives it. Default true; false only to measure what the padding costs. */
   webgpuConvPadding?: boolean;
+  /** The affine coupling's scale floor as Max (builder/passes/floor.ts), the same outputs in
+   * fewer, more widely supported ops. Default true; false writes the layer's Less + Where, only
+   * to compare the two forms. */
+  floorAsMax?: boolean;
 }
 
 export interface ModelFiles {
@@ -90,7 +94,8 @@ export function exportGraph(w: GlowWeights, kind: GraphKind, exportOptions: Expo
   // whose weights are rounded once from the float64 values when serialised.
   const buildOptions = { ...options, compact: dtype === 'float32', ...(dtype === 'float16' ? { couplingLogDet: 'stable' as const } : {}) };
   const built = kind === 'encode' ? buildEncode(w, buildOptions) : buildDecode(w, buildOptions);
-  const graph = options.webgpuConvPadding === false ? built : padConvChannels(built);
+  const portable = options.floorAsMax === false ? built : cleanup(floorAsMax(built));
+  const graph = options.webgpuConvPadding === false ? portable : padConvChannels(portable);
   const converted = dtype === 'float16' ? toFloat16(graph) : graph;
   const metadata = { ...converted.metadata, 'glow_onnx.dtype': dtype, 'glow_onnx.batch': String(options.batch ?? 'dynamic') };
   return { ...converted, metadata };
@@ -119,7 +124,7 @@ export function targetOptions(w: GlowWeights, options: ExportOptions): ExportOpt
 function opencvGraph(w: GlowWeights, kind: GraphKind, options: ExportOptions): Graph {
   const buildOptions = { ...options, compact: true, ...(w.config.scaleFloor ? {} : { couplingLogDet: 'stable' as const }) };
   const built = kind === 'encode' ? buildEncode(w, buildOptions) : buildDecode(w, buildOptions);
-  const passes = chain(floorAsRelu, classPriorPerPixel, cleanup, reduceSumAsMean, constantsWithoutBatchAxis, withoutTemperature, cleanup, checkOpencvForms);
+  const passes = chain(floorAsMax, floorAsRelu, classPriorPerPixel, cleanup, reduceSumAsMean, constantsWithoutBatchAxis, withoutTemperature, cleanup, checkOpencvForms);
   const graph = passes(built);
   const metadata = { ...graph.metadata, 'glow_onnx.dtype': 'float32', 'glow_onnx.batch': String(options.batch), 'glow_onnx.target': 'opencv' };
   return { ...graph, metadata };

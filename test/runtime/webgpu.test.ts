@@ -47,7 +47,7 @@ interface Case {
 //   arithmetic on the CPU on purpose.
 const CASES: Case[] = [
   {
-    name: 'MNIST-shaped [1,28,28] K=2 L=2 hidden 32, affine, LU, learnTop, scaleFloor (Less, Where)',
+    name: 'MNIST-shaped [1,28,28] K=2 L=2 hidden 32, affine, LU, learnTop, scaleFloor (Max)',
     config: {
       imageShape: [1, 28, 28], K: 2, L: 2, hiddenChannels: 32, coupling: 'affine', permutation: 'invconv',
       lu: true, learnTop: true, numClasses: 0, nBits: 5, actnormScale: 1, scaleFloor: 0.88,

@@ -4,9 +4,9 @@
 // rewritten graphs match the originals to float32 noise, and stay valid ONNX at their opset.
 //
 // What the 4.6 importer refuses, and the form each pass writes instead:
-// - Less and Where (no layer): the scale floor Where(Less(s, f), f, s) as Relu(s - f) + f.
-//   Max and Clip are no help: 4.6 takes Max only between two computed tensors, Clip only with
-//   attributes (opset 10).
+// - Max with a constant (4.6 takes Max only between two computed tensors), the scale floor
+//   Max(s, f) of the default export (passes/floor.ts): Relu(s - f) + f. Clip is no help either:
+//   4.6 takes it only with attributes (opset 10).
 // - ReduceSum with axes as an input (opset 13 on): ReduceMean, whose axes stay an attribute up
 //   to opset 17, times the count.
 // - 1-D tensors in arithmetic (its Eltwise layer wants rank 2 or more): per-example sums keep
@@ -18,24 +18,18 @@
 //   broadcasting finds no single axis): see classPriorPerPixel.
 
 import { attr, Graph, Node, Tensor, tensor, tensorSize, Value } from '../graph.js';
+import { isScalarConstant } from './floor.js';
 import { toposort } from './toposort.js';
 
 const ELEMENTWISE = new Set(['Add', 'Sub', 'Mul', 'Div', 'Neg']);
 
-function isScalarConstant(graph: Graph, v: Value | undefined): v is Value {
-  const t = v && graph.initializers.get(v);
-  return !!t && tensorSize(t.shape) === 1;
-}
-
-/** The scale floor, Where(Less(s, f), f, s) with f a scalar constant, as Relu(s - f) + f. */
+/** The scale floor, Max(s, f) with f a scalar constant, as Relu(s - f) + f. */
 export function floorAsRelu(graph: Graph): Graph {
-  const producer = new Map(graph.nodes.flatMap((n) => n.outputs.map((v) => [v, n] as const)));
   const nodes: Node[] = [];
   let changed = false;
   for (const node of graph.nodes) {
-    const less = node.op === 'Where' ? producer.get(node.inputs[0]!) : undefined;
-    const [s, f] = less?.op === 'Less' ? less.inputs : [];
-    if (!less || !s || !isScalarConstant(graph, f) || node.inputs[1] !== f || node.inputs[2] !== s) {
+    const [s, f] = node.op === 'Max' && node.inputs.length === 2 ? node.inputs : [];
+    if (!s || !isScalarConstant(graph, f) || isScalarConstant(graph, s)) {
       nodes.push(node);
       continue;
     }
@@ -49,7 +43,6 @@ export function floorAsRelu(graph: Graph): Graph {
     );
     changed = true;
   }
-  // The Less nodes that only the Wheres read are now unread; cleanup drops them.
   return changed ? { ...graph, nodes } : graph;
 }
 
