@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG, GlowConfig, Permutation } from '../src/glow/config.js';
 import { initWeights } from '../src/glow/params.js';
-import { Rng } from '../src/glow/rng.js';
+import { Rng } from '../src/math/rng.js';
 import { loadGlowRuntime } from '../src/runtime/node.js';
 import { loadMnist } from '../src/runtime/mnist.js';
 import { dequantize } from '../src/runtime/quantize.js';

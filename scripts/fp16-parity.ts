@@ -21,7 +21,7 @@ import { GlowConfig } from '../src/glow/config.js';
 import { ExportDType, exportGraphs, exportModel } from '../src/glow/export.js';
 import { importWeights } from '../src/glow/import/index.js';
 import { GlowWeights } from '../src/glow/model.js';
-import { Rng } from '../src/glow/rng.js';
+import { Rng } from '../src/math/rng.js';
 import { GlowModel } from '../src/runtime/core.js';
 import { createSession } from '../src/runtime/providers.js';
 import { dequantize } from '../src/runtime/quantize.js';

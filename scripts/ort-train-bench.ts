@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG, GlowConfig } from '../src/glow/config.js';
 import { initWeights } from '../src/glow/params.js';
-import { Rng } from '../src/glow/rng.js';
+import { Rng } from '../src/math/rng.js';
 import { trainWithOrtTraining } from '../src/runtime/ort-train.js';
 import { train, TrainOptions } from '../src/runtime/train.js';
 

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG, GlowConfig } from '../src/glow/config.js';
 import { initWeights } from '../src/glow/params.js';
-import { Rng } from '../src/glow/rng.js';
+import { Rng } from '../src/math/rng.js';
 import { train } from '../src/runtime/train.js';
 
 const { values } = parseArgs({

@@ -4,8 +4,8 @@
 
 export { ConfigError, DEFAULT_CONFIG, dimensions, latentShape, validateConfig } from './glow/config.js';
 export type { Coupling, GlowConfig, Permutation } from './glow/config.js';
-export { Rng } from './glow/rng.js';
-export type { RngSeed } from './glow/rng.js';
+export { Rng } from './math/rng.js';
+export type { RngSeed } from './math/rng.js';
 export { checkGraphPorts, FORMAT_VERSION, GRAPH_FILES, ModelFileError, parseGlowJson, sameConfig } from './runtime/contract.js';
 export type { GraphFile, GraphPort, ModelDescription } from './runtime/contract.js';
 export { GlowModel, InputError } from './runtime/core.js';

@@ -19,7 +19,7 @@ export type { Port } from './glow/import/ports.js';
 export { checkpointBytes, initWeights, parseCheckpoint, WEIGHTS_FILE, WeightsError } from './glow/params.js';
 export type { GlowWeights } from './glow/model.js';
 export type { HostParams } from './glow/layers/common.js';
-export type { HostData, HostTensor } from './glow/tensor.js';
+export type { HostData, HostTensor } from './math/tensor.js';
 export type { LogScale } from './glow/layers/coupling.js';
 
 export { train, TrainingError, readTrainCheckpoint, initialCheckpoint, CHECKPOINT_FILE } from './runtime/train.js';

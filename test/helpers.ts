@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { Graph } from '../src/builder/graph.js';
 import { serializeModel } from '../src/builder/serialize.js';
 import { GlowConfig } from '../src/glow/config.js';
-import { HostTensor } from '../src/glow/tensor.js';
-import { Rng } from '../src/glow/rng.js';
+import { HostTensor } from '../src/math/tensor.js';
+import { Rng } from '../src/math/rng.js';
 import type { Dataset, TrainCheckpoint } from '../src/runtime/train.js';
 
 /** The built CLI entry point. */

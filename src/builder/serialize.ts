@@ -5,7 +5,7 @@
 // size of the weights (a ModelProto cannot pass protobuf's 2 GiB).
 
 import onnxProto from 'onnx-proto';
-import { float16Bits, float16Value } from './float16.js';
+import { float16Bits, float16Value } from '../math/half-precision.js';
 import { Attribute, Dim, dtypeOfCode, Graph, GraphIO, Node, ONNX_TYPE, Tensor, Value } from './graph.js';
 
 export { float16Bits, float16Value };

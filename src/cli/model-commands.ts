@@ -9,7 +9,7 @@ import { importWeights, ImportOptions } from '../glow/import/index.js';
 import { toRosinality } from '../glow/import/rosinality.js';
 import { writeSafetensors } from '../glow/safetensors.js';
 import { checkpointBytes, initWeights, shufflesFrom, WEIGHTS_FILE } from '../glow/params.js';
-import { Rng } from '../glow/rng.js';
+import { Rng } from '../math/rng.js';
 import { writeFilesAtomic } from '../runtime/files.js';
 import { initActNorms } from '../runtime/init.js';
 import { TRITON_DEVICES, TritonDevice, TritonOptions, tritonRepository } from '../glow/triton.js';

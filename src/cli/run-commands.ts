@@ -7,7 +7,7 @@ import ort from 'onnxruntime-node';
 import { GlowConfig, latentShape } from '../glow/config.js';
 import { importWeights } from '../glow/import/index.js';
 import { InverseDiagnoser, inverseVerdict } from '../glow/inverse-diagnosis.js';
-import { Rng } from '../glow/rng.js';
+import { Rng } from '../math/rng.js';
 import { Encoded, InputError } from '../runtime/core.js';
 import { sameConfig } from '../runtime/contract.js';
 import { writeFileAtomic } from '../runtime/files.js';

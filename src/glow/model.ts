@@ -22,7 +22,7 @@ import {
 import { Gaussian, sample, standardize } from './layers/priors.js';
 import * as squeeze from './layers/squeeze.js';
 import { paramSpecs, splitPrefix, stepPrefix } from './names.js';
-import { HostTensor } from './tensor.js';
+import { HostTensor } from '../math/tensor.js';
 
 export interface GlowWeights {
   config: GlowConfig;

@@ -22,7 +22,7 @@ import { GlowConfig } from './config.js';
 import { GlowWeights } from './model.js';
 import { paramSpecs } from './names.js';
 import { checkWeights, META_CONFIG, META_SHUFFLES, weightsFromMetadata } from './params.js';
-import { HostTensor } from './tensor.js';
+import { HostTensor } from '../math/tensor.js';
 import { buildEvalModel, buildTrainingModel, gradName, LossOptions, OptimizerOptions } from './training.js';
 
 const { onnx } = onnxProto;

@@ -2,12 +2,12 @@
 // (safetensors with the y0ast/Glow-PyTorch state_dict names, config in its metadata).
 
 import { GlowConfig, levelChannels, validateConfig } from './config.js';
-import { logAbsDet, luDecompose, matrix, randomOrthogonal } from './linalg.js';
+import { logAbsDet, luDecompose, matrix, randomOrthogonal } from '../math/linalg.js';
 import { GlowWeights } from './model.js';
 import { paramSpecs, stepPrefix } from './names.js';
-import { Rng } from './rng.js';
+import { Rng } from '../math/rng.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
-import { HostTensor, sameShape, zeros } from './tensor.js';
+import { HostTensor, sameShape, zeros } from '../math/tensor.js';
 
 export const CONV_WEIGHT_STD = 0.05;
 

@@ -3,7 +3,7 @@
 // Pure functions of Float32Arrays, shared by Node and the browser.
 
 import { GlowConfig, latentShape } from '../glow/config.js';
-import { Rng } from '../glow/rng.js';
+import { Rng } from '../math/rng.js';
 
 export type Latents = Float32Array[];
 

@@ -9,7 +9,7 @@ import * as op from '../../src/builder/ops.js';
 import { padConvChannels, paddedChannels, webgpuMiscomputes } from '../../src/builder/passes/index.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { exportGraph, exportModel } from '../../src/glow/export.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { HostTensor } from '../../src/math/tensor.js';
 import { maxAbsDiff, runGraph } from '../helpers.js';
 import { randomParams, Rng } from '../reference/random-params.js';
 

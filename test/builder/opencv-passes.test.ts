@@ -10,7 +10,7 @@ import { classPriorPerPixel, constantsWithoutBatchAxis, floorAsRelu, reduceSumAs
 import { GlowConfig, latentShape } from '../../src/glow/config.js';
 import { exportGraph } from '../../src/glow/export.js';
 import { GlowWeights } from '../../src/glow/model.js';
-import { Rng } from '../../src/glow/rng.js';
+import { Rng } from '../../src/math/rng.js';
 import { maxScaledDiff } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
 

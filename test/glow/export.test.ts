@@ -12,7 +12,7 @@ import { DEFAULT_CONFIG, GlowConfig } from '../../src/glow/config.js';
 import { exportModelToDirectory } from '../../src/glow/export-directory.js';
 import { exportGraph, exportModel, ModelFiles } from '../../src/glow/export.js';
 import { GlowWeights } from '../../src/glow/model.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { HostTensor } from '../../src/math/tensor.js';
 import { randomParams } from '../reference/random-params.js';
 
 const config: GlowConfig = { ...DEFAULT_CONFIG, imageShape: [3, 8, 8], K: 2, L: 2, hiddenChannels: 16, nBits: 8 };

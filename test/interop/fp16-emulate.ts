@@ -5,7 +5,7 @@
 // CUDA, TensorRT or WebGPU with shader-f16 do. This is the stricter reference.
 
 import { evaluateNode } from '../../src/builder/evaluate.js';
-import { float16Bits, float16Value } from '../../src/builder/float16.js';
+import { float16Bits, float16Value } from '../../src/math/half-precision.js';
 import { Graph, Tensor } from '../../src/builder/graph.js';
 
 function rounded(t: Tensor): Tensor {

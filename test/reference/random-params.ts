@@ -4,7 +4,7 @@
 
 import { GlowConfig, levelChannels } from '../../src/glow/config.js';
 import { ParamSpec, paramSpecs, splitPrefix, stepPrefix } from '../../src/glow/names.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { HostTensor } from '../../src/math/tensor.js';
 
 /** mulberry32 uniform [0, 1) with Box-Muller normals. */
 export class Rng {

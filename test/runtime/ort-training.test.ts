@@ -14,7 +14,7 @@ import { GlowWeights } from '../../src/glow/model.js';
 import { paramSpecs } from '../../src/glow/names.js';
 import { buildOrtTrainingArtifacts, ortTrainingCheckpoint, weightsFromOdtc } from '../../src/glow/ort-training.js';
 import { checkpointBytes, initWeights } from '../../src/glow/params.js';
-import { Rng } from '../../src/glow/rng.js';
+import { Rng } from '../../src/math/rng.js';
 import { buildFusedTrainStep, momentNames, updatedName } from '../../src/glow/training.js';
 import { OdtcCheckpoint, OdtcError, ODTC_VERSION, readOdtc, writeOdtc } from '../../src/runtime/odtc.js';
 import { createOrtTrainingSession, loadTrainingBuild } from '../../src/runtime/ort-training.js';

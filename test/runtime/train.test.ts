@@ -12,7 +12,7 @@ import { GlowConfig } from '../../src/glow/config.js';
 import { GlowWeights } from '../../src/glow/model.js';
 import { paramSpecs, stepPrefix } from '../../src/glow/names.js';
 import { initWeights } from '../../src/glow/params.js';
-import { Rng } from '../../src/glow/rng.js';
+import { Rng } from '../../src/math/rng.js';
 import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/glow/training.js';
 import { CHECKPOINT_FILE, Dataset, EpochReport, readTrainCheckpoint, train, TrainingError, TrainOptions } from '../../src/runtime/train.js';
 import { WEBGPU_EP } from '../../src/runtime/session-options.js';

@@ -19,7 +19,7 @@ import { buildWeb, ORT_FILES, repoRoot } from '../../scripts/web-build.js';
 import { MIME_TYPES, serveStatic, StaticServer } from '../../scripts/web-serve.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { exportModel, ModelFiles } from '../../src/glow/export.js';
-import { Rng } from '../../src/glow/rng.js';
+import { Rng } from '../../src/math/rng.js';
 import { GlowModel } from '../../src/runtime/core.js';
 import { oneHotRows, sampleEps } from '../../src/runtime/generate.js';
 import { dequantize } from '../../src/runtime/quantize.js';

@@ -6,7 +6,7 @@
 import { checkShuffles, checkWeights, parseCheckpoint } from '../params.js';
 import { GlowWeights } from '../model.js';
 import { readSafetensorsMetadata } from '../safetensors.js';
-import { HostTensor } from '../tensor.js';
+import { HostTensor } from '../../math/tensor.js';
 import { isOdtc } from '../../runtime/odtc.js';
 import { weightsFromOdtc } from '../ort-training.js';
 import { CheckpointError } from './errors.js';

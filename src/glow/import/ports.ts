@@ -4,7 +4,7 @@
 // rosinality.ts.
 
 import { Coupling, GlowConfig, Permutation, validateConfig } from '../config.js';
-import { HostTensor } from '../tensor.js';
+import { HostTensor } from '../../math/tensor.js';
 import { CheckpointError } from './errors.js';
 import { isRosinalityName } from './rosinality.js';
 

@@ -16,11 +16,11 @@
 import { GlowConfig, validateConfig } from '../config.js';
 import { hostParam } from '../layers/common.js';
 import { foldLU } from '../layers/invconv.js';
-import { luDecompose, matrix } from '../linalg.js';
+import { luDecompose, matrix } from '../../math/linalg.js';
 import { GlowWeights } from '../model.js';
 import { splitPrefix, stepPrefix } from '../names.js';
 import { WritableDtype, WritableTensor } from '../safetensors.js';
-import { HostTensor, HostTensor64 } from '../tensor.js';
+import { HostTensor, HostTensor64 } from '../../math/tensor.js';
 import { CheckpointError } from './errors.js';
 
 /** Buffers that model.py derives from the shapes (masks, identity) or uses only to run its

@@ -5,7 +5,7 @@
 // stand-ins for a short allow-list of torch functions. Also dispatches between those formats
 // and safetensors.
 
-import { bfloat16Value, float16Value } from '../../builder/float16.js';
+import { bfloat16Value, float16Value } from '../../math/half-precision.js';
 import { CheckpointError } from './errors.js';
 import {
   PyDict, PyGlobal, PyHost, PyList, PyOpaque, PyTuple, PyValue, describePy, standardGlobal, unpickle, unpickleAt,

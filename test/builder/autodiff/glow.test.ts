@@ -9,7 +9,7 @@ import { addGradients } from '../../../src/builder/autodiff/index.js';
 import { Graph, GraphBuilder, Tensor, Value } from '../../../src/builder/graph.js';
 import * as op from '../../../src/builder/ops.js';
 import { GlowConfig } from '../../../src/glow/config.js';
-import { HostTensor } from '../../../src/glow/tensor.js';
+import { HostTensor } from '../../../src/math/tensor.js';
 import { buildEncode } from '../../../src/glow/model.js';
 import { buildEvalModel, buildTrainingModel } from '../../../src/glow/training.js';
 import { paramSpecs } from '../../../src/glow/names.js';

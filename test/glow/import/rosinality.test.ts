@@ -15,7 +15,7 @@ import { GlowConfig } from '../../../src/glow/config.js';
 import { buildDecode, buildEncode } from '../../../src/glow/model.js';
 import { checkpointBytes } from '../../../src/glow/params.js';
 import { WritableTensor, writeSafetensors } from '../../../src/glow/safetensors.js';
-import { HostTensor } from '../../../src/glow/tensor.js';
+import { HostTensor } from '../../../src/math/tensor.js';
 import { Feeds, maxAbsDiff, runGraph } from '../../helpers.js';
 import { refDecode, refEncode } from '../../reference/glow64.js';
 
