@@ -11,7 +11,7 @@ import { Rng } from '../src/math/rng.js';
 import { loadGlowRuntime } from '../src/runtime/node.js';
 import { loadMnist } from '../src/runtime/mnist.js';
 import { dequantize } from '../src/runtime/quantize.js';
-import { writeFilesAtomic } from '../src/runtime/files.js';
+import { writeFilesAtomic } from '../src/io/files.js';
 import { exportModel } from '../src/glow/export.js';
 import { meanAndStdErr } from '../src/runtime/generate.js';
 import { train } from '../src/runtime/train.js';

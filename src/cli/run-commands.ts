@@ -10,7 +10,7 @@ import { InverseDiagnoser, inverseVerdict } from '../glow/inverse-diagnosis.js';
 import { Rng } from '../math/rng.js';
 import { Encoded, InputError } from '../runtime/core.js';
 import { sameConfig } from '../runtime/contract.js';
-import { writeFileAtomic } from '../runtime/files.js';
+import { writeFileAtomic } from '../io/files.js';
 import { attributeDirection, interpolate, Latents, manipulate, meanAndStdErr, oneHotRows, pick, sampleEps } from '../runtime/generate.js';
 import { writeGrid } from '../runtime/images.js';
 import { STRESS_SETS } from '../runtime/stress.js';

@@ -12,7 +12,7 @@ import { buildOrtTrainingArtifacts } from '../glow/ort-training.js';
 import { GlowWeights } from '../glow/model.js';
 import { initWeights } from '../glow/params.js';
 import { buildArtifactModels, DEFAULT_CLASS_WEIGHT } from '../glow/training.js';
-import { writeFilesAtomic } from '../runtime/files.js';
+import { writeFilesAtomic } from '../io/files.js';
 import { loadMnist } from '../runtime/mnist.js';
 import { CHECKPOINT_FILE, Dataset, initialCheckpoint, readTrainCheckpoint, StepReport, train, TrainCheckpoint, TrainHooks, TrainOptions } from '../runtime/train.js';
 import { choice, integer, number, parse, readBytes, required, UsageError, Values } from './args.js';

@@ -17,7 +17,7 @@ import onnxProto from 'onnx-proto';
 import { Graph, GraphBuilder } from '../builder/graph.js';
 import { padConvChannels } from '../builder/passes/index.js';
 import { toModelProto } from '../builder/serialize.js';
-import { ODTC_VERSION, readOdtc, writeOdtc } from '../runtime/odtc.js';
+import { ODTC_VERSION, readOdtc, writeOdtc } from '../io/odtc.js';
 import { GlowConfig } from './config.js';
 import { GlowWeights } from './model.js';
 import { paramSpecs } from './names.js';

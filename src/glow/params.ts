@@ -6,7 +6,7 @@ import { logAbsDet, luDecompose, matrix, randomOrthogonal } from '../math/linalg
 import { GlowWeights } from './model.js';
 import { paramSpecs, stepPrefix } from './names.js';
 import { Rng } from '../math/rng.js';
-import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { HostTensor, sameShape, zeros } from '../math/tensor.js';
 
 export const CONV_WEIGHT_STD = 0.05;

@@ -2,7 +2,7 @@
 // in its metadata, so that a decode can refuse latents of another model.
 
 import { GlowConfig, latentShape } from '../glow/config.js';
-import { readSafetensors, writeSafetensors } from '../glow/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { InputError } from './core.js';
 import { Latents } from './generate.js';
 

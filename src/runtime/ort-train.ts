@@ -11,7 +11,7 @@ import { buildOrtTrainingArtifacts, ortTrainingCheckpoint } from '../glow/ort-tr
 import { checkpointBytes, WEIGHTS_FILE } from '../glow/params.js';
 import { Rng } from '../math/rng.js';
 import { size } from '../math/tensor.js';
-import { writeFilesAtomic } from './files.js';
+import { writeFilesAtomic } from '../io/files.js';
 import { createOrtTrainingSession, loadTrainingBuild, TrainingSession } from './ort-training.js';
 import { dequantize } from './quantize.js';
 import {

@@ -5,7 +5,7 @@ import { buildDecode, buildEncode } from '../../src/glow/model.js';
 import { paramSpecs, stepPrefix } from '../../src/glow/names.js';
 import { checkpointBytes, CONV_WEIGHT_STD, initWeights, parseCheckpoint, WeightsError } from '../../src/glow/params.js';
 import { Rng } from '../../src/math/rng.js';
-import { readSafetensors } from '../../src/glow/safetensors.js';
+import { readSafetensors } from '../../src/io/safetensors.js';
 import { HostTensor } from '../../src/math/tensor.js';
 import { maxAbsDiff, runGraph } from '../helpers.js';
 import { refDecode, refEncode } from '../reference/glow64.js';

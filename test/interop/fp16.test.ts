@@ -19,7 +19,7 @@ import { exportGraphs, exportModel } from '../../src/glow/export.js';
 import { importWeights } from '../../src/glow/import/index.js';
 import { buildEncode, GlowWeights } from '../../src/glow/model.js';
 import { HostTensor } from '../../src/math/tensor.js';
-import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { writeFilesAtomic } from '../../src/io/files.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { CLI_BIN, maxAbsDiff, runGraph } from '../helpers.js';

@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { Worker } from 'node:worker_threads';
 import { DEFAULT_CONFIG, GlowConfig } from '../../src/glow/config.js';
-import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } from '../../src/glow/safetensors.js';
+import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } from '../../src/io/safetensors.js';
 import { initialCheckpoint, readTrainCheckpoint } from '../../src/runtime/train.js';
 import { randomParams } from '../reference/random-params.js';
 import { CLEAN_ERRORS, FuzzMessage, FuzzRequest, uncleanReason } from './fuzz-worker.js';

@@ -16,7 +16,7 @@ import { buildOrtTrainingArtifacts, ortTrainingCheckpoint, weightsFromOdtc } fro
 import { checkpointBytes, initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/math/rng.js';
 import { buildFusedTrainStep, momentNames, updatedName } from '../../src/glow/training.js';
-import { OdtcCheckpoint, OdtcError, ODTC_VERSION, readOdtc, writeOdtc } from '../../src/runtime/odtc.js';
+import { OdtcCheckpoint, OdtcError, ODTC_VERSION, readOdtc, writeOdtc } from '../../src/io/odtc.js';
 import { createOrtTrainingSession, loadTrainingBuild } from '../../src/runtime/ort-training.js';
 import { ORT_TRAINING_DIR, trainWithOrtTraining } from '../../src/runtime/ort-train.js';
 import { EpochReport } from '../../src/runtime/train.js';

@@ -5,14 +5,14 @@
 
 import { checkShuffles, checkWeights, parseCheckpoint } from '../params.js';
 import { GlowWeights } from '../model.js';
-import { readSafetensorsMetadata } from '../safetensors.js';
+import { readSafetensorsMetadata } from '../../io/safetensors.js';
 import { HostTensor } from '../../math/tensor.js';
-import { isOdtc } from '../../runtime/odtc.js';
+import { isOdtc } from '../../io/odtc.js';
 import { weightsFromOdtc } from '../ort-training.js';
-import { CheckpointError } from './errors.js';
+import { CheckpointError } from '../../io/checkpoint-error.js';
 import { ConfigOverrides, detectPort, inferConfig, Port, toNativeNames } from './ports.js';
 import { importRosinality, isRosinalityBuffer } from './rosinality.js';
-import { readWeightsFile } from './torch.js';
+import { readWeightsFile } from '../../io/torch.js';
 
 export { CheckpointError };
 

@@ -19,9 +19,9 @@ import { foldLU } from '../layers/invconv.js';
 import { luDecompose, matrix } from '../../math/linalg.js';
 import { GlowWeights } from '../model.js';
 import { splitPrefix, stepPrefix } from '../names.js';
-import { WritableDtype, WritableTensor } from '../safetensors.js';
+import { WritableDtype, WritableTensor } from '../../io/safetensors.js';
 import { HostTensor, HostTensor64 } from '../../math/tensor.js';
-import { CheckpointError } from './errors.js';
+import { CheckpointError } from '../../io/checkpoint-error.js';
 
 /** Buffers that model.py derives from the shapes (masks, identity) or uses only to run its
  * data-dependent init once (initialized): nothing to import. */

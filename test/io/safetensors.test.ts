@@ -2,7 +2,7 @@ import { bfloat16Value, float16Value } from '../../src/math/half-precision.js';
 import { expect } from 'chai';
 import {
   SafetensorsError, WritableTensor, readSafetensors, writeSafetensors,
-} from '../../src/glow/safetensors.js';
+} from '../../src/io/safetensors.js';
 import { Rng } from '../../src/math/rng.js';
 
 const encoder = new TextEncoder();
