@@ -9,7 +9,7 @@ import { importWeights } from '../glow/import/index.js';
 import { InverseDiagnoser, inverseVerdict } from '../glow/inverse-diagnosis.js';
 import { Rng } from '../math/rng.js';
 import { Encoded, InputError } from '../runtime/core.js';
-import { sameConfig } from '../runtime/contract.js';
+import { sameConfig } from '../glow/contract.js';
 import { writeFileAtomic } from '../io/files.js';
 import { attributeDirection, interpolate, Latents, manipulate, meanAndStdErr, oneHotRows, pick, sampleEps } from '../runtime/generate.js';
 import { writeGrid } from '../runtime/images.js';

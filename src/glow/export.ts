@@ -8,7 +8,7 @@ import {
   chain, checkOpencvForms, classPriorPerPixel, cleanup, constantsWithoutBatchAxis, floorAsRelu, padConvChannels, reduceSumAsMean, toFloat16, withoutTemperature,
 } from '../builder/passes/index.js';
 import { concatChunks, ModelInfo, modelChunks, needsExternalData } from '../builder/serialize.js';
-import { FORMAT_VERSION } from '../runtime/contract.js';
+import { FORMAT_VERSION } from './contract.js';
 import { GlowConfig, latentShape } from './config.js';
 import { buildDecode, buildEncode, BuildOptions, GlowWeights } from './model.js';
 

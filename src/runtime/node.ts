@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import type { GraphIO } from '../builder/graph.js';
 import { readModelSummary } from '../builder/serialize.js';
 import { GlowConfig } from '../glow/config.js';
-import { checkGraphPorts, configFrom, ModelFileError, parseGlowJson, sameConfig, staticBatchOf } from './contract.js';
+import { checkGraphPorts, configFrom, ModelFileError, parseGlowJson, sameConfig, staticBatchOf } from '../glow/contract.js';
 import { GlowModel } from './core.js';
 import { createSession, Placement, profilePlacement, ProviderFailure, ProviderName, ProviderOptions } from './providers.js';
 
