@@ -17,12 +17,10 @@ import onnxProto from 'onnx-proto';
 import { Graph, GraphBuilder } from '../builder/graph.js';
 import { padConvChannels } from '../builder/passes/index.js';
 import { toModelProto } from '../builder/serialize.js';
-import { ODTC_VERSION, readOdtc, writeOdtc } from '../io/odtc.js';
 import { GlowConfig } from './config.js';
 import { GlowWeights } from './model.js';
 import { paramSpecs } from './names.js';
-import { checkWeights, META_CONFIG, META_SHUFFLES, weightsFromMetadata } from './params.js';
-import { HostTensor } from '../math/tensor.js';
+import { ortTrainingCheckpoint } from './odtc-weights.js';
 import { buildEvalModel, buildTrainingModel, gradName, LossOptions, OptimizerOptions } from './training.js';
 
 const { onnx } = onnxProto;
@@ -110,32 +108,6 @@ function optimizerModel(options: OrtOptimizerOptions, opset: number): Uint8Array
     opsetImport: [{ domain: '', version: opset }, { domain: MICROSOFT, version: 1 }],
   });
   return onnx.ModelProto.encode(model).finish();
-}
-
-/** The ODTC checkpoint of a model (no optimizer state: ORT starts from zero moments, step 0). */
-export function ortTrainingCheckpoint(w: GlowWeights): Uint8Array {
-  checkWeights(w.config, w.params, 'weights');
-  const tensor = (name: string) => {
-    const t = w.params.get(name)!;
-    return { name, dims: t.shape, data: Float32Array.from(t.data) };
-  };
-  const specs = paramSpecs(w.config);
-  const strings: Record<string, string> = { [META_CONFIG]: JSON.stringify(w.config) };
-  if (w.shuffles) strings[META_SHUFFLES] = JSON.stringify(Object.fromEntries(w.shuffles));
-  return writeOdtc({
-    version: ODTC_VERSION,
-    trainable: specs.filter((s) => s.trainable).map((s) => tensor(s.name)),
-    frozen: specs.filter((s) => !s.trainable).map((s) => tensor(s.name)),
-    optimizerGroups: [], ints: {}, floats: {}, strings,
-  });
-}
-
-/** The Glow weights in an ODTC checkpoint that ortTrainingCheckpoint wrote (and ORT may have
- * trained and saved since: it keeps the property bag). */
-export function weightsFromOdtc(bytes: Uint8Array, source: string, configOverride?: GlowConfig): GlowWeights {
-  const c = readOdtc(bytes, source);
-  const params = new Map<string, HostTensor>([...c.trainable, ...c.frozen].map((t) => [t.name, { shape: t.dims, data: Float64Array.from(t.data) }]));
-  return weightsFromMetadata(params, c.strings, source, configOverride, 'string properties');
 }
 
 /** The four files of ORT's on-device training, in memory. */

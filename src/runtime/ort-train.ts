@@ -7,7 +7,8 @@
 import { join } from 'node:path';
 import { GlowWeights } from '../glow/model.js';
 import { paramSpecs } from '../glow/names.js';
-import { buildOrtTrainingArtifacts, ortTrainingCheckpoint } from '../glow/ort-training.js';
+import { buildOrtTrainingArtifacts } from '../glow/ort-training.js';
+import { ortTrainingCheckpoint } from '../glow/odtc-weights.js';
 import { checkpointBytes, WEIGHTS_FILE } from '../glow/params.js';
 import { Rng } from '../math/rng.js';
 import { size } from '../math/tensor.js';

@@ -8,7 +8,7 @@ import { GlowWeights } from '../model.js';
 import { readSafetensorsMetadata } from '../../io/safetensors.js';
 import { HostTensor } from '../../math/tensor.js';
 import { isOdtc } from '../../io/odtc.js';
-import { weightsFromOdtc } from '../ort-training.js';
+import { weightsFromOdtc } from '../odtc-weights.js';
 import { CheckpointError } from '../../io/checkpoint-error.js';
 import { ConfigOverrides, detectPort, inferConfig, Port, toNativeNames } from './ports.js';
 import { importRosinality, isRosinalityBuffer } from './rosinality.js';
