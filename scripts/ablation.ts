@@ -14,7 +14,7 @@ import { dequantize } from '../src/runtime/quantize.js';
 import { writeFilesAtomic } from '../src/io/files.js';
 import { exportModel } from '../src/glow/export.js';
 import { meanAndStdErr } from '../src/runtime/generate.js';
-import { train } from '../src/runtime/train.js';
+import { train } from '../src/train/loop.js';
 
 const { values } = parseArgs({ options: { steps: { type: 'string' }, K: { type: 'string' }, hidden: { type: 'string' }, out: { type: 'string' } } });
 const steps = Number(values.steps ?? 600);

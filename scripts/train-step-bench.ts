@@ -12,7 +12,7 @@ import { DEFAULT_CONFIG, GlowConfig } from '../src/glow/config.js';
 import { paramSpecs } from '../src/glow/names.js';
 import { initWeights } from '../src/glow/params.js';
 import { Rng } from '../src/math/rng.js';
-import { buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName, zeroMoments } from '../src/glow/training.js';
+import { buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName, zeroMoments } from '../src/train/graphs.js';
 
 const { values } = parseArgs({
   options: {

@@ -13,7 +13,7 @@ import { serializeModel } from '../src/builder/serialize.js';
 import { GlowConfig } from '../src/glow/config.js';
 import { HostTensor } from '../src/math/tensor.js';
 import { Rng } from '../src/math/rng.js';
-import type { Dataset, TrainCheckpoint } from '../src/runtime/train.js';
+import type { Dataset, TrainCheckpoint } from '../src/train/loop.js';
 
 /** The built CLI entry point. */
 export const CLI_BIN = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url));

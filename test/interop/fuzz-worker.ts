@@ -23,7 +23,7 @@ import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } f
 import { InputError } from '../../src/runtime/core.js';
 import { inspectModel } from '../../src/runtime/inspect.js';
 import { latentsBytes, parseLatents } from '../../src/runtime/latents.js';
-import { initialCheckpoint, readTrainCheckpoint, TrainingError } from '../../src/runtime/train.js';
+import { initialCheckpoint, readTrainCheckpoint, TrainingError } from '../../src/train/loop.js';
 import { Rng, randomParams } from '../reference/random-params.js';
 
 export interface FuzzRequest {

@@ -11,7 +11,7 @@ import * as op from '../../../src/builder/ops.js';
 import { GlowConfig } from '../../../src/glow/config.js';
 import { HostTensor } from '../../../src/math/tensor.js';
 import { buildEncode } from '../../../src/glow/model.js';
-import { buildEvalModel, buildTrainingModel } from '../../../src/glow/training.js';
+import { buildEvalModel, buildTrainingModel } from '../../../src/train/graphs.js';
 import { paramSpecs } from '../../../src/glow/names.js';
 import { maxAbsDiff, runGraph } from '../../helpers.js';
 import { refEncode } from '../../reference/glow64.js';

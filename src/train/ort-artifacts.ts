@@ -1,5 +1,5 @@
 // Training artifacts in the form ONNX Runtime's own on-device training (TrainingSession, the
-// training builds up to 1.19) loads, as opposed to the portable standard-op set of training.ts:
+// training builds up to 1.19) loads, as opposed to the portable standard-op set of graphs.ts:
 //   training_model.onnx   x (, y), every parameter, lazy_reset_grad, <p>_grad.accumulation.buffer
 //                         -> loss, <p>_grad.accumulation.out. ORT tells parameters from data by
 //                         their presence in the checkpoint and gradient buffers by their suffix;
@@ -11,17 +11,17 @@
 //                         one AdamWOptimizer (com.microsoft) node
 //   checkpoint            ODTC flatbuffer: trainable and frozen parameters, the Glow config as a
 //                         string property so that a trained checkpoint can be read back alone.
-// The forward and backward are the ones glow-onnx trains with (training.ts).
+// The forward and backward are the ones glow-onnx trains with (graphs.ts).
 
 import onnxProto from 'onnx-proto';
 import { Graph, GraphBuilder } from '../builder/graph.js';
 import { padConvChannels } from '../builder/passes/index.js';
 import { toModelProto } from '../builder/serialize.js';
-import { GlowConfig } from './config.js';
-import { GlowWeights } from './model.js';
-import { paramSpecs } from './names.js';
-import { ortTrainingCheckpoint } from './odtc-weights.js';
-import { buildEvalModel, buildTrainingModel, gradName, LossOptions, OptimizerOptions } from './training.js';
+import { GlowConfig } from '../glow/config.js';
+import { GlowWeights } from '../glow/model.js';
+import { paramSpecs } from '../glow/names.js';
+import { ortTrainingCheckpoint } from '../glow/odtc-weights.js';
+import { buildEvalModel, buildTrainingModel, gradName, LossOptions, OptimizerOptions } from './graphs.js';
 
 const { onnx } = onnxProto;
 
@@ -79,7 +79,7 @@ const floatType = (shape?: number[]) => ({ tensorType: { elemType: 1, shape: sha
 const sequenceType = () => ({ sequenceType: { elemType: floatType() } });
 
 /** One AdamWOptimizer node in PyTorch's AdamW mode (adam_mode 0, bias-corrected): the same
- * update as glow-onnx's own Adam (training.ts) without clipping. */
+ * update as glow-onnx's own Adam (graphs.ts) without clipping. */
 function optimizerModel(options: OrtOptimizerOptions, opset: number): Uint8Array {
   const o = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0, ...options };
   const f = (name: string, value: number) => ({ name, type: onnx.AttributeProto.AttributeType.FLOAT, f: value });

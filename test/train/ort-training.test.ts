@@ -12,15 +12,15 @@ import { serializeModel } from '../../src/builder/serialize.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { GlowWeights } from '../../src/glow/model.js';
 import { paramSpecs } from '../../src/glow/names.js';
-import { buildOrtTrainingArtifacts } from '../../src/glow/ort-training.js';
+import { buildOrtTrainingArtifacts } from '../../src/train/ort-artifacts.js';
 import { ortTrainingCheckpoint, weightsFromOdtc } from '../../src/glow/odtc-weights.js';
 import { checkpointBytes, initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/math/rng.js';
-import { buildFusedTrainStep, momentNames, updatedName } from '../../src/glow/training.js';
+import { buildFusedTrainStep, momentNames, updatedName } from '../../src/train/graphs.js';
 import { OdtcCheckpoint, OdtcError, ODTC_VERSION, readOdtc, writeOdtc } from '../../src/io/odtc.js';
-import { createOrtTrainingSession, loadTrainingBuild } from '../../src/runtime/ort-training.js';
-import { ORT_TRAINING_DIR, trainWithOrtTraining } from '../../src/runtime/ort-train.js';
-import { EpochReport } from '../../src/runtime/train.js';
+import { createOrtTrainingSession, loadTrainingBuild } from '../../src/train/ort-runtime.js';
+import { ORT_TRAINING_DIR, trainWithOrtTraining } from '../../src/train/ort-loop.js';
+import { EpochReport } from '../../src/train/loop.js';
 import { blobDataset, cli, maxAbsDiff, maxRelDiff } from '../helpers.js';
 
 const config: GlowConfig = {

@@ -1,6 +1,6 @@
 // Training artifacts in ONNX Runtime's on-device-training file layout, built from standard ONNX
 // ops only (onnxruntime-node/-web 1.30 have no training ops), so any runtime can drive them;
-// ort-training.ts builds the variant ORT's own TrainingSession loads:
+// ort-artifacts.ts builds the variant ORT's own TrainingSession loads:
 //   training_model.onnx   x (, y), trainable parameters -> loss, <param>_grad
 //   eval_model.onnx       x (, y), trainable parameters -> loss, bpd
 //   optimizer_model.onnx  learning_rate, step, per parameter p: p, p_grad, p.exp_avg, p.exp_avg_sq
@@ -11,9 +11,9 @@ import { addGradients } from '../builder/autodiff/index.js';
 import { Graph, GraphBuilder, Value } from '../builder/graph.js';
 import * as op from '../builder/ops.js';
 import { chain, cleanup, padConvChannels, toposort } from '../builder/passes/index.js';
-import { scalarConstant } from './layers/common.js';
-import { GlowWeights, trainableEncode } from './model.js';
-import { paramSpecs } from './names.js';
+import { scalarConstant } from '../glow/layers/common.js';
+import { GlowWeights, trainableEncode } from '../glow/model.js';
+import { paramSpecs } from '../glow/names.js';
 
 export interface OptimizerOptions {
   beta1?: number;

@@ -14,14 +14,14 @@ import { checkpointBytes, checkShuffles, checkWeights, parseJson, shufflesFrom }
 import { Rng } from '../math/rng.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { HostTensor, size } from '../math/tensor.js';
-import { buildFusedTrainStep, emaName, LossOptions, momentNames, OptimizerOptions, updatedName, zeroMoments } from '../glow/training.js';
-import { GlowModel } from './core.js';
+import { buildFusedTrainStep, emaName, LossOptions, momentNames, OptimizerOptions, updatedName, zeroMoments } from './graphs.js';
+import { GlowModel } from '../runtime/core.js';
 import { writeFileAtomic, writeFilesAtomic } from '../io/files.js';
-import { oneHotRows, sampleEps } from './generate.js';
-import { writeGrid } from './images.js';
-import { initActNorms } from './init.js';
-import { dequantize, failingImages, largest, quantize, roundTripErrors, roundTripTolerance } from './quantize.js';
-import { sessionOptions } from './session-options.js';
+import { oneHotRows, sampleEps } from '../runtime/generate.js';
+import { writeGrid } from '../runtime/images.js';
+import { initActNorms } from '../runtime/init.js';
+import { dequantize, failingImages, largest, quantize, roundTripErrors, roundTripTolerance } from '../runtime/quantize.js';
+import { sessionOptions } from '../runtime/session-options.js';
 
 export interface Dataset {
   /** 8-bit CHW pixels, image after image. */

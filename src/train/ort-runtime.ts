@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
-import { OrtTrainingFile } from '../glow/ort-training.js';
+import { OrtTrainingFile } from './ort-artifacts.js';
 import { readOdtc } from '../io/odtc.js';
 
 export const TRAINING_PACKAGE = 'onnxruntime-training-web';
