@@ -12,7 +12,8 @@ import { DEFAULT_CONFIG, GlowConfig } from '../src/glow/config.js';
 import { initWeights } from '../src/glow/params.js';
 import { Rng } from '../src/math/rng.js';
 import { trainWithOrtTraining } from '../src/train/ort-loop.js';
-import { train, TrainOptions } from '../src/train/loop.js';
+import { train } from '../src/train/loop.js';
+import { TrainOptions } from '../src/train/run.js';
 
 const { values } = parseArgs({
   options: { K: { type: 'string' }, hidden: { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' } },

@@ -22,8 +22,11 @@ export type { HostParams } from './glow/layers/common.js';
 export type { HostData, HostTensor } from './math/tensor.js';
 export type { LogScale } from './glow/layers/coupling.js';
 
-export { train, TrainingError, readTrainCheckpoint, initialCheckpoint, CHECKPOINT_FILE } from './train/loop.js';
-export type { Dataset, EpochReport, StepReport, TrainCheckpoint, TrainHooks, TrainOptions, TrainResult, TrainState } from './train/loop.js';
+export { readTrainCheckpoint, initialCheckpoint, CHECKPOINT_FILE } from './train/checkpoint.js';
+export { train } from './train/loop.js';
+export { TrainingError } from './train/run.js';
+export type { TrainCheckpoint } from './train/checkpoint.js';
+export type { Dataset, EpochReport, StepReport, TrainHooks, TrainOptions, TrainResult, TrainState } from './train/run.js';
 export { initActNorms } from './runtime/init.js';
 export { latentsBytes, parseLatents } from './runtime/latents.js';
 export { readImage, writeGrid } from './runtime/images.js';

@@ -13,7 +13,8 @@ import { serializeModel } from '../src/builder/serialize.js';
 import { GlowConfig } from '../src/glow/config.js';
 import { HostTensor } from '../src/math/tensor.js';
 import { Rng } from '../src/math/rng.js';
-import type { Dataset, TrainCheckpoint } from '../src/train/loop.js';
+import type { TrainCheckpoint } from '../src/train/checkpoint.js';
+import type { Dataset } from '../src/train/run.js';
 
 /** The built CLI entry point. */
 export const CLI_BIN = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url));

@@ -15,9 +15,9 @@ import { size } from '../math/tensor.js';
 import { writeFilesAtomic } from '../io/files.js';
 import { createOrtTrainingSession, loadTrainingBuild, TrainingSession } from './ort-runtime.js';
 import { dequantize } from '../runtime/quantize.js';
-import {
-  checkTrainRun, Dataset, epochOrder, evaluate, gatherImages, initialiseActNorms, labelsOf, TrainHooks, TrainingError, TrainOptions, TrainResult, weightsWith,
-} from './loop.js';
+import { weightsWith } from './checkpoint.js';
+import { evaluate } from './epoch-eval.js';
+import { checkTrainRun, Dataset, epochOrder, gatherImages, initialiseActNorms, labelsOf, TrainHooks, TrainingError, TrainOptions, TrainResult } from './run.js';
 
 /** Where the run's artifacts and its trained ODTC checkpoint go, under --out. */
 export const ORT_TRAINING_DIR = 'ort-training';

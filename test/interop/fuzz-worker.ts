@@ -23,7 +23,8 @@ import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } f
 import { InputError } from '../../src/runtime/core.js';
 import { inspectModel } from '../../src/runtime/inspect.js';
 import { latentsBytes, parseLatents } from '../../src/runtime/latents.js';
-import { initialCheckpoint, readTrainCheckpoint, TrainingError } from '../../src/train/loop.js';
+import { initialCheckpoint, readTrainCheckpoint } from '../../src/train/checkpoint.js';
+import { TrainingError } from '../../src/train/run.js';
 import { Rng, randomParams } from '../reference/random-params.js';
 
 export interface FuzzRequest {

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { Worker } from 'node:worker_threads';
 import { DEFAULT_CONFIG, GlowConfig } from '../../src/glow/config.js';
 import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } from '../../src/io/safetensors.js';
-import { initialCheckpoint, readTrainCheckpoint } from '../../src/train/loop.js';
+import { initialCheckpoint, readTrainCheckpoint } from '../../src/train/checkpoint.js';
 import { randomParams } from '../reference/random-params.js';
 import { CLEAN_ERRORS, FuzzMessage, FuzzRequest, uncleanReason } from './fuzz-worker.js';
 

@@ -20,7 +20,7 @@ import { buildFusedTrainStep, momentNames, updatedName } from '../../src/train/g
 import { OdtcCheckpoint, OdtcError, ODTC_VERSION, readOdtc, writeOdtc } from '../../src/io/odtc.js';
 import { createOrtTrainingSession, loadTrainingBuild } from '../../src/train/ort-runtime.js';
 import { ORT_TRAINING_DIR, trainWithOrtTraining } from '../../src/train/ort-loop.js';
-import { EpochReport } from '../../src/train/loop.js';
+import { EpochReport } from '../../src/train/run.js';
 import { blobDataset, cli, maxAbsDiff, maxRelDiff } from '../helpers.js';
 
 const config: GlowConfig = {
