@@ -11,6 +11,7 @@ import { concatChunks, ModelInfo, modelChunks, needsExternalData } from '../buil
 import { FORMAT_VERSION } from './contract.js';
 import { GlowConfig, latentShape } from './config.js';
 import { buildDecode, buildEncode, BuildOptions, GlowWeights } from './model.js';
+import { META_BATCH, META_DTYPE, META_TARGET } from './metadata.js';
 
 export { FORMAT_VERSION };
 export const PRODUCER = 'glow-onnx';
@@ -92,7 +93,7 @@ export function exportGraph(w: GlowWeights, kind: GraphKind, exportOptions: Expo
   const built = kind === 'encode' ? buildEncode(w, buildOptions) : buildDecode(w, buildOptions);
   const graph = options.webgpuConvPadding === false ? built : padConvChannels(built);
   const converted = dtype === 'float16' ? toFloat16(graph) : graph;
-  const metadata = { ...converted.metadata, 'glow_onnx.dtype': dtype, 'glow_onnx.batch': String(options.batch ?? 'dynamic') };
+  const metadata = { ...converted.metadata, [META_DTYPE]: dtype, [META_BATCH]: String(options.batch ?? 'dynamic') };
   return { ...converted, metadata };
 }
 
@@ -121,7 +122,7 @@ function opencvGraph(w: GlowWeights, kind: GraphKind, options: ExportOptions): G
   const built = kind === 'encode' ? buildEncode(w, buildOptions) : buildDecode(w, buildOptions);
   const passes = chain(floorAsRelu, classPriorPerPixel, cleanup, reduceSumAsMean, constantsWithoutBatchAxis, withoutTemperature, cleanup, checkOpencvForms);
   const graph = passes(built);
-  const metadata = { ...graph.metadata, 'glow_onnx.dtype': 'float32', 'glow_onnx.batch': String(options.batch), 'glow_onnx.target': 'opencv' };
+  const metadata = { ...graph.metadata, [META_DTYPE]: 'float32', [META_BATCH]: String(options.batch), [META_TARGET]: 'opencv' };
   return { ...graph, metadata };
 }
 

@@ -23,6 +23,7 @@ import { Gaussian, sample, standardize } from './layers/priors.js';
 import * as squeeze from './layers/squeeze.js';
 import { paramSpecs, splitPrefix, stepPrefix } from './names.js';
 import { HostTensor } from '../math/tensor.js';
+import { META_CONFIG, META_FOLDED } from './metadata.js';
 
 export interface GlowWeights {
   config: GlowConfig;
@@ -332,7 +333,7 @@ function total(g: GraphBuilder, terms: LogDet[], batchOf: Value, hint: string): 
 }
 
 function configMetadata(config: GlowConfig, fold: boolean): Record<string, string> {
-  return { 'glow_onnx.config': JSON.stringify(config), 'glow_onnx.folded': String(fold) };
+  return { [META_CONFIG]: JSON.stringify(config), [META_FOLDED]: String(fold) };
 }
 
 function finish(g: GraphBuilder, fold: boolean, doc: string): Graph {

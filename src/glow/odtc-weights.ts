@@ -7,7 +7,8 @@ import { HostTensor } from '../math/tensor.js';
 import { GlowConfig } from './config.js';
 import { GlowWeights } from './model.js';
 import { paramSpecs } from './names.js';
-import { checkWeights, META_CONFIG, META_SHUFFLES, weightsFromMetadata } from './params.js';
+import { META_CONFIG, META_SHUFFLES } from './metadata.js';
+import { checkWeights, weightsFromMetadata } from './params.js';
 
 /** The ODTC checkpoint of a model (no optimizer state: ORT starts from zero moments, step 0). */
 export function ortTrainingCheckpoint(w: GlowWeights): Uint8Array {

@@ -8,6 +8,7 @@ import { paramSpecs, stepPrefix } from './names.js';
 import { Rng } from '../math/rng.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { HostTensor, sameShape, zeros } from '../math/tensor.js';
+import { META_CONFIG, META_SHUFFLES } from './metadata.js';
 
 export const CONV_WEIGHT_STD = 0.05;
 
@@ -100,9 +101,6 @@ function logAbsDetOrInf(t: HostTensor): number {
 }
 
 export const WEIGHTS_FILE = 'weights.safetensors';
-
-export const META_CONFIG = 'glow_onnx.config';
-export const META_SHUFFLES = 'glow_onnx.shuffles';
 
 /** Native checkpoint bytes: float32 tensors in state_dict order, config and shuffle orders in
  * the safetensors metadata (which PyTorch's loaders ignore). */

@@ -10,6 +10,7 @@ import { Rng } from '../math/rng.js';
 import { HostTensor } from '../math/tensor.js';
 import { momentNames, zeroMoments } from './graphs.js';
 import { TrainingError, TrainOptions, TrainState } from './run.js';
+import { META_CONFIG, META_SHUFFLES, META_TRAIN_OPTIONS, META_TRAIN_STATE } from '../glow/metadata.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 
@@ -34,10 +35,10 @@ export function checkpointFile(w: GlowWeights, params: ReadonlyMap<string, Float
     if (ema) tensors.push([`ema.${name}`, { dtype: 'F32', shape, data: ema.get(name)! }]);
   }
   return writeSafetensors(tensors, {
-    'glow_onnx.config': JSON.stringify(w.config),
-    ...(w.shuffles ? { 'glow_onnx.shuffles': JSON.stringify(Object.fromEntries(w.shuffles)) } : {}),
-    'glow_onnx.train_state': JSON.stringify(state),
-    'glow_onnx.train_options': JSON.stringify(options),
+    [META_CONFIG]: JSON.stringify(w.config),
+    ...(w.shuffles ? { [META_SHUFFLES]: JSON.stringify(Object.fromEntries(w.shuffles)) } : {}),
+    [META_TRAIN_STATE]: JSON.stringify(state),
+    [META_TRAIN_OPTIONS]: JSON.stringify(options),
   });
 }
 
@@ -63,10 +64,10 @@ export function initialCheckpoint(w: GlowWeights, seed = 0): Uint8Array {
  * values) and the optimizer state. */
 export function readTrainCheckpoint(bytes: Uint8Array, source: string): TrainCheckpoint {
   const file = readSafetensors(bytes, source);
-  const raw = file.metadata['glow_onnx.train_state'];
-  const rawConfig = file.metadata['glow_onnx.config'];
+  const raw = file.metadata[META_TRAIN_STATE];
+  const rawConfig = file.metadata[META_CONFIG];
   if (!raw || !rawConfig) throw new TrainingError(`${source} is not a training checkpoint (no train state)`);
-  const config = validateConfig(parseJson(rawConfig, `${source} metadata glow_onnx.config`));
+  const config = validateConfig(parseJson(rawConfig, `${source} metadata ${META_CONFIG}`));
   const modelParams = new Map<string, HostTensor>(paramSpecs(config).flatMap((spec) => {
     const t = file.tensors.get(spec.name);
     return t ? [[spec.name, { shape: t.shape, data: t.data }] as const] : [];
@@ -79,10 +80,10 @@ export function readTrainCheckpoint(bytes: Uint8Array, source: string): TrainChe
     if (t.shape.join() !== shape.join()) throw new TrainingError(`${source}: ${name} is [${t.shape}], the config needs [${shape}]`);
     return t;
   };
-  const shufflesRaw = file.metadata['glow_onnx.shuffles'];
-  const shuffles = shufflesRaw ? shufflesFrom(parseJson(shufflesRaw, `${source} metadata glow_onnx.shuffles`), `${source} metadata glow_onnx.shuffles`) : undefined;
+  const shufflesRaw = file.metadata[META_SHUFFLES];
+  const shuffles = shufflesRaw ? shufflesFrom(parseJson(shufflesRaw, `${source} metadata ${META_SHUFFLES}`), `${source} metadata ${META_SHUFFLES}`) : undefined;
   if (config.permutation === 'shuffle') {
-    if (!shuffles) throw new TrainingError(`${source}: a shuffle model's checkpoint needs its channel orders (glow_onnx.shuffles)`);
+    if (!shuffles) throw new TrainingError(`${source}: a shuffle model's checkpoint needs its channel orders (${META_SHUFFLES})`);
     checkShuffles(config, shuffles, source);
   }
   const weights: GlowWeights = { config, params: modelParams, shuffles };
@@ -96,9 +97,9 @@ export function readTrainCheckpoint(bytes: Uint8Array, source: string): TrainChe
     moments.set(momentNames(name).v, floats(get(momentNames(name).v, shape)));
     if (ema) ema.set(name, floats(get(`ema.${name}`, shape)));
   }
-  const options = parseJson(file.metadata['glow_onnx.train_options'] ?? '{}', `${source} metadata glow_onnx.train_options`);
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new TrainingError(`${source}: glow_onnx.train_options is not a JSON object`);
-  return { weights, options: options as Partial<TrainOptions>, params, moments, ema, state: trainState(parseJson(raw, `${source} metadata glow_onnx.train_state`), source) };
+  const options = parseJson(file.metadata[META_TRAIN_OPTIONS] ?? '{}', `${source} metadata ${META_TRAIN_OPTIONS}`);
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new TrainingError(`${source}: ${META_TRAIN_OPTIONS} is not a JSON object`);
+  return { weights, options: options as Partial<TrainOptions>, params, moments, ema, state: trainState(parseJson(raw, `${source} metadata ${META_TRAIN_STATE}`), source) };
 }
 
 /** A stored train state, checked so that a resume fails here rather than steps later. */

@@ -13,6 +13,7 @@ import { CheckpointError } from '../../io/checkpoint-error.js';
 import { ConfigOverrides, detectPort, inferConfig, Port, toNativeNames } from './ports.js';
 import { importRosinality, isRosinalityBuffer } from './rosinality.js';
 import { readWeightsFile } from '../../io/torch.js';
+import { META_CONFIG } from '../metadata.js';
 
 export { CheckpointError };
 
@@ -30,7 +31,7 @@ export interface Imported {
 
 function isNativeCheckpoint(bytes: Uint8Array): boolean {
   try {
-    return 'glow_onnx.config' in readSafetensorsMetadata(bytes);
+    return META_CONFIG in readSafetensorsMetadata(bytes);
   } catch {
     return false;
   }
