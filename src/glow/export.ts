@@ -9,7 +9,7 @@ import {
 } from '../builder/passes/index.js';
 import { concatChunks, ModelInfo, modelChunks, needsExternalData } from '../builder/serialize.js';
 import { FORMAT_VERSION } from './contract.js';
-import { GlowConfig, latentShape } from './config.js';
+import { GlowConfig } from './config.js';
 import { buildDecode, buildEncode, BuildOptions, GlowWeights } from './model.js';
 import { META_BATCH, META_DTYPE, META_TARGET } from './metadata.js';
 
@@ -214,8 +214,4 @@ export function exportModel(w: GlowWeights, options: ExportOptions = {}, provena
     ...(bytes['encode.onnx.data'] ? { 'encode.onnx.data': bytes['encode.onnx.data'] } : {}),
     ...(bytes['decode.onnx.data'] ? { 'decode.onnx.data': bytes['decode.onnx.data'] } : {}),
   };
-}
-
-export function latentShapes(config: GlowConfig): [number, number, number][] {
-  return Array.from({ length: config.L }, (_, i) => latentShape(config, i + 1));
 }
