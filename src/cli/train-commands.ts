@@ -19,7 +19,7 @@ import { train } from '../train/loop.js';
 import { Dataset, StepReport, TrainHooks, TrainOptions } from '../train/run.js';
 import { choice, integer, number, parse, readBytes, required, UsageError, Values } from './args.js';
 import { isMnist, readImages } from './data.js';
-import { CONFIG_FLAGS, configFromFlags } from './model-commands.js';
+import { CONFIG_FLAGS, configFromFlags } from './flags.js';
 
 function positive(values: Values, name: string): number | undefined {
   return number(values, name, (n) => Number.isFinite(n) && n > 0, 'a number > 0');
