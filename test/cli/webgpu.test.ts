@@ -10,7 +10,7 @@ import { DEFAULT_CONFIG } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
 import { writeFilesAtomic } from '../../src/io/files.js';
 import { CLI_BIN, SWIFTSHADER_ICD } from '../helpers.js';
-import { randomParams } from '../reference/random-params.js';
+import { randomParams } from '../../support/random-params.js';
 
 describe('glow-onnx sample --ep webgpu', function () {
   this.timeout(180000);

@@ -22,7 +22,7 @@ import { writeFilesAtomic } from '../../src/io/files.js';
 import { inspectModel } from '../../src/runtime/inspect.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { CLI_BIN, maxAbsDiff } from '../helpers.js';
-import { randomImages, randomParams } from '../reference/random-params.js';
+import { randomImages, randomParams } from '../../support/random-params.js';
 
 const { onnx } = onnxProto;
 ortWeb.env.wasm.numThreads = 1;

@@ -23,8 +23,8 @@ import { writeFilesAtomic } from '../../src/io/files.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { CLI_BIN, maxAbsDiff, runGraph } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
-import { evaluateFloat16 } from './fp16-emulate.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../../support/random-params.js';
+import { evaluateFloat16 } from '../../support/fp16-emulate.js';
 
 /** x [2, 3] -> y = relu(x * w + b) [2, 3], s = ReduceSum(y * y, [1]) [2] * c. */
 function smallGraph(): Graph {

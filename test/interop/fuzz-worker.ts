@@ -25,7 +25,7 @@ import { inspectModel } from '../../src/runtime/inspect.js';
 import { latentsBytes, parseLatents } from '../../src/runtime/latents.js';
 import { initialCheckpoint, readTrainCheckpoint } from '../../src/train/checkpoint.js';
 import { TrainingError } from '../../src/train/run.js';
-import { Rng, randomParams } from '../reference/random-params.js';
+import { Rng, randomParams } from '../../support/random-params.js';
 
 export interface FuzzRequest {
   reader: string;

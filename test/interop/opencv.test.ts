@@ -21,7 +21,7 @@ import { loadMnist } from '../../src/runtime/mnist.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { cli, maxAbsDiff, maxScaledDiff, RGB_CONFIGS, runGraph } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../../support/random-params.js';
 import { PYTHON } from './onnx-checker.js';
 
 const INSTALL = "install Debian's python3-opencv (apt-get install python3-opencv)";

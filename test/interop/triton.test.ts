@@ -16,7 +16,7 @@ import { GlowWeights } from '../../src/glow/model.js';
 import { HostTensor } from '../../src/math/tensor.js';
 import { preferredBatchSizes, tritonConfig, TritonOptions, tritonRepository } from '../../src/glow/triton.js';
 import { cli, maxAbsDiff, runGraph } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams } from '../../support/random-params.js';
 
 // ---------------------------------------------------------------- protobuf text format (subset)
 

@@ -2,7 +2,8 @@
 // below it: src/math (numbers) and src/io (file formats) know nothing of ONNX or Glow, the
 // builder knows nothing of Glow, Glow nothing of ONNX Runtime, and so on up to the entries. The
 // import lines of every file under src/ are read and each relative import is checked against the
-// order below.
+// order below. scripts/ sit on top; they and test/ share helpers
+// through support/, and scripts take nothing from test/.
 
 import { expect } from 'chai';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -62,5 +63,13 @@ describe('source layering', () => {
 
   it('every module under src/ imports only from its own folder or a layer below', () => {
     expect(upwardImports(sources)).to.deep.equal([]);
+  });
+
+  it('scripts/ take nothing from test/', () => {
+    const fromScripts = files(join(repoRoot, 'scripts')).flatMap((path) => relativeImports(readFileSync(path, 'utf8'))
+      .map((spec) => relative(repoRoot, resolve(dirname(path), spec)))
+      .filter((target) => target.split(sep)[0] === 'test')
+      .map((target) => `${relative(repoRoot, path)} -> ${target}`));
+    expect(fromScripts).to.deep.equal([]);
   });
 });

@@ -17,7 +17,7 @@ import { buildArtifactModels, buildTrainingModel } from '../../src/train/graphs.
 import { profilePlacement } from '../../src/runtime/providers.js';
 import { WEBGPU_EP } from '../../src/runtime/session-options.js';
 import { useSoftwareWebGpu, webGpuDriverProblem } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams, Rng } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, Rng } from '../../support/random-params.js';
 
 const presetIcd = useSoftwareWebGpu();
 

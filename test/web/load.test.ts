@@ -10,7 +10,7 @@ import { checkGraphPorts, ModelFileError, parseGlowJson } from '../../src/glow/c
 import { sampleEps } from '../../src/runtime/generate.js';
 import { env, loadGlowModel, pixelsToRgba, rgbaToPixels } from '../../src/web/index.js';
 import { maxAbsDiff } from '../helpers.js';
-import { randomImages, randomParams } from '../reference/random-params.js';
+import { randomImages, randomParams } from '../../support/random-params.js';
 
 env.wasm.numThreads = 1;
 

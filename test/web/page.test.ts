@@ -26,7 +26,7 @@ import { dequantize } from '../../src/runtime/quantize.js';
 import { createSession } from '../../src/runtime/providers.js';
 import { CHROMIUM_ARGS, launchChromium } from '../../scripts/chromium.js';
 import { maxAbsDiff, RGB_CONFIGS, RGB_TOLERANCE } from '../helpers.js';
-import { randomImages, randomParams } from '../reference/random-params.js';
+import { randomImages, randomParams } from '../../support/random-params.js';
 
 // Samples of the MNIST-shaped and class-conditional models against onnxruntime-node's CPU
 // provider, on the same eps: the README states this bound (worst measured 2.9e-6, WebGPU at T=1).

@@ -15,7 +15,7 @@ import { buildEvalModel, buildTrainingModel } from '../../../src/train/graphs.js
 import { paramSpecs } from '../../../src/glow/names.js';
 import { maxAbsDiff, runGraph } from '../../helpers.js';
 import { refEncode } from '../../reference/glow64.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles, Rng } from '../../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles, Rng } from '../../../support/random-params.js';
 import { evaluateGraph as evaluate } from '../../../src/builder/evaluate.js';
 
 const STEP = 1e-6;
