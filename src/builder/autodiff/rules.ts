@@ -218,10 +218,10 @@ const conv: GradientRule = (ctx) => {
  * The weight gradient of a stride-1, undilated, ungrouped convolution as kH*kW GEMMs, one per
  * kernel offset: dW[:, :, p, q] = dY [M, N*oH*oW] x X shifted by (p, q) [N*oH*oW, C]. Same
  * arithmetic as the convolution formulation, but ONNX Runtime runs it on its matrix multiply
- * (about 10x faster on the coupling networks' convolutions, which dominated training steps).
+ * (much faster on the coupling networks' convolutions, which dominated training steps).
  * Each shift is a copy (a Slice), so the smaller of X and dY is the one shifted: a coupling
  * network's last convolution reads 64+ channels and writes a few, and copying X nine times there
- * was a third of a training step.
+ * was a large part of a training step.
  */
 function weightGradientByGemm(
   g: GraphBuilder, x: Value, dy: Value, kernel: number[], pads: ConvAttributes['pads'], excess: [number, number],
