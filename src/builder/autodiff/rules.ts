@@ -7,6 +7,7 @@
 // several times are summed by the engine too. Rules only compute gradients for the inputs that
 // `needs` marks (the others may be left undefined).
 
+import { normAxis } from '../axes.js';
 import { GraphBuilder, Node, tensor, Tensor, Value } from '../graph.js';
 import * as op from '../ops.js';
 
@@ -42,10 +43,6 @@ function scalarOf(g: GraphBuilder, like: Value, value: number, hint = 'c'): Valu
 function numAttr(node: Node, name: string, fallback: number): number {
   const a = node.attributes[name];
   return a && (a.kind === 'int' || a.kind === 'float') ? a.value : fallback;
-}
-
-function normAxis(axis: number, rank: number): number {
-  return axis < 0 ? axis + rank : axis;
 }
 
 /** Integer data of a constant input (axes, indices, starts...), required. */
