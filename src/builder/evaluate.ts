@@ -10,16 +10,13 @@
 
 import { normAxis } from './axes.js';
 import { dtypeOfCode, DType, Graph, Node, Tensor } from './graph.js';
+import { size } from '../math/tensor.js';
 
 /** Omitted optional inputs are undefined. */
 type Inputs = readonly (Tensor | undefined)[];
 type Kernel = (node: Node, inputs: Inputs) => Tensor[];
 
 // ---------------------------------------------------------------- helpers
-
-function size(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
 
 function stridesOf(shape: readonly number[]): number[] {
   const s = new Array<number>(shape.length);

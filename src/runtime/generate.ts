@@ -4,11 +4,12 @@
 
 import { GlowConfig, latentShape } from '../glow/config.js';
 import { Rng } from '../math/rng.js';
+import { size } from '../math/tensor.js';
 
 export type Latents = Float32Array[];
 
 function latentSize(config: GlowConfig, level: number): number {
-  return latentShape(config, level).reduce((a, b) => a * b, 1);
+  return size(latentShape(config, level));
 }
 
 /** n standard-normal eps per level from a seeded generator: the same seed gives the same samples

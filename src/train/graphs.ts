@@ -14,6 +14,7 @@ import { chain, cleanup, padConvChannels, toposort } from '../builder/passes/ind
 import { scalarConstant } from '../glow/layers/common.js';
 import { GlowWeights, trainableEncode } from '../glow/model.js';
 import { paramSpecs } from '../glow/names.js';
+import { size } from '../math/tensor.js';
 
 export interface OptimizerOptions {
   beta1?: number;
@@ -203,7 +204,7 @@ export function buildFusedTrainStep(w: GlowWeights, options: LossOptions & Optim
 export function zeroMoments(shapes: ReadonlyMap<string, number[]>): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
   for (const [name, shape] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
+    const n = size(shape);
     out.set(momentNames(name).m, new Float32Array(n));
     out.set(momentNames(name).v, new Float32Array(n));
   }
