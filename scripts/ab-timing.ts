@@ -5,7 +5,7 @@
 import * as ort from 'onnxruntime-node';
 import { dimensions, GlowConfig, latentShape } from '../src/glow/config.js';
 import { ModelFiles } from '../src/glow/export.js';
-import { Rng } from '../src/glow/rng.js';
+import { Rng } from '../src/math/rng.js';
 import { sampleEps } from '../src/runtime/generate.js';
 
 const REPEATS = 5;

@@ -7,14 +7,14 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG, GlowConfig, Permutation } from '../src/glow/config.js';
 import { initWeights } from '../src/glow/params.js';
-import { Rng } from '../src/glow/rng.js';
+import { Rng } from '../src/math/rng.js';
 import { loadGlowRuntime } from '../src/runtime/node.js';
 import { loadMnist } from '../src/runtime/mnist.js';
 import { dequantize } from '../src/runtime/quantize.js';
-import { writeFilesAtomic } from '../src/runtime/files.js';
+import { writeFilesAtomic } from '../src/io/files.js';
 import { exportModel } from '../src/glow/export.js';
 import { meanAndStdErr } from '../src/runtime/generate.js';
-import { train } from '../src/runtime/train.js';
+import { train } from '../src/train/loop.js';
 
 const { values } = parseArgs({ options: { steps: { type: 'string' }, K: { type: 'string' }, hidden: { type: 'string' }, out: { type: 'string' } } });
 const steps = Number(values.steps ?? 600);

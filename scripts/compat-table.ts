@@ -22,11 +22,11 @@ import { GlowConfig, latentShape } from '../src/glow/config.js';
 import { exportGraph, ExportOptions, GraphKind } from '../src/glow/export.js';
 import { importWeights } from '../src/glow/import/index.js';
 import { GlowWeights } from '../src/glow/model.js';
-import { Rng } from '../src/glow/rng.js';
+import { Rng } from '../src/math/rng.js';
 import { loadMnist } from '../src/runtime/mnist.js';
 import { dequantize } from '../src/runtime/quantize.js';
 import { maxScaledDiff, RGB_CONFIGS, useSoftwareWebGpu, webGpuDriverProblem } from '../test/helpers.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles } from '../test/reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../support/random-params.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const OPENCV_SCRIPT = join(ROOT, 'scripts/opencv_run.py');

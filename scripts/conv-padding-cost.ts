@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util';
 import { GlowConfig } from '../src/glow/config.js';
 import { exportGraph, exportModel } from '../src/glow/export.js';
-import { randomParams } from '../test/reference/random-params.js';
+import { randomParams } from '../support/random-params.js';
 import { timeVariants } from './ab-timing.js';
 
 const { values } = parseArgs({

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { USAGE } from '../src/cli/usage.js';
-import { writeFileAtomic } from '../src/runtime/files.js';
+import { writeFileAtomic } from '../src/io/files.js';
 
 export const BEGIN = '<!-- glow-onnx --help, written by `npm run docs:cli` from src/cli/usage.ts: edit it there -->';
 export const END = '<!-- end of glow-onnx --help -->';

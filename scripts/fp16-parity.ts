@@ -10,7 +10,7 @@
 // model: bits/dim (float32 mean), |bpd16 - bpd32| (mean and max), max |eps16 - eps32|, the round
 // trip max |x - decode(encode(x))| of each precision, and the size of encode.onnx + decode.onnx.
 // The last two columns run the float16 graphs as a GPU does, every op's result rounded to
-// float16 (test/interop/fp16-emulate.ts, float64 interpreter: slow, on the first --emulate
+// float16 (support/fp16-emulate.ts, float64 interpreter: slow, on the first --emulate
 // images, default 16): onnxruntime's CPU provider computes most float16 ops in float32.
 
 import ort from 'onnxruntime-node';
@@ -21,12 +21,12 @@ import { GlowConfig } from '../src/glow/config.js';
 import { ExportDType, exportGraphs, exportModel } from '../src/glow/export.js';
 import { importWeights } from '../src/glow/import/index.js';
 import { GlowWeights } from '../src/glow/model.js';
-import { Rng } from '../src/glow/rng.js';
+import { Rng } from '../src/math/rng.js';
 import { GlowModel } from '../src/runtime/core.js';
 import { createSession } from '../src/runtime/providers.js';
 import { dequantize } from '../src/runtime/quantize.js';
-import { evaluateFloat16 } from '../test/interop/fp16-emulate.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles } from '../test/reference/random-params.js';
+import { evaluateFloat16 } from '../support/fp16-emulate.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../support/random-params.js';
 
 const base: GlowConfig = {
   imageShape: [1, 28, 28], K: 4, L: 2, hiddenChannels: 64, coupling: 'affine', permutation: 'invconv',

@@ -27,7 +27,7 @@ import { exportModel } from '../src/glow/export.js';
 import { Encoded, GlowModel } from '../src/runtime/core.js';
 import { loadGlowRuntime } from '../src/runtime/node.js';
 import { createSession, Placement, profilePlacement, ProviderError, ProviderName, PROVIDERS } from '../src/runtime/providers.js';
-import { randomImages, randomOneHot, randomParams } from '../test/reference/random-params.js';
+import { randomImages, randomOneHot, randomParams } from '../support/random-params.js';
 
 const TOLERANCE = 1e-3;
 const BATCH = 8;

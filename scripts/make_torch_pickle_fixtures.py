@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the torch.save fixtures for test/glow/import/torch.test.ts into test/fixtures/torch-io/.
+"""Writes the torch.save fixtures for test/io/torch.test.ts into test/fixtures/torch-io/.
 
 Run with a Python that has torch (Debian: /usr/bin/python3 with python3-torch):
 

@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG, GlowConfig } from '../src/glow/config.js';
 import { initWeights } from '../src/glow/params.js';
-import { Rng } from '../src/glow/rng.js';
-import { trainWithOrtTraining } from '../src/runtime/ort-train.js';
-import { train, TrainOptions } from '../src/runtime/train.js';
+import { Rng } from '../src/math/rng.js';
+import { trainWithOrtTraining } from '../src/train/ort-loop.js';
+import { train } from '../src/train/loop.js';
+import { TrainOptions } from '../src/train/run.js';
 
 const { values } = parseArgs({
   options: { K: { type: 'string' }, hidden: { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' } },

@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG, GlowConfig } from '../src/glow/config.js';
 import { initWeights } from '../src/glow/params.js';
-import { Rng } from '../src/glow/rng.js';
-import { train } from '../src/runtime/train.js';
+import { Rng } from '../src/math/rng.js';
+import { train } from '../src/train/loop.js';
 
 const { values } = parseArgs({
   options: { K: { type: 'string' }, hidden: { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' } },

@@ -11,8 +11,8 @@ import { serializeModel } from '../src/builder/serialize.js';
 import { DEFAULT_CONFIG, GlowConfig } from '../src/glow/config.js';
 import { paramSpecs } from '../src/glow/names.js';
 import { initWeights } from '../src/glow/params.js';
-import { Rng } from '../src/glow/rng.js';
-import { adamFeeds, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName, zeroMoments } from '../src/glow/training.js';
+import { Rng } from '../src/math/rng.js';
+import { adamFeeds, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName, zeroMoments } from '../src/train/graphs.js';
 
 const { values } = parseArgs({
   options: {

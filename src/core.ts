@@ -4,10 +4,10 @@
 
 export { ConfigError, DEFAULT_CONFIG, dimensions, latentShape, validateConfig } from './glow/config.js';
 export type { Coupling, GlowConfig, Permutation } from './glow/config.js';
-export { Rng } from './glow/rng.js';
-export type { RngSeed } from './glow/rng.js';
-export { checkGraphPorts, FORMAT_VERSION, GRAPH_FILES, ModelFileError, parseGlowJson, sameConfig } from './runtime/contract.js';
-export type { GraphFile, GraphPort, ModelDescription } from './runtime/contract.js';
+export { Rng } from './math/rng.js';
+export type { RngSeed } from './math/rng.js';
+export { checkGraphPorts, FORMAT_VERSION, GRAPH_FILES, ModelFileError, parseGlowJson, sameConfig } from './glow/contract.js';
+export type { GraphFile, GraphPort, ModelDescription } from './glow/contract.js';
 export { GlowModel, InputError } from './runtime/core.js';
 export type { Encoded, ImageEdit, Progress, Reconstruction, TensorFactory } from './runtime/core.js';
 export { attributeDirection, interpolate, manipulate, meanAndStdErr, oneHotRows, pick, sampleEps, stack } from './runtime/generate.js';

@@ -19,11 +19,14 @@ export type { Port } from './glow/import/ports.js';
 export { checkpointBytes, initWeights, parseCheckpoint, WEIGHTS_FILE, WeightsError } from './glow/params.js';
 export type { GlowWeights } from './glow/model.js';
 export type { HostParams } from './glow/layers/common.js';
-export type { HostData, HostTensor } from './glow/tensor.js';
+export type { HostData, HostTensor } from './math/tensor.js';
 export type { LogScale } from './glow/layers/coupling.js';
 
-export { train, TrainingError, readTrainCheckpoint, initialCheckpoint, CHECKPOINT_FILE } from './runtime/train.js';
-export type { Dataset, EpochReport, StepReport, TrainCheckpoint, TrainHooks, TrainOptions, TrainResult, TrainState } from './runtime/train.js';
+export { readTrainCheckpoint, initialCheckpoint, CHECKPOINT_FILE } from './train/checkpoint.js';
+export { train } from './train/loop.js';
+export { TrainingError } from './train/run.js';
+export type { TrainCheckpoint } from './train/checkpoint.js';
+export type { Dataset, EpochReport, StepReport, TrainHooks, TrainOptions, TrainResult, TrainState } from './train/run.js';
 export { initActNorms } from './runtime/init.js';
 export { latentsBytes, parseLatents } from './runtime/latents.js';
 export { readImage, writeGrid } from './runtime/images.js';

@@ -1,4 +1,4 @@
-// Failures injected into the file system calls the writers make (src/runtime/files.ts), without
+// Failures injected into the file system calls the writers make (src/io/files.ts), without
 // root or a real full disk: node:fs is patched for the duration of one call, and
 // syncBuiltinESMExports() carries the patch into the modules that imported its functions by
 // name. Only files under `under` are touched; everything else goes to the real functions.

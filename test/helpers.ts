@@ -11,10 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { Graph } from '../src/builder/graph.js';
 import { serializeModel } from '../src/builder/serialize.js';
 import { GlowConfig } from '../src/glow/config.js';
-import { HostTensor } from '../src/glow/tensor.js';
-import { Rng } from '../src/glow/rng.js';
-import { adamFeeds, OptimizerOptions } from '../src/glow/training.js';
-import type { Dataset, TrainCheckpoint } from '../src/runtime/train.js';
+import { HostTensor } from '../src/math/tensor.js';
+import { Rng } from '../src/math/rng.js';
+import { adamFeeds, OptimizerOptions } from '../src/train/graphs.js';
+import type { TrainCheckpoint } from '../src/train/checkpoint.js';
+import type { Dataset } from '../src/train/run.js';
 
 /** The built CLI entry point. */
 export const CLI_BIN = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url));

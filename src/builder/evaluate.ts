@@ -8,17 +8,15 @@
 // it, integer Div truncates) but float32 values are not rounded. Written for clarity on small
 // tensors, not for speed: index arithmetic goes through precomputed offset tables.
 
+import { normAxis } from './axes.js';
 import { dtypeOfCode, DType, Graph, Node, Tensor } from './graph.js';
+import { size } from '../math/tensor.js';
 
 /** Omitted optional inputs are undefined. */
 type Inputs = readonly (Tensor | undefined)[];
 type Kernel = (node: Node, inputs: Inputs) => Tensor[];
 
 // ---------------------------------------------------------------- helpers
-
-function size(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
 
 function stridesOf(shape: readonly number[]): number[] {
   const s = new Array<number>(shape.length);
@@ -120,12 +118,6 @@ function stringAttr(node: Node, name: string, fallback: string): string {
   if (a === undefined) return fallback;
   if (a.kind !== 'string') throw new Error(`attribute ${name} must be a string`);
   return a.value;
-}
-
-function normAxis(axis: number, rank: number): number {
-  const a = axis < 0 ? axis + rank : axis;
-  if (!Number.isInteger(a) || a < 0 || a >= rank) throw new Error(`axis ${axis} out of range for rank ${rank}`);
-  return a;
 }
 
 function ints(t: Tensor): number[] {

@@ -2,6 +2,7 @@
 // picks the form its opset defines, and infers the output shape so mistakes surface at build
 // time with the names of the values involved.
 
+import { normAxis } from './axes.js';
 import { attr, Attribute, Dim, DType, GraphBuilder, ONNX_TYPE, Shape, tensor, Value } from './graph.js';
 
 // ---------------------------------------------------------------- shape helpers
@@ -26,12 +27,6 @@ export function broadcastShapes(a: Shape | undefined, b: Shape | undefined, ctx 
     out.push(broadcastDim(da, db, ctx));
   }
   return out;
-}
-
-function normAxis(axis: number, rank: number, what: string): number {
-  const a = axis < 0 ? axis + rank : axis;
-  if (a < 0 || a >= rank) throw new Error(`${what}: axis ${axis} out of range for rank ${rank}`);
-  return a;
 }
 
 function sameDtype(op: string, values: Value[]): DType {

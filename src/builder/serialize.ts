@@ -5,8 +5,9 @@
 // size of the weights (a ModelProto cannot pass protobuf's 2 GiB).
 
 import onnxProto from 'onnx-proto';
-import { float16Bits, float16Value } from './float16.js';
+import { float16Bits, float16Value } from '../math/half-precision.js';
 import { Attribute, Dim, dtypeOfCode, Graph, GraphIO, Node, ONNX_TYPE, Tensor, Value } from './graph.js';
+import { size } from '../math/tensor.js';
 
 export { float16Bits, float16Value };
 
@@ -160,7 +161,7 @@ export function fromTensorProto(p: onnxProto.onnx.ITensorProto, where: string, e
   if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new OnnxFormatError(`${where}: tensor ${p.name} has invalid dims [${shape.join(', ')}]`);
   }
-  const n = shape.reduce((a, b) => a * b, 1);
+  const n = size(shape);
   const itemSize = ITEM_SIZE[dtype];
   if (!Number.isSafeInteger(n * itemSize)) throw new OnnxFormatError(`${where}: tensor ${p.name} has invalid dims [${shape.join(', ')}]`);
   const raw = p.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL ? externalBytes(p, n * itemSize, where, external) : p.rawData;

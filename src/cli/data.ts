@@ -3,7 +3,7 @@
 
 import { statSync } from 'node:fs';
 import { GlowConfig } from '../glow/config.js';
-import { size } from '../glow/tensor.js';
+import { size } from '../math/tensor.js';
 import { listImages, readImage } from '../runtime/images.js';
 import { loadMnist } from '../runtime/mnist.js';
 import { isStressSet, stressImages } from '../runtime/stress.js';

@@ -2,60 +2,23 @@
 
 import { basename, dirname, join } from 'node:path';
 import { SUPPORTED_OPSETS } from '../builder/graph.js';
-import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../glow/config.js';
+import { validateConfig } from '../glow/config.js';
 import { exportModelToDirectory } from '../glow/export-directory.js';
 import { DTYPES, ExportDType, ExportOptions, ExportTarget, TARGETS } from '../glow/export.js';
 import { importWeights, ImportOptions } from '../glow/import/index.js';
 import { toRosinality } from '../glow/import/rosinality.js';
-import { writeSafetensors } from '../glow/safetensors.js';
+import { writeSafetensors } from '../io/safetensors.js';
 import { checkpointBytes, initWeights, shufflesFrom, WEIGHTS_FILE } from '../glow/params.js';
-import { Rng } from '../glow/rng.js';
-import { writeFilesAtomic } from '../runtime/files.js';
+import { Rng } from '../math/rng.js';
+import { writeFilesAtomic } from '../io/files.js';
 import { initActNorms } from '../runtime/init.js';
 import { TRITON_DEVICES, TritonDevice, TritonOptions, tritonRepository } from '../glow/triton.js';
 import { inspectModel } from '../runtime/inspect.js';
 import { dequantize } from '../runtime/quantize.js';
-import { bool, choice, integer, Options, parse, readBytes, readJson, required, UsageError, Values } from './args.js';
+import { choice, integer, Options, parse, readBytes, readJson, required, UsageError, Values } from './args.js';
 import { loadImages, oneHot } from './data.js';
+import { CONFIG_FLAGS, configFromFlags } from './flags.js';
 
-export const CONFIG_FLAGS: Options = {
-  'image-shape': { type: 'string' }, K: { type: 'string' }, L: { type: 'string' }, hidden: { type: 'string' },
-  coupling: { type: 'string' }, permutation: { type: 'string' }, lu: { type: 'string' }, 'learn-top': { type: 'string' },
-  classes: { type: 'string' }, 'n-bits': { type: 'string' }, 'actnorm-scale': { type: 'string' },
-  'scale-floor': { type: 'string' },
-};
-
-/** Defaults, then --config FILE, then individual flags; validated as a whole. */
-export function configFromFlags(values: Values): GlowConfig {
-  const merged: Record<string, unknown> = { ...DEFAULT_CONFIG, ...(values.config ? (readJson(values.config as string) as object) : {}) };
-  const numeric = (name: string) => (values[name] === undefined ? undefined : Number(values[name]));
-  const flags: Record<string, unknown> = {
-    imageShape: values['image-shape'] === undefined ? undefined : String(values['image-shape']).split(',').map(Number),
-    K: numeric('K'),
-    L: numeric('L'),
-    hiddenChannels: numeric('hidden'),
-    coupling: values.coupling,
-    permutation: values.permutation,
-    lu: luFlag(values),
-    learnTop: bool(values, 'learn-top'),
-    numClasses: numeric('classes'),
-    nBits: numeric('n-bits'),
-    actnormScale: numeric('actnorm-scale'),
-    scaleFloor: numeric('scale-floor'),
-  };
-  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
-  return validateConfig(merged);
-}
-
-/** --lu true, false, or one per level (false,false,true: plain levels under an LU top, as
- * rosinality's --no_lu models have them). */
-function luFlag(values: Values): boolean | boolean[] | undefined {
-  const value = values.lu;
-  if (typeof value !== 'string' || !value.includes(',')) return bool(values, 'lu');
-  const parts = value.split(',');
-  if (!parts.every((p) => p === 'true' || p === 'false')) throw new UsageError(`--lu must be true, false or one of them per level (false,false,true), got ${value}`);
-  return parts.map((p) => p === 'true');
-}
 
 export async function cmdInit(argv: string[]): Promise<void> {
   const { values } = parse(argv, {

@@ -8,16 +8,18 @@ import { validateConfig } from '../glow/config.js';
 import { exportModel } from '../glow/export.js';
 import { importWeights } from '../glow/import/index.js';
 import { paramSpecs } from '../glow/names.js';
-import { buildOrtTrainingArtifacts } from '../glow/ort-training.js';
+import { buildOrtTrainingArtifacts } from '../train/ort-artifacts.js';
 import { GlowWeights } from '../glow/model.js';
 import { initWeights } from '../glow/params.js';
-import { buildArtifactModels, DEFAULT_CLASS_WEIGHT } from '../glow/training.js';
-import { writeFilesAtomic } from '../runtime/files.js';
+import { buildArtifactModels, DEFAULT_CLASS_WEIGHT } from '../train/graphs.js';
+import { writeFilesAtomic } from '../io/files.js';
 import { loadMnist } from '../runtime/mnist.js';
-import { CHECKPOINT_FILE, Dataset, initialCheckpoint, readTrainCheckpoint, StepReport, train, TrainCheckpoint, TrainHooks, TrainOptions } from '../runtime/train.js';
+import { CHECKPOINT_FILE, initialCheckpoint, readTrainCheckpoint, TrainCheckpoint } from '../train/checkpoint.js';
+import { train } from '../train/loop.js';
+import { Dataset, StepReport, TrainHooks, TrainOptions } from '../train/run.js';
 import { choice, integer, number, parse, readBytes, required, UsageError, Values } from './args.js';
 import { isMnist, readImages } from './data.js';
-import { CONFIG_FLAGS, configFromFlags } from './model-commands.js';
+import { CONFIG_FLAGS, configFromFlags } from './flags.js';
 
 function positive(values: Values, name: string): number | undefined {
   return number(values, name, (n) => Number.isFinite(n) && n > 0, 'a number > 0');
@@ -155,7 +157,7 @@ export async function cmdTrain(argv: string[]): Promise<number> {
     };
     // Only this engine loads ONNX Runtime's training build.
     const result = engine === 'ort-training'
-      ? await (await import('../runtime/ort-train.js')).trainWithOrtTraining(start as GlowWeights, sets, { ...options, emaDecay: 0 }, hooks)
+      ? await (await import('../train/ort-loop.js')).trainWithOrtTraining(start as GlowWeights, sets, { ...options, emaDecay: 0 }, hooks)
       : await train(start, sets, options, hooks);
     progress.stop();
     writeFilesAtomic(join(out, 'model'), { ...exportModel(result.weights, {}, { trainedSteps: String(result.steps) }) });

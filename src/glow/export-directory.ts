@@ -2,7 +2,7 @@
 // system, for bundles that export in memory).
 
 import { join } from 'node:path';
-import { writeChunks, writeDirectoryAtomic } from '../runtime/files.js';
+import { writeChunks, writeDirectoryAtomic } from '../io/files.js';
 import { ExportOptions, exportFiles, GlowJson } from './export.js';
 import { GlowWeights } from './model.js';
 

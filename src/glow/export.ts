@@ -8,9 +8,10 @@ import {
   chain, checkOpencvForms, classPriorPerPixel, cleanup, constantsWithoutBatchAxis, floorAsMax, floorAsRelu, padConvChannels, reduceSumAsMean, toFloat16, withoutTemperature,
 } from '../builder/passes/index.js';
 import { concatChunks, ModelInfo, modelChunks, needsExternalData } from '../builder/serialize.js';
-import { FORMAT_VERSION } from '../runtime/contract.js';
-import { GlowConfig, latentShape } from './config.js';
+import { FORMAT_VERSION } from './contract.js';
+import { GlowConfig } from './config.js';
 import { buildDecode, buildEncode, BuildOptions, GlowWeights } from './model.js';
+import { META_BATCH, META_DTYPE, META_TARGET } from './metadata.js';
 
 export { FORMAT_VERSION };
 export const PRODUCER = 'glow-onnx';
@@ -97,7 +98,7 @@ export function exportGraph(w: GlowWeights, kind: GraphKind, exportOptions: Expo
   const portable = options.floorAsMax === false ? built : cleanup(floorAsMax(built));
   const graph = options.webgpuConvPadding === false ? portable : padConvChannels(portable);
   const converted = dtype === 'float16' ? toFloat16(graph) : graph;
-  const metadata = { ...converted.metadata, 'glow_onnx.dtype': dtype, 'glow_onnx.batch': String(options.batch ?? 'dynamic') };
+  const metadata = { ...converted.metadata, [META_DTYPE]: dtype, [META_BATCH]: String(options.batch ?? 'dynamic') };
   return { ...converted, metadata };
 }
 
@@ -126,7 +127,7 @@ function opencvGraph(w: GlowWeights, kind: GraphKind, options: ExportOptions): G
   const built = kind === 'encode' ? buildEncode(w, buildOptions) : buildDecode(w, buildOptions);
   const passes = chain(floorAsMax, floorAsRelu, classPriorPerPixel, cleanup, reduceSumAsMean, constantsWithoutBatchAxis, withoutTemperature, cleanup, checkOpencvForms);
   const graph = passes(built);
-  const metadata = { ...graph.metadata, 'glow_onnx.dtype': 'float32', 'glow_onnx.batch': String(options.batch), 'glow_onnx.target': 'opencv' };
+  const metadata = { ...graph.metadata, [META_DTYPE]: 'float32', [META_BATCH]: String(options.batch), [META_TARGET]: 'opencv' };
   return { ...graph, metadata };
 }
 
@@ -218,8 +219,4 @@ export function exportModel(w: GlowWeights, options: ExportOptions = {}, provena
     ...(bytes['encode.onnx.data'] ? { 'encode.onnx.data': bytes['encode.onnx.data'] } : {}),
     ...(bytes['decode.onnx.data'] ? { 'decode.onnx.data': bytes['decode.onnx.data'] } : {}),
   };
-}
-
-export function latentShapes(config: GlowConfig): [number, number, number][] {
-  return Array.from({ length: config.L }, (_, i) => latentShape(config, i + 1));
 }

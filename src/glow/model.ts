@@ -17,13 +17,14 @@ import * as coupling from './layers/coupling.js';
 import * as fusedMix from './layers/fused-mix.js';
 import * as invconv from './layers/invconv.js';
 import {
-  foldedCouplingNetwork, foldedPriorNetwork, foldZerosConv, literalCouplingNetwork, literalPriorNetwork, Network, OutputLayout,
-  zerosPaddedConv,
+  foldedCouplingNetwork, foldedPriorNetwork, foldZerosConv, literalCouplingNetwork, literalPriorNetwork, LOGSCALE_FACTOR, Network,
+  OutputLayout, zerosPaddedConv,
 } from './layers/networks.js';
 import { Gaussian, sample, standardize } from './layers/priors.js';
 import * as squeeze from './layers/squeeze.js';
 import { paramSpecs, splitPrefix, stepPrefix } from './names.js';
-import { HostTensor } from './tensor.js';
+import { HostTensor } from '../math/tensor.js';
+import { META_CONFIG, META_FOLDED } from './metadata.js';
 
 export interface GlowWeights {
   config: GlowConfig;
@@ -203,7 +204,7 @@ function halvesHost(t: HostTensor): [HostTensor, HostTensor] {
 /** LinearZeros folded: (W x + b) * exp(3 logs) as one Gemm. */
 function foldLinearZeros(w: GlowWeights, prefix: string): { weight: HostTensor; bias: Float64Array } {
   const weight = hostParam(w.params, `${prefix}.linear.weight`);
-  const e = hostParam(w.params, `${prefix}.logs`).data.map((v) => Math.exp(3 * v));
+  const e = hostParam(w.params, `${prefix}.logs`).data.map((v) => Math.exp(LOGSCALE_FACTOR * v));
   const inFeatures = weight.shape[1];
   return {
     weight: { shape: weight.shape, data: weight.data.map((v, k) => v * e[Math.floor(k / inFeatures)]) },
@@ -219,7 +220,7 @@ function gemmFolded(g: GraphBuilder, x: Value, f: { weight: HostTensor; bias: Fl
 
 function gemmLiteral(g: GraphBuilder, src: ParamSource, x: Value, prefix: string): Value {
   const y = op.gemm(g, x, src(`${prefix}.linear.weight`), src(`${prefix}.linear.bias`), { transB: true });
-  return op.mul(g, y, op.exp(g, op.mul(g, src(`${prefix}.logs`), scalarConstant(g, 3, 'logscale_factor'))));
+  return op.mul(g, y, op.exp(g, op.mul(g, src(`${prefix}.logs`), scalarConstant(g, LOGSCALE_FACTOR, 'logscale_factor'))));
 }
 
 function splitTop(g: GraphBuilder, h: Value): Gaussian {
@@ -255,7 +256,7 @@ function literalPriors(w: GlowWeights, src: ParamSource): Priors {
       let h = src('prior_h');
       if (w.config.learnTop) {
         const conv = zerosPaddedConv(g, h, src('learn_top_fn.conv.weight'), src('learn_top_fn.conv.bias'), w.config.zerosPadValue);
-        h = op.mul(g, conv, op.exp(g, op.mul(g, src('learn_top_fn.logs'), scalarConstant(g, 3, 'logscale_factor'))));
+        h = op.mul(g, conv, op.exp(g, op.mul(g, src('learn_top_fn.logs'), scalarConstant(g, LOGSCALE_FACTOR, 'logscale_factor'))));
       }
       if (y) {
         const C2 = h.shape![1] as number;
@@ -334,7 +335,7 @@ function total(g: GraphBuilder, terms: LogDet[], batchOf: Value, hint: string): 
 }
 
 function configMetadata(config: GlowConfig, fold: boolean): Record<string, string> {
-  return { 'glow_onnx.config': JSON.stringify(config), 'glow_onnx.folded': String(fold) };
+  return { [META_CONFIG]: JSON.stringify(config), [META_FOLDED]: String(fold) };
 }
 
 function finish(g: GraphBuilder, fold: boolean, doc: string): Graph {

@@ -2,12 +2,13 @@
 // (safetensors with the y0ast/Glow-PyTorch state_dict names, config in its metadata).
 
 import { GlowConfig, levelChannels, levelLU, luLevels, validateConfig } from './config.js';
-import { logAbsDet, luDecompose, matrix, randomOrthogonal } from './linalg.js';
+import { logAbsDet, luDecompose, matrix, randomOrthogonal } from '../math/linalg.js';
 import { GlowWeights } from './model.js';
 import { paramSpecs, stepPrefix } from './names.js';
-import { Rng } from './rng.js';
-import { readSafetensors, writeSafetensors } from './safetensors.js';
-import { HostTensor, sameShape, zeros } from './tensor.js';
+import { Rng } from '../math/rng.js';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { HostTensor, sameShape, zeros } from '../math/tensor.js';
+import { META_CONFIG, META_SHUFFLES } from './metadata.js';
 
 export const CONV_WEIGHT_STD = 0.05;
 
@@ -100,9 +101,6 @@ function logAbsDetOrInf(t: HostTensor): number {
 }
 
 export const WEIGHTS_FILE = 'weights.safetensors';
-
-export const META_CONFIG = 'glow_onnx.config';
-export const META_SHUFFLES = 'glow_onnx.shuffles';
 
 /** Native checkpoint bytes: float32 tensors in state_dict order, config and shuffle orders in
  * the safetensors metadata (which PyTorch's loaders ignore). */

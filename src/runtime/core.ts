@@ -4,6 +4,7 @@
 
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import { GlowConfig, latentShape } from '../glow/config.js';
+import { size } from '../math/tensor.js';
 import { interpolate, Latents, manipulate, pick } from './generate.js';
 import { checkRoundTrip, RoundTrip } from './quantize.js';
 
@@ -56,10 +57,6 @@ function checkFinite(data: Float32Array, what: string): void {
   }
 }
 
-function product(dims: readonly number[]): number {
-  return dims.reduce((a, b) => a * b, 1);
-}
-
 export class GlowModel {
   readonly imageSize: number;
   readonly latentSizes: number[];
@@ -77,8 +74,8 @@ export class GlowModel {
      * {@link reconstruct}, {@link interpolateImages} and {@link manipulateImage}. */
     readonly dtype = 'float32',
   ) {
-    this.imageSize = product(config.imageShape);
-    this.latentSizes = Array.from({ length: config.L }, (_, l) => product(latentShape(config, l + 1)));
+    this.imageSize = size(config.imageShape);
+    this.latentSizes = Array.from({ length: config.L }, (_, l) => size(latentShape(config, l + 1)));
   }
 
   /** Checks x against [n, C, H, W] of the model and returns n. */
@@ -89,7 +86,7 @@ export class GlowModel {
     if (n === 0) throw new InputError('empty batch: x has no images');
     if (c !== C) throw new InputError(`x has ${c} channels, the model expects ${C}`);
     if (h !== H || w !== W) throw new InputError(`x is ${h}x${w}, the model expects ${H}x${W}`);
-    if (x.length !== product(shape)) throw new InputError(`x has ${x.length} values, shape [${shape.join(', ')}] needs ${product(shape)}`);
+    if (x.length !== size(shape)) throw new InputError(`x has ${x.length} values, shape [${shape.join(', ')}] needs ${size(shape)}`);
     checkFinite(x, 'x');
     for (let i = 0; i < x.length; i++) {
       if (Math.abs(x[i]) > X_RANGE) {

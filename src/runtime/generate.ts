@@ -3,12 +3,13 @@
 // Pure functions of Float32Arrays, shared by Node and the browser.
 
 import { GlowConfig, latentShape } from '../glow/config.js';
-import { Rng } from '../glow/rng.js';
+import { Rng } from '../math/rng.js';
+import { size } from '../math/tensor.js';
 
 export type Latents = Float32Array[];
 
 function latentSize(config: GlowConfig, level: number): number {
-  return latentShape(config, level).reduce((a, b) => a * b, 1);
+  return size(latentShape(config, level));
 }
 
 /** n standard-normal eps per level from a seeded generator: the same seed gives the same samples

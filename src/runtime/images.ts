@@ -5,7 +5,7 @@ import { Jimp, loadFont } from 'jimp';
 import { SANS_8_WHITE } from 'jimp/fonts';
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { writeFileAtomic } from './files.js';
+import { writeFileAtomic } from '../io/files.js';
 import { checkImageChannels } from './quantize.js';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.bmp']);

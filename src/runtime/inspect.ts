@@ -1,6 +1,7 @@
 // A readable summary of an .onnx file: I/O, op histogram, parameters, embedded config.
 
 import { parseModel, ParseOptions } from '../builder/serialize.js';
+import { META_CONFIG } from '../glow/metadata.js';
 
 /** `options.externalData` reads the side files of a model stored with external data. */
 export function inspectModel(bytes: Uint8Array, source: string, options: ParseOptions = {}): string {
@@ -22,8 +23,8 @@ export function inspectModel(bytes: Uint8Array, source: string, options: ParseOp
   for (const t of graph.initializers.values()) parameters += t.data.length;
   lines.push(`parameters: ${parameters.toLocaleString('en-US')} in ${graph.initializers.size} initializers`);
   for (const e of externalData) lines.push(`external data: ${e.tensors} initializers, ${e.bytes.toLocaleString('en-US')} bytes in ${e.location}`);
-  const config = graph.metadata['glow_onnx.config'];
+  const config = graph.metadata[META_CONFIG];
   if (config) lines.push(`config: ${config}`);
-  for (const [k, v] of Object.entries(graph.metadata)) if (k !== 'glow_onnx.config') lines.push(`metadata ${k}: ${v}`);
+  for (const [k, v] of Object.entries(graph.metadata)) if (k !== META_CONFIG) lines.push(`metadata ${k}: ${v}`);
   return lines.join('\n');
 }

@@ -2,20 +2,21 @@
 // in its metadata, so that a decode can refuse latents of another model.
 
 import { GlowConfig, latentShape } from '../glow/config.js';
-import { readSafetensors, writeSafetensors } from '../glow/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { InputError } from './core.js';
 import { Latents } from './generate.js';
+import { META_CONFIG } from '../glow/metadata.js';
 
 export function latentsBytes(config: GlowConfig, latents: Latents, n: number, metadata: Record<string, string> = {}): Uint8Array {
   return writeSafetensors(
     latents.map((e, l) => [`eps_${l + 1}`, { dtype: 'F32' as const, shape: [n, ...latentShape(config, l + 1)], data: e }]),
-    { ...metadata, 'glow_onnx.config': JSON.stringify(config) },
+    { ...metadata, [META_CONFIG]: JSON.stringify(config) },
   );
 }
 
 export function parseLatents(bytes: Uint8Array, source: string, config: GlowConfig): { latents: Latents; n: number; metadata: Record<string, string> } {
   const file = readSafetensors(bytes, source);
-  const stored = file.metadata['glow_onnx.config'];
+  const stored = file.metadata[META_CONFIG];
   if (stored && stored !== JSON.stringify(config)) throw new InputError(`${source} holds latents of another model (config ${stored})`);
   let n = -1;
   const latents = Array.from({ length: config.L }, (_, l) => {

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { size } from '../math/tensor.js';
 
 export type MnistSplit = 'train' | 'test';
 
@@ -29,7 +30,7 @@ function readIdx(path: string, expectedMagic: number): { dims: number[]; body: U
   const dims = Array.from({ length: rank }, (_, i) => view.getUint32(4 + 4 * i));
   const offset = 4 + 4 * rank;
   const body = new Uint8Array(bytes.buffer, bytes.byteOffset + offset, bytes.byteLength - offset);
-  if (body.length !== dims.reduce((a, b) => a * b, 1)) throw new Error(`${path}: truncated IDX file`);
+  if (body.length !== size(dims)) throw new Error(`${path}: truncated IDX file`);
   return { dims, body };
 }
 

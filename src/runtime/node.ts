@@ -7,9 +7,10 @@ import { dirname, join } from 'node:path';
 import type { GraphIO } from '../builder/graph.js';
 import { readModelSummary } from '../builder/serialize.js';
 import { GlowConfig } from '../glow/config.js';
-import { checkGraphPorts, configFrom, ModelFileError, parseGlowJson, sameConfig, staticBatchOf } from './contract.js';
+import { checkGraphPorts, configFrom, ModelFileError, parseGlowJson, sameConfig, staticBatchOf } from '../glow/contract.js';
 import { GlowModel } from './core.js';
 import { createSession, Placement, profilePlacement, ProviderFailure, ProviderName, ProviderOptions } from './providers.js';
+import { META_CONFIG, META_DTYPE } from '../glow/metadata.js';
 
 export interface RuntimeOptions extends ProviderOptions {
   batchSize?: number;
@@ -60,9 +61,9 @@ function configOf(bytes: Uint8Array, path: string, kind: 'encode' | 'decode'): {
     throw new ModelFileError((e as Error).message);
   }
   const externalData = summary.externalData.map((location) => ({ path: location, data: readFile(join(dirname(path), location)) }));
-  const raw = summary.metadata['glow_onnx.config'];
-  if (!raw) throw new ModelFileError(`${path} carries no glow_onnx.config metadata: it was not exported by glow-onnx`);
-  const where = `${path} metadata glow_onnx.config`;
+  const raw = summary.metadata[META_CONFIG];
+  if (!raw) throw new ModelFileError(`${path} carries no ${META_CONFIG} metadata: it was not exported by glow-onnx`);
+  const where = `${path} metadata ${META_CONFIG}`;
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -73,7 +74,7 @@ function configOf(bytes: Uint8Array, path: string, kind: 'encode' | 'decode'): {
   const ports = (list: GraphIO[]) => list.map((io) => ({ name: io.value.name, shape: io.value.shape }));
   const [inputs, outputs] = [ports(summary.inputs), ports(summary.outputs)];
   checkGraphPorts(config, kind, path, inputs, outputs);
-  return { config, externalData, batch: staticBatchOf(kind, inputs, outputs), dtype: summary.metadata['glow_onnx.dtype'] ?? 'float32' };
+  return { config, externalData, batch: staticBatchOf(kind, inputs, outputs), dtype: summary.metadata[META_DTYPE] ?? 'float32' };
 }
 
 export async function loadGlowRuntime(

@@ -1,7 +1,7 @@
 // The model's view of pixels: k = p >> (8 - nBits) on 2^nBits levels, x = k / 2^nBits - 0.5 + u
 // with u uniform in [0, 2^-nBits) (dequantisation noise), and back.
 
-import { Rng } from '../glow/rng.js';
+import { Rng } from '../math/rng.js';
 
 /** Images are read as luminance (1 channel) or RGB (3); nothing else has a meaning here. */
 export function checkImageChannels(channels: number): void {

@@ -1,7 +1,7 @@
 // ONNX Runtime sessions for the exported graphs.
 
 import ort from 'onnxruntime-node';
-import { HostTensor } from '../glow/tensor.js';
+import { HostTensor } from '../math/tensor.js';
 import { sessionOptions } from './session-options.js';
 
 export type Feeds = Record<string, ort.Tensor>;

@@ -3,7 +3,7 @@
 // (Behrmann et al., "Understanding and Mitigating Exploding Inverses in Invertible Neural
 // Networks", AISTATS 2021); verify and diagnose run these sets to measure it.
 
-import { Rng } from '../glow/rng.js';
+import { Rng } from '../math/rng.js';
 
 export const STRESS_SETS = ['inverted', 'noise', 'constant'] as const;
 export type StressSet = (typeof STRESS_SETS)[number];

@@ -4,7 +4,7 @@
 
 import * as ort from 'onnxruntime-web';
 import { GlowConfig } from '../glow/config.js';
-import { checkGraphPorts, GRAPH_FILES, GraphFile, messageOf, ModelDescription, ModelFileError, parseGlowJson } from '../runtime/contract.js';
+import { checkGraphPorts, GRAPH_FILES, GraphFile, messageOf, ModelDescription, ModelFileError, parseGlowJson } from '../glow/contract.js';
 import { GlowModel } from '../runtime/core.js';
 import { sessionOptions } from '../runtime/session-options.js';
 

@@ -15,9 +15,9 @@ import {
 } from '../../src/builder/serialize.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { buildDecode, buildEncode, GlowWeights } from '../../src/glow/model.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { HostTensor } from '../../src/math/tensor.js';
 import { Feeds, maxAbsDiff, runGraph } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles, Rng } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles, Rng } from '../../support/random-params.js';
 
 const { onnx } = onnxProto;
 

@@ -14,7 +14,7 @@ import * as op from '../../src/builder/ops.js';
 import { serializeModel } from '../../src/builder/serialize.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { buildDecode, buildEncode, GlowWeights } from '../../src/glow/model.js';
-import { randomParams, randomShuffles } from '../reference/random-params.js';
+import { randomParams, randomShuffles } from '../../support/random-params.js';
 
 const PYTHON = '/usr/bin/python3';
 const INSTALL = "install Debian's python3-onnx (apt-get install python3-onnx)";

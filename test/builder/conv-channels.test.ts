@@ -9,9 +9,9 @@ import * as op from '../../src/builder/ops.js';
 import { padConvChannels, paddedChannels, webgpuMiscomputes } from '../../src/builder/passes/index.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { exportGraph, exportModel } from '../../src/glow/export.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { HostTensor } from '../../src/math/tensor.js';
 import { maxAbsDiff, runGraph } from '../helpers.js';
-import { randomParams, Rng } from '../reference/random-params.js';
+import { randomParams, Rng } from '../../support/random-params.js';
 
 function random(shape: number[], rng: Rng): HostTensor {
   return { shape, data: Float64Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()) };

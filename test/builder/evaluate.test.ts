@@ -6,7 +6,7 @@ import { canEvaluate, evaluateGraph, evaluateNode } from '../../src/builder/eval
 import { attr, Attribute, Graph, GraphBuilder, Node, tensor, Tensor, Value } from '../../src/builder/graph.js';
 import * as op from '../../src/builder/ops.js';
 import { maxAbsDiff, runGraph } from '../helpers.js';
-import { Rng } from '../reference/random-params.js';
+import { Rng } from '../../support/random-params.js';
 
 // ---------------------------------------------------------------- helpers
 

@@ -10,9 +10,9 @@ import { classPriorPerPixel, constantsWithoutBatchAxis, floorAsMax, floorAsRelu,
 import { GlowConfig, latentShape } from '../../src/glow/config.js';
 import { exportGraph } from '../../src/glow/export.js';
 import { GlowWeights } from '../../src/glow/model.js';
-import { Rng } from '../../src/glow/rng.js';
+import { Rng } from '../../src/math/rng.js';
 import { maxScaledDiff } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../../support/random-params.js';
 
 const N = 2;
 const T = 0.7;

@@ -11,10 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG, GlowConfig } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
 import { checkpointBytes } from '../../src/glow/params.js';
-import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { writeFilesAtomic } from '../../src/io/files.js';
 import { latentsBytes } from '../../src/runtime/latents.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
-import { randomParams } from '../reference/random-params.js';
+import { randomParams } from '../../support/random-params.js';
 import { snapshot } from '../fault-fs.js';
 import { cli, cliInProcess, writeGrayPng } from '../helpers.js';
 

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readSafetensors } from '../../src/glow/safetensors.js';
+import { readSafetensors } from '../../src/io/safetensors.js';
 import { cli } from '../helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_CONFIG } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
-import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { writeFilesAtomic } from '../../src/io/files.js';
 import { parseLatents } from '../../src/runtime/latents.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
-import { randomParams } from '../reference/random-params.js';
+import { randomParams } from '../../support/random-params.js';
 import { cli, maxAbsDiff, writeGrayPng } from '../helpers.js';
 
 function ok(r: ReturnType<typeof cli>): string {

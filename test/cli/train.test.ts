@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { importWeights } from '../../src/glow/import/index.js';
-import { CHECKPOINT_FILE, readTrainCheckpoint } from '../../src/runtime/train.js';
+import { CHECKPOINT_FILE, readTrainCheckpoint } from '../../src/train/checkpoint.js';
 import { cli, CLI_BIN, expectSameCheckpoint, writeGrayPng } from '../helpers.js';
 
 /** Starts `train --out OUT FLAGS...`, sends Ctrl-C once its first checkpoint exists (polled every

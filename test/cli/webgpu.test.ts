@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_CONFIG } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
-import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { writeFilesAtomic } from '../../src/io/files.js';
 import { CLI_BIN, SWIFTSHADER_ICD } from '../helpers.js';
-import { randomParams } from '../reference/random-params.js';
+import { randomParams } from '../../support/random-params.js';
 
 describe('glow-onnx sample --ep webgpu', function () {
   this.timeout(180000);

@@ -10,7 +10,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readSafetensors } from '../../src/glow/safetensors.js';
+import { readSafetensors } from '../../src/io/safetensors.js';
 import { Faults, Io, snapshot, withFaults } from '../fault-fs.js';
 import { cliInProcess, writeGrayPng } from '../helpers.js';
 

@@ -12,8 +12,8 @@ import { DEFAULT_CONFIG, GlowConfig } from '../../src/glow/config.js';
 import { exportModelToDirectory } from '../../src/glow/export-directory.js';
 import { exportGraph, exportModel, ModelFiles } from '../../src/glow/export.js';
 import { GlowWeights } from '../../src/glow/model.js';
-import { HostTensor } from '../../src/glow/tensor.js';
-import { randomParams } from '../reference/random-params.js';
+import { HostTensor } from '../../src/math/tensor.js';
+import { randomParams } from '../../support/random-params.js';
 
 const config: GlowConfig = { ...DEFAULT_CONFIG, imageShape: [3, 8, 8], K: 2, L: 2, hiddenChannels: 16, nBits: 8 };
 const weights: GlowWeights = { config, params: randomParams(config, 71) };

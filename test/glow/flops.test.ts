@@ -6,7 +6,7 @@ import { Graph } from '../../src/builder/graph.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { convFlopsPerImage } from '../../src/glow/flops.js';
 import { buildDecode, buildEncode } from '../../src/glow/model.js';
-import { randomParams, randomShuffles } from '../reference/random-params.js';
+import { randomParams, randomShuffles } from '../../support/random-params.js';
 
 function graphConvFlops(graph: Graph): number {
   let macs = 0;

@@ -9,10 +9,10 @@ import { evaluateGraph } from '../../src/builder/evaluate.js';
 import { Graph, Tensor } from '../../src/builder/graph.js';
 import { DEFAULT_CONFIG, dimensions, GlowConfig, validateConfig } from '../../src/glow/config.js';
 import { buildEncode, GlowWeights } from '../../src/glow/model.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { HostTensor } from '../../src/math/tensor.js';
 import { maxAbsDiff } from '../helpers.js';
 import { refEncode } from '../reference/glow64.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles, withZeroPriors } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles, withZeroPriors } from '../../support/random-params.js';
 import { expectClose, logAbsDet, repeatFirst } from '../reference/finite-differences.js';
 
 function cfg(overrides: Partial<GlowConfig>): GlowConfig {

@@ -4,7 +4,7 @@ import { exportGraphs } from '../../src/glow/export.js';
 import { buildDecode, buildEncode, GlowWeights } from '../../src/glow/model.js';
 import { Feeds, maxAbsDiff, maxRelDiff, runGraph } from '../helpers.js';
 import { refDecode, refEncode } from '../reference/glow64.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../../support/random-params.js';
 
 const base: GlowConfig = {
   imageShape: [2, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv',

@@ -1,13 +1,13 @@
 import { expect } from 'chai';
-import { configFromFlags } from '../../src/cli/model-commands.js';
+import { configFromFlags } from '../../src/cli/flags.js';
 import { DEFAULT_CONFIG, GlowConfig, validateConfig } from '../../src/glow/config.js';
-import { identity, matmul, matrix, transpose } from '../../src/glow/linalg.js';
+import { identity, matmul, matrix, transpose } from '../../src/math/linalg.js';
 import { buildDecode, buildEncode, trainableEncode } from '../../src/glow/model.js';
 import { paramSpecs, stepPrefix } from '../../src/glow/names.js';
 import { checkpointBytes, CONV_WEIGHT_STD, initWeights, parseCheckpoint, WeightsError } from '../../src/glow/params.js';
-import { Rng } from '../../src/glow/rng.js';
-import { readSafetensors } from '../../src/glow/safetensors.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { Rng } from '../../src/math/rng.js';
+import { readSafetensors } from '../../src/io/safetensors.js';
+import { HostTensor } from '../../src/math/tensor.js';
 import { maxAbsDiff, runGraph } from '../helpers.js';
 import { refDecode, refEncode } from '../reference/glow64.js';
 

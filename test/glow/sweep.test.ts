@@ -4,9 +4,9 @@
 import { expect } from 'chai';
 import { Coupling, GlowConfig, Permutation, validateConfig } from '../../src/glow/config.js';
 import { buildDecode, buildEncode, GlowWeights } from '../../src/glow/model.js';
-import { Rng } from '../../src/glow/rng.js';
+import { Rng } from '../../src/math/rng.js';
 import { Feeds, maxAbsDiff, runGraph } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../../support/random-params.js';
 
 function randomConfig(rng: Rng, index: number): GlowConfig {
   const pick = <T>(xs: readonly T[]): T => xs[rng.int(xs.length)];

@@ -10,7 +10,7 @@ import { GlowConfig } from '../../src/glow/config.js';
 import { ExportOptions, exportModel } from '../../src/glow/export.js';
 import { GlowWeights } from '../../src/glow/model.js';
 import { tritonRepository } from '../../src/glow/triton.js';
-import { randomParams, randomShuffles } from '../reference/random-params.js';
+import { randomParams, randomShuffles } from '../../support/random-params.js';
 import { checkerFailures } from './onnx-checker.js';
 
 const base: GlowConfig = {

@@ -18,11 +18,11 @@ import * as op from '../../src/builder/ops.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { exportGraphs, exportModel } from '../../src/glow/export.js';
 import { GlowWeights } from '../../src/glow/model.js';
-import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { writeFilesAtomic } from '../../src/io/files.js';
 import { inspectModel } from '../../src/runtime/inspect.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { CLI_BIN, maxAbsDiff } from '../helpers.js';
-import { randomImages, randomParams } from '../reference/random-params.js';
+import { randomImages, randomParams } from '../../support/random-params.js';
 
 const { onnx } = onnxProto;
 ortWeb.env.wasm.numThreads = 1;

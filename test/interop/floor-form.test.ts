@@ -17,11 +17,11 @@ import { GlowConfig, latentShape } from '../../src/glow/config.js';
 import { ExportDType, exportGraph, ExportOptions, GraphKind } from '../../src/glow/export.js';
 import { importWeights } from '../../src/glow/import/index.js';
 import { GlowWeights } from '../../src/glow/model.js';
-import { Rng } from '../../src/glow/rng.js';
+import { Rng } from '../../src/math/rng.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { RGB_CONFIGS } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../../support/random-params.js';
 
 const MODEL = fileURLToPath(new URL('../../../models/mnist/', import.meta.url));
 /** Shipped-model test images compared, in batches of BATCH. */

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { float16Bits } from '../../src/builder/float16.js';
+import { float16Bits } from '../../src/math/half-precision.js';
 import { evaluateGraph } from '../../src/builder/evaluate.js';
 import { Graph, GraphBuilder, Node, ONNX_TYPE, SUPPORTED_OPSETS, Tensor, tensor } from '../../src/builder/graph.js';
 import * as op from '../../src/builder/ops.js';
@@ -18,13 +18,13 @@ import { GlowConfig } from '../../src/glow/config.js';
 import { exportGraphs, exportModel } from '../../src/glow/export.js';
 import { importWeights } from '../../src/glow/import/index.js';
 import { buildEncode, GlowWeights } from '../../src/glow/model.js';
-import { HostTensor } from '../../src/glow/tensor.js';
-import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { HostTensor } from '../../src/math/tensor.js';
+import { writeFilesAtomic } from '../../src/io/files.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { CLI_BIN, maxAbsDiff, runGraph } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
-import { evaluateFloat16 } from './fp16-emulate.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../../support/random-params.js';
+import { evaluateFloat16 } from '../../support/fp16-emulate.js';
 
 /** x [2, 3] -> y = relu(x * w + b) [2, 3], s = ReduceSum(y * y, [1]) [2] * c. */
 function smallGraph(): Graph {

@@ -17,14 +17,15 @@ import { ConfigError, GlowConfig } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
 import { paramSpecs } from '../../src/glow/names.js';
 import { CheckpointError, importWeights } from '../../src/glow/import/index.js';
-import { readWeightsFile } from '../../src/glow/import/torch.js';
+import { readWeightsFile } from '../../src/io/torch.js';
 import { checkpointBytes, parseCheckpoint, WeightsError } from '../../src/glow/params.js';
-import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } from '../../src/glow/safetensors.js';
+import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } from '../../src/io/safetensors.js';
 import { InputError } from '../../src/runtime/core.js';
 import { inspectModel } from '../../src/runtime/inspect.js';
 import { latentsBytes, parseLatents } from '../../src/runtime/latents.js';
-import { initialCheckpoint, readTrainCheckpoint, TrainingError } from '../../src/runtime/train.js';
-import { Rng, randomParams } from '../reference/random-params.js';
+import { initialCheckpoint, readTrainCheckpoint } from '../../src/train/checkpoint.js';
+import { TrainingError } from '../../src/train/run.js';
+import { Rng, randomParams } from '../../support/random-params.js';
 
 export interface FuzzRequest {
   reader: string;

@@ -8,9 +8,9 @@
 import { expect } from 'chai';
 import { Worker } from 'node:worker_threads';
 import { DEFAULT_CONFIG, GlowConfig } from '../../src/glow/config.js';
-import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } from '../../src/glow/safetensors.js';
-import { initialCheckpoint, readTrainCheckpoint } from '../../src/runtime/train.js';
-import { randomParams } from '../reference/random-params.js';
+import { readSafetensors, SafetensorsError, WritableTensor, writeSafetensors } from '../../src/io/safetensors.js';
+import { initialCheckpoint, readTrainCheckpoint } from '../../src/train/checkpoint.js';
+import { randomParams } from '../../support/random-params.js';
 import { CLEAN_ERRORS, FuzzMessage, FuzzRequest, uncleanReason } from './fuzz-worker.js';
 
 /** A case taking longer than this is a failure (the slowest measured here take ~50 ms). */

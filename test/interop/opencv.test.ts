@@ -15,13 +15,13 @@ import { exportModelToDirectory } from '../../src/glow/export-directory.js';
 import { exportGraph, GraphKind, targetOptions } from '../../src/glow/export.js';
 import { importWeights } from '../../src/glow/import/index.js';
 import { GlowWeights } from '../../src/glow/model.js';
-import { Rng } from '../../src/glow/rng.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { Rng } from '../../src/math/rng.js';
+import { HostTensor } from '../../src/math/tensor.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { cli, maxAbsDiff, maxScaledDiff, RGB_CONFIGS, runGraph } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles } from '../../support/random-params.js';
 import { PYTHON } from './onnx-checker.js';
 
 const INSTALL = "install Debian's python3-opencv (apt-get install python3-opencv)";

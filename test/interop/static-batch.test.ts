@@ -11,10 +11,10 @@ import { parseModel, serializeModel } from '../../src/builder/serialize.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { exportGraphs, exportModel } from '../../src/glow/export.js';
 import { GlowWeights } from '../../src/glow/model.js';
-import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { writeFilesAtomic } from '../../src/io/files.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { Feeds, maxAbsDiff, runGraph } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams } from '../../support/random-params.js';
 
 const config: GlowConfig = {
   imageShape: [2, 8, 8], K: 2, L: 3, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv',

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { SUPPORTED_OPSETS } from '../../src/builder/graph.js';
 import { Coupling, GlowConfig, Permutation, validateConfig } from '../../src/glow/config.js';
 import { ExportOptions, exportModel } from '../../src/glow/export.js';
-import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { writeFilesAtomic } from '../../src/io/files.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
-import { Rng, randomImages, randomOneHot, randomParams, randomShuffles } from '../reference/random-params.js';
+import { Rng, randomImages, randomOneHot, randomParams, randomShuffles } from '../../support/random-params.js';
 import { CHECKER_MAX_OPSET, checkerFailures } from './onnx-checker.js';
 
 const COUNT = 200;

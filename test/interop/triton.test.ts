@@ -13,10 +13,10 @@ import { GlowConfig } from '../../src/glow/config.js';
 import { checkpointBytes } from '../../src/glow/params.js';
 import { exportGraphs } from '../../src/glow/export.js';
 import { GlowWeights } from '../../src/glow/model.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { HostTensor } from '../../src/math/tensor.js';
 import { preferredBatchSizes, tritonConfig, TritonOptions, tritonRepository } from '../../src/glow/triton.js';
 import { cli, maxAbsDiff, runGraph } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams } from '../../support/random-params.js';
 
 // ---------------------------------------------------------------- protobuf text format (subset)
 

@@ -1,10 +1,10 @@
 // Shared by the tests that check log-determinants against brute-force Jacobians.
 
 import { expect } from 'chai';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { HostTensor } from '../../src/math/tensor.js';
 
 /** log|det A| by Gaussian elimination with partial pivoting (A row-major n x n, copied). Written
- * here rather than taken from src/glow/linalg.ts, so the check does not lean on the code it
+ * here rather than taken from src/math/linalg.ts, so the check does not lean on the code it
  * checks. */
 export function logAbsDet(A: Float64Array, n: number): number {
   const a = Float64Array.from(A);

@@ -4,9 +4,9 @@
 import { expect } from 'chai';
 import { DEFAULT_CONFIG, GlowConfig, dimensions, latentShape, validateConfig } from '../../src/glow/config.js';
 import { paramSpecs, stepPrefix } from '../../src/glow/names.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { HostTensor } from '../../src/math/tensor.js';
 import { Ref64Input, refDecode, refEncode, squeeze, unsqueeze } from './glow64.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles, withZeroPriors } from './random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles, withZeroPriors } from '../../support/random-params.js';
 import { maxAbsDiff } from '../helpers.js';
 import { expectClose, logAbsDet, repeatFirst } from './finite-differences.js';
 

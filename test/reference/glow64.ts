@@ -11,7 +11,7 @@
 
 import { GlowConfig, dimensions, latentShape, levelChannels } from '../../src/glow/config.js';
 import { paramSpecs, splitPrefix, stepPrefix } from '../../src/glow/names.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { HostTensor } from '../../src/math/tensor.js';
 
 export interface Ref64Input {
   config: GlowConfig;

@@ -9,9 +9,9 @@ import { InputError } from '../../src/runtime/core.js';
 import { attributeDirection, interpolate, manipulate, pick, sampleEps, stack } from '../../src/runtime/generate.js';
 import { latentsBytes, parseLatents } from '../../src/runtime/latents.js';
 import { GlowRuntime, loadGlowRuntime, ModelFileError } from '../../src/runtime/node.js';
-import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { writeFilesAtomic } from '../../src/io/files.js';
 import { maxAbsDiff } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams } from '../../support/random-params.js';
 
 const config: GlowConfig = {
   imageShape: [2, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv',

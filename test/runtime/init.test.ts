@@ -2,9 +2,9 @@ import { expect } from 'chai';
 import { DEFAULT_CONFIG, GlowConfig } from '../../src/glow/config.js';
 import { paramSpecs, stepPrefix } from '../../src/glow/names.js';
 import { initWeights } from '../../src/glow/params.js';
-import { Rng } from '../../src/glow/rng.js';
+import { Rng } from '../../src/math/rng.js';
 import { initActNorms } from '../../src/runtime/init.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { HostTensor } from '../../src/math/tensor.js';
 import { refEncode, squeeze } from '../reference/glow64.js';
 
 describe('data-dependent ActNorm initialisation', () => {

@@ -12,13 +12,13 @@ import { GlowConfig } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
 import { InputError } from '../../src/runtime/core.js';
 import { interpolate, oneHotRows, pick } from '../../src/runtime/generate.js';
-import { writeFilesAtomic } from '../../src/runtime/files.js';
+import { writeFilesAtomic } from '../../src/io/files.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { GlowRuntime, loadGlowRuntime } from '../../src/runtime/node.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { stressImages } from '../../src/runtime/stress.js';
 import { maxAbsDiff } from '../helpers.js';
-import { randomImages, randomParams } from '../reference/random-params.js';
+import { randomImages, randomParams } from '../../support/random-params.js';
 
 const MODEL = fileURLToPath(new URL('../../../models/mnist/', import.meta.url));
 

@@ -11,7 +11,7 @@ import { exportModel, ModelFiles } from '../../src/glow/export.js';
 import { Encoded, GlowModel } from '../../src/runtime/core.js';
 import { createSession } from '../../src/runtime/providers.js';
 import { maxAbsDiff, maxRelDiff } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams } from '../../support/random-params.js';
 
 // Threads work too (measured: same results); one thread keeps the 2-core test machines quiet and
 // spawns no worker threads. It must be set before the first session initialises the wasm module.

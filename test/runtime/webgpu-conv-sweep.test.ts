@@ -17,7 +17,7 @@ import { padConvChannels, webgpuMiscomputes } from '../../src/builder/passes/ind
 import { serializeModel } from '../../src/builder/serialize.js';
 import { WEBGPU_EP } from '../../src/runtime/session-options.js';
 import { useSoftwareWebGpu, webGpuDriverProblem } from '../helpers.js';
-import { Rng } from '../reference/random-params.js';
+import { Rng } from '../../support/random-params.js';
 
 const presetIcd = useSoftwareWebGpu();
 

@@ -13,11 +13,11 @@ import * as op from '../../src/builder/ops.js';
 import { serializeModel } from '../../src/builder/serialize.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import * as squeeze from '../../src/glow/layers/squeeze.js';
-import { buildArtifactModels, buildTrainingModel } from '../../src/glow/training.js';
+import { buildArtifactModels, buildTrainingModel } from '../../src/train/graphs.js';
 import { profilePlacement } from '../../src/runtime/providers.js';
 import { WEBGPU_EP } from '../../src/runtime/session-options.js';
 import { useSoftwareWebGpu, webGpuDriverProblem } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams, Rng } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, Rng } from '../../support/random-params.js';
 
 const presetIcd = useSoftwareWebGpu();
 

@@ -21,7 +21,7 @@ import { Encoded, GlowModel } from '../../src/runtime/core.js';
 import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { createSession, Placement, profilePlacement } from '../../src/runtime/providers.js';
 import { maxAbsDiff, RGB_CONFIGS, RGB_TOLERANCE, SWIFTSHADER_ICD, useSoftwareWebGpu, WEBGPU_INSTALL_HELP, webGpuDriverProblem } from '../helpers.js';
-import { randomImages, randomOneHot, randomParams } from '../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams } from '../../support/random-params.js';
 
 const presetIcd = useSoftwareWebGpu();
 

@@ -6,11 +6,11 @@
 import { expect } from 'chai';
 import { GlowConfig } from '../../src/glow/config.js';
 import { exportModel } from '../../src/glow/export.js';
-import { checkGraphPorts, ModelFileError, parseGlowJson } from '../../src/runtime/contract.js';
+import { checkGraphPorts, ModelFileError, parseGlowJson } from '../../src/glow/contract.js';
 import { sampleEps } from '../../src/runtime/generate.js';
 import { env, loadGlowModel, pixelsToRgba, rgbaToPixels } from '../../src/web/index.js';
 import { maxAbsDiff } from '../helpers.js';
-import { randomImages, randomParams } from '../reference/random-params.js';
+import { randomImages, randomParams } from '../../support/random-params.js';
 
 env.wasm.numThreads = 1;
 

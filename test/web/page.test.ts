@@ -19,7 +19,7 @@ import { buildWeb, ORT_FILES, repoRoot } from '../../scripts/web-build.js';
 import { MIME_TYPES, serveStatic, StaticServer } from '../../scripts/web-serve.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { exportModel, ModelFiles } from '../../src/glow/export.js';
-import { Rng } from '../../src/glow/rng.js';
+import { Rng } from '../../src/math/rng.js';
 import { GlowModel } from '../../src/runtime/core.js';
 import { oneHotRows, sampleEps } from '../../src/runtime/generate.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
@@ -28,7 +28,7 @@ import { stressImages } from '../../src/runtime/stress.js';
 import { createSession } from '../../src/runtime/providers.js';
 import { CHROMIUM_ARGS, launchChromium } from '../../scripts/chromium.js';
 import { maxAbsDiff, RGB_CONFIGS, RGB_TOLERANCE, writeGrayPng } from '../helpers.js';
-import { randomImages, randomParams } from '../reference/random-params.js';
+import { randomImages, randomParams } from '../../support/random-params.js';
 
 // Samples of the MNIST-shaped and class-conditional models against onnxruntime-node's CPU
 // provider, on the same eps: the README states this bound (worst measured 2.9e-6, WebGPU at T=1).

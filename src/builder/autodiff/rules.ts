@@ -7,6 +7,7 @@
 // several times are summed by the engine too. Rules only compute gradients for the inputs that
 // `needs` marks (the others may be left undefined).
 
+import { normAxis } from '../axes.js';
 import { GraphBuilder, Node, tensor, Tensor, Value } from '../graph.js';
 import * as op from '../ops.js';
 
@@ -42,10 +43,6 @@ function scalarOf(g: GraphBuilder, like: Value, value: number, hint = 'c'): Valu
 function numAttr(node: Node, name: string, fallback: number): number {
   const a = node.attributes[name];
   return a && (a.kind === 'int' || a.kind === 'float') ? a.value : fallback;
-}
-
-function normAxis(axis: number, rank: number): number {
-  return axis < 0 ? axis + rank : axis;
 }
 
 /** Integer data of a constant input (axes, indices, starts...), required. */
@@ -218,10 +215,10 @@ const conv: GradientRule = (ctx) => {
  * The weight gradient of a stride-1, undilated, ungrouped convolution as kH*kW GEMMs, one per
  * kernel offset: dW[:, :, p, q] = dY [M, N*oH*oW] x X shifted by (p, q) [N*oH*oW, C]. Same
  * arithmetic as the convolution formulation, but ONNX Runtime runs it on its matrix multiply
- * (about 10x faster on the coupling networks' convolutions, which dominated training steps).
+ * (much faster on the coupling networks' convolutions, which dominated training steps).
  * Each shift is a copy (a Slice), so the smaller of X and dY is the one shifted: a coupling
  * network's last convolution reads 64+ channels and writes a few, and copying X nine times there
- * was a third of a training step.
+ * was a large part of a training step.
  */
 function weightGradientByGemm(
   g: GraphBuilder, x: Value, dy: Value, kernel: number[], pads: ConvAttributes['pads'], excess: [number, number],

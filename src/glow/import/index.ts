@@ -5,14 +5,15 @@
 
 import { checkShuffles, checkWeights, parseCheckpoint } from '../params.js';
 import { GlowWeights } from '../model.js';
-import { readSafetensorsMetadata } from '../safetensors.js';
-import { HostTensor } from '../tensor.js';
-import { isOdtc } from '../../runtime/odtc.js';
-import { weightsFromOdtc } from '../ort-training.js';
-import { CheckpointError } from './errors.js';
+import { readSafetensorsMetadata } from '../../io/safetensors.js';
+import { HostTensor } from '../../math/tensor.js';
+import { isOdtc } from '../../io/odtc.js';
+import { weightsFromOdtc } from '../odtc-weights.js';
+import { CheckpointError } from '../../io/checkpoint-error.js';
 import { ConfigOverrides, detectPort, inferConfig, Port, toNativeNames } from './ports.js';
 import { importRosinality, isRosinalityBuffer } from './rosinality.js';
-import { readWeightsFile } from './torch.js';
+import { readWeightsFile } from '../../io/torch.js';
+import { META_CONFIG } from '../metadata.js';
 
 export { CheckpointError };
 
@@ -30,7 +31,7 @@ export interface Imported {
 
 function isNativeCheckpoint(bytes: Uint8Array): boolean {
   try {
-    return 'glow_onnx.config' in readSafetensorsMetadata(bytes);
+    return META_CONFIG in readSafetensorsMetadata(bytes);
   } catch {
     return false;
   }

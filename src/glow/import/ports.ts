@@ -4,8 +4,8 @@
 // rosinality.ts.
 
 import { Coupling, GlowConfig, Permutation, validateConfig } from '../config.js';
-import { HostTensor } from '../tensor.js';
-import { CheckpointError } from './errors.js';
+import { HostTensor } from '../../math/tensor.js';
+import { CheckpointError } from '../../io/checkpoint-error.js';
 import { isRosinalityName } from './rosinality.js';
 
 export type Port = 'y0ast' | 'chaiyujin' | 'rosinality';

@@ -15,12 +15,12 @@
 
 import { GlowConfig, levelLU, validateConfig } from '../config.js';
 import { hostParam } from '../layers/common.js';
-import { luDecompose, matrix } from '../linalg.js';
+import { luDecompose, matrix } from '../../math/linalg.js';
 import { GlowWeights } from '../model.js';
 import { splitPrefix, stepPrefix } from '../names.js';
-import { WritableDtype, WritableTensor } from '../safetensors.js';
-import { HostTensor, HostTensor64 } from '../tensor.js';
-import { CheckpointError } from './errors.js';
+import { WritableDtype, WritableTensor } from '../../io/safetensors.js';
+import { HostTensor, HostTensor64 } from '../../math/tensor.js';
+import { CheckpointError } from '../../io/checkpoint-error.js';
 
 /** Buffers that model.py derives from the shapes (masks, identity) or uses only to run its
  * data-dependent init once (initialized): nothing to import. */

@@ -1,7 +1,7 @@
 // Shared vocabulary of the layers: what a layer returns, and how it reaches its weights.
 
 import { GraphBuilder, tensor, Value } from '../../builder/graph.js';
-import { HostTensor, HostTensor64 } from '../tensor.js';
+import { HostTensor, HostTensor64 } from '../../math/tensor.js';
 
 /** A log-determinant: a host constant when it does not depend on the data, otherwise a
  * per-example Value of shape [N]. Constants are summed on the host into one number. */

@@ -5,7 +5,7 @@
 
 import { GraphBuilder, tensor, Value } from '../../builder/graph.js';
 import * as op from '../../builder/ops.js';
-import { identity, inverse, inverseFromLU, logAbsDet, matmul, Matrix, matrix, transpose } from '../linalg.js';
+import { identity, inverse, inverseFromLU, logAbsDet, matmul, Matrix, matrix, transpose } from '../../math/linalg.js';
 import { FlowOutput, LogDet, scalarConstant } from './common.js';
 
 export interface LUWeights {

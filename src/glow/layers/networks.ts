@@ -24,7 +24,8 @@ export interface OutputLayout {
   padValue?: number;
 }
 
-const LOGSCALE_FACTOR = 3;
+/** The zero-initialised layers (Conv2dZeros, LinearZeros) scale their output by exp(3 logs). */
+export const LOGSCALE_FACTOR = 3;
 
 /** [0, 2, 4, ..., 1, 3, 5, ...]: the even channels, then the odd ones. */
 export function crossOrder(n: number): number[] {

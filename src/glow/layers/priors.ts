@@ -6,7 +6,7 @@
 
 import { GraphBuilder, tensor, Value } from '../../builder/graph.js';
 import * as op from '../../builder/ops.js';
-import { HostTensor, sum } from '../tensor.js';
+import { HostTensor, sum } from '../../math/tensor.js';
 import { LogDet } from './common.js';
 
 export type Gaussian =

@@ -4,7 +4,7 @@
 
 import { attr, Dim, Graph, GraphBuilder, tensor, Tensor, Value } from '../../../src/builder/graph.js';
 import * as op from '../../../src/builder/ops.js';
-import { Rng } from '../../reference/random-params.js';
+import { Rng } from '../../../support/random-params.js';
 import { evaluateGraph as evaluate } from '../../../src/builder/evaluate.js';
 
 // ---------------------------------------------------------------- harness

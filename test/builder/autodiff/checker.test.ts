@@ -16,7 +16,7 @@ import { serializeModel } from '../../../src/builder/serialize.js';
 import { GlowConfig } from '../../../src/glow/config.js';
 import { buildEncode } from '../../../src/glow/model.js';
 import { paramSpecs } from '../../../src/glow/names.js';
-import { randomParams, randomShuffles } from '../../reference/random-params.js';
+import { randomParams, randomShuffles } from '../../../support/random-params.js';
 import { CASES, prepare } from './cases.js';
 
 const PYTHON = '/usr/bin/python3';

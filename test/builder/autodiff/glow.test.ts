@@ -9,13 +9,13 @@ import { addGradients } from '../../../src/builder/autodiff/index.js';
 import { Graph, GraphBuilder, Tensor, Value } from '../../../src/builder/graph.js';
 import * as op from '../../../src/builder/ops.js';
 import { GlowConfig } from '../../../src/glow/config.js';
-import { HostTensor } from '../../../src/glow/tensor.js';
+import { HostTensor } from '../../../src/math/tensor.js';
 import { buildEncode } from '../../../src/glow/model.js';
-import { buildEvalModel, buildTrainingModel } from '../../../src/glow/training.js';
+import { buildEvalModel, buildTrainingModel } from '../../../src/train/graphs.js';
 import { paramSpecs } from '../../../src/glow/names.js';
 import { maxAbsDiff, runGraph } from '../../helpers.js';
 import { refEncode } from '../../reference/glow64.js';
-import { randomImages, randomOneHot, randomParams, randomShuffles, Rng } from '../../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams, randomShuffles, Rng } from '../../../support/random-params.js';
 import { evaluateGraph as evaluate } from '../../../src/builder/evaluate.js';
 
 const STEP = 1e-6;

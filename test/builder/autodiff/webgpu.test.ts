@@ -18,7 +18,7 @@ import { GlowConfig } from '../../../src/glow/config.js';
 import { buildEncode } from '../../../src/glow/model.js';
 import { paramSpecs } from '../../../src/glow/names.js';
 import { createSession, profilePlacement } from '../../../src/runtime/providers.js';
-import { randomImages, randomOneHot, randomParams } from '../../reference/random-params.js';
+import { randomImages, randomOneHot, randomParams } from '../../../support/random-params.js';
 import { CASES, prepare } from './cases.js';
 
 const presetIcd = useSoftwareWebGpu();

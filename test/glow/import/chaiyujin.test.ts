@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { importWeights } from '../../../src/glow/import/index.js';
 import { buildDecode, buildEncode } from '../../../src/glow/model.js';
-import { HostTensor } from '../../../src/glow/tensor.js';
+import { HostTensor } from '../../../src/math/tensor.js';
 import { Feeds, maxAbsDiff, runGraph } from '../../helpers.js';
 import { refDecode, refEncode } from '../../reference/glow64.js';
 

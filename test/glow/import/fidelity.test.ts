@@ -13,10 +13,10 @@ import { importWeights } from '../../../src/glow/import/index.js';
 import { buildDecode, buildEncode } from '../../../src/glow/model.js';
 import { paramSpecs } from '../../../src/glow/names.js';
 import { checkpointBytes } from '../../../src/glow/params.js';
-import { HostTensor } from '../../../src/glow/tensor.js';
+import { HostTensor } from '../../../src/math/tensor.js';
 import { Feeds, maxAbsDiff, runGraph } from '../../helpers.js';
 import { refEncode } from '../../reference/glow64.js';
-import { randomImages, randomParams } from '../../reference/random-params.js';
+import { randomImages, randomParams } from '../../../support/random-params.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const FIXTURES = join(ROOT, 'test/fixtures/glow-torch');

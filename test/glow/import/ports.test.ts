@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { DEFAULT_CONFIG } from '../../../src/glow/config.js';
-import { CheckpointError } from '../../../src/glow/import/errors.js';
+import { CheckpointError } from '../../../src/io/checkpoint-error.js';
 import { detectPort, inferConfig, toNativeNames } from '../../../src/glow/import/ports.js';
 import { initWeights } from '../../../src/glow/params.js';
-import { HostTensor } from '../../../src/glow/tensor.js';
+import { HostTensor } from '../../../src/math/tensor.js';
 
 const t = (shape: number[]): HostTensor => ({ shape, data: new Float64Array(shape.reduce((a, b) => a * b, 1)) });
 

@@ -10,13 +10,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CheckpointError, importWeights } from '../../../src/glow/import/index.js';
 import { toRosinality } from '../../../src/glow/import/rosinality.js';
-import { readWeightsFile } from '../../../src/glow/import/torch.js';
+import { readWeightsFile } from '../../../src/io/torch.js';
 import { GlowConfig } from '../../../src/glow/config.js';
 import { buildDecode, buildEncode } from '../../../src/glow/model.js';
 import { stepPrefix } from '../../../src/glow/names.js';
 import { checkpointBytes } from '../../../src/glow/params.js';
-import { WritableTensor, writeSafetensors } from '../../../src/glow/safetensors.js';
-import { HostTensor } from '../../../src/glow/tensor.js';
+import { WritableTensor, writeSafetensors } from '../../../src/io/safetensors.js';
+import { HostTensor } from '../../../src/math/tensor.js';
 import { Feeds, maxAbsDiff, runGraph } from '../../helpers.js';
 import { refDecode, refEncode } from '../../reference/glow64.js';
 

@@ -6,7 +6,7 @@
 // Only what glow-onnx needs is supported: float32 tensors, the property bag, and optionally one
 // optimizer group (the layout ORT's Adam uses: moments `momentum0`, `momentum1` per parameter).
 
-import { size as elementCount } from '../glow/tensor.js';
+import { size as elementCount } from '../math/tensor.js';
 
 /** The one version the training build glow-onnx drives (onnxruntime-web 1.19.2) reads. */
 export const ODTC_VERSION = 2;

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Rng } from '../../src/glow/rng.js';
+import { Rng } from '../../src/math/rng.js';
 
 const DRAWS = 100_000;
 

@@ -1,5 +1,5 @@
 // Training artifacts in the form ONNX Runtime's own on-device training (TrainingSession, the
-// training builds up to 1.19) loads, as opposed to the portable standard-op set of training.ts:
+// training builds up to 1.19) loads, as opposed to the portable standard-op set of graphs.ts:
 //   training_model.onnx   x (, y), every parameter, lazy_reset_grad, <p>_grad.accumulation.buffer
 //                         -> loss, <p>_grad.accumulation.out. ORT tells parameters from data by
 //                         their presence in the checkpoint and gradient buffers by their suffix;
@@ -11,19 +11,17 @@
 //                         one AdamWOptimizer (com.microsoft) node
 //   checkpoint            ODTC flatbuffer: trainable and frozen parameters, the Glow config as a
 //                         string property so that a trained checkpoint can be read back alone.
-// The forward and backward are the ones glow-onnx trains with (training.ts).
+// The forward and backward are the ones glow-onnx trains with (graphs.ts).
 
 import onnxProto from 'onnx-proto';
 import { Graph, GraphBuilder } from '../builder/graph.js';
 import { padConvChannels } from '../builder/passes/index.js';
 import { toModelProto } from '../builder/serialize.js';
-import { ODTC_VERSION, readOdtc, writeOdtc } from '../runtime/odtc.js';
-import { GlowConfig } from './config.js';
-import { GlowWeights } from './model.js';
-import { paramSpecs } from './names.js';
-import { checkWeights, META_CONFIG, META_SHUFFLES, weightsFromMetadata } from './params.js';
-import { HostTensor } from './tensor.js';
-import { buildEvalModel, buildTrainingModel, gradName, LossOptions, OptimizerOptions } from './training.js';
+import { GlowConfig } from '../glow/config.js';
+import { GlowWeights } from '../glow/model.js';
+import { paramSpecs } from '../glow/names.js';
+import { ortTrainingCheckpoint } from '../glow/odtc-weights.js';
+import { buildEvalModel, buildTrainingModel, gradName, LossOptions, OptimizerOptions } from './graphs.js';
 
 const { onnx } = onnxProto;
 
@@ -81,7 +79,7 @@ const floatType = (shape?: number[]) => ({ tensorType: { elemType: 1, shape: sha
 const sequenceType = () => ({ sequenceType: { elemType: floatType() } });
 
 /** One AdamWOptimizer node in PyTorch's AdamW mode (adam_mode 0, bias-corrected): the same
- * update as glow-onnx's own Adam (training.ts) without clipping. */
+ * update as glow-onnx's own Adam (graphs.ts) without clipping. */
 function optimizerModel(options: OrtOptimizerOptions, opset: number): Uint8Array {
   const o = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0, ...options };
   const f = (name: string, value: number) => ({ name, type: onnx.AttributeProto.AttributeType.FLOAT, f: value });
@@ -110,32 +108,6 @@ function optimizerModel(options: OrtOptimizerOptions, opset: number): Uint8Array
     opsetImport: [{ domain: '', version: opset }, { domain: MICROSOFT, version: 1 }],
   });
   return onnx.ModelProto.encode(model).finish();
-}
-
-/** The ODTC checkpoint of a model (no optimizer state: ORT starts from zero moments, step 0). */
-export function ortTrainingCheckpoint(w: GlowWeights): Uint8Array {
-  checkWeights(w.config, w.params, 'weights');
-  const tensor = (name: string) => {
-    const t = w.params.get(name)!;
-    return { name, dims: t.shape, data: Float32Array.from(t.data) };
-  };
-  const specs = paramSpecs(w.config);
-  const strings: Record<string, string> = { [META_CONFIG]: JSON.stringify(w.config) };
-  if (w.shuffles) strings[META_SHUFFLES] = JSON.stringify(Object.fromEntries(w.shuffles));
-  return writeOdtc({
-    version: ODTC_VERSION,
-    trainable: specs.filter((s) => s.trainable).map((s) => tensor(s.name)),
-    frozen: specs.filter((s) => !s.trainable).map((s) => tensor(s.name)),
-    optimizerGroups: [], ints: {}, floats: {}, strings,
-  });
-}
-
-/** The Glow weights in an ODTC checkpoint that ortTrainingCheckpoint wrote (and ORT may have
- * trained and saved since: it keeps the property bag). */
-export function weightsFromOdtc(bytes: Uint8Array, source: string, configOverride?: GlowConfig): GlowWeights {
-  const c = readOdtc(bytes, source);
-  const params = new Map<string, HostTensor>([...c.trainable, ...c.frozen].map((t) => [t.name, { shape: t.dims, data: Float64Array.from(t.data) }]));
-  return weightsFromMetadata(params, c.strings, source, configOverride, 'string properties');
 }
 
 /** The four files of ORT's on-device training, in memory. */

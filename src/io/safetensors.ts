@@ -2,7 +2,8 @@
 // describing each tensor's dtype, shape and byte range, then the tensors' bytes. Reading is
 // strict (checkpoints come from outside), writing is deterministic (exports are compared by bytes).
 
-import { bfloat16Value, float16Value } from '../builder/float16.js';
+import { bfloat16Value, float16Value } from '../math/half-precision.js';
+import { size } from '../math/tensor.js';
 
 export type SafeDtype = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 export type WritableDtype = 'F32' | 'F64' | 'I64' | 'I32' | 'U8';
@@ -74,7 +75,7 @@ function describe(value: unknown): string {
 
 /** Product of the dimensions, or NaN once it leaves the safe-integer range. */
 function elementCount(shape: readonly number[]): number {
-  const count = shape.reduce((a, b) => a * b, 1);
+  const count = size(shape);
   return Number.isSafeInteger(count) ? count : NaN;
 }
 

@@ -1,6 +1,6 @@
 // Training artifacts in ONNX Runtime's on-device-training file layout, built from standard ONNX
 // ops only (onnxruntime-node/-web 1.30 have no training ops), so any runtime can drive them;
-// ort-training.ts builds the variant ORT's own TrainingSession loads:
+// ort-artifacts.ts builds the variant ORT's own TrainingSession loads:
 //   training_model.onnx   x (, y), trainable parameters -> loss, <param>_grad
 //   eval_model.onnx       x (, y), trainable parameters -> loss, bpd
 //   optimizer_model.onnx  learning_rate, bias_correction1, bias_correction2 (adamFeeds), per
@@ -12,9 +12,10 @@ import { addGradients } from '../builder/autodiff/index.js';
 import { Graph, GraphBuilder, Value } from '../builder/graph.js';
 import * as op from '../builder/ops.js';
 import { chain, cleanup, padConvChannels, toposort } from '../builder/passes/index.js';
-import { scalarConstant } from './layers/common.js';
-import { GlowWeights, trainableEncode } from './model.js';
-import { paramSpecs } from './names.js';
+import { scalarConstant } from '../glow/layers/common.js';
+import { GlowWeights, trainableEncode } from '../glow/model.js';
+import { paramSpecs } from '../glow/names.js';
+import { size } from '../math/tensor.js';
 
 export interface OptimizerOptions {
   beta1?: number;
@@ -220,7 +221,7 @@ export function buildFusedTrainStep(w: GlowWeights, options: LossOptions & Optim
 export function zeroMoments(shapes: ReadonlyMap<string, number[]>): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
   for (const [name, shape] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
+    const n = size(shape);
     out.set(momentNames(name).m, new Float32Array(n));
     out.set(momentNames(name).v, new Float32Array(n));
   }

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeDirectoryAtomic, writeFileAtomic, writeFilesAtomic } from '../../src/runtime/files.js';
+import { writeDirectoryAtomic, writeFileAtomic, writeFilesAtomic } from '../../src/io/files.js';
 import { Faults, snapshot, withFaults } from '../fault-fs.js';
 
 /** Failure points for a write that does `io` when nothing fails: a full disk before the first

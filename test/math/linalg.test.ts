@@ -2,8 +2,8 @@ import { expect } from 'chai';
 import {
   Matrix, identity, inverse, inverseFromLU, logAbsDet, luDecompose, matmul, matrix,
   qrDecompose, randomOrthogonal, solveLowerTriangular, solveUpperTriangular, transpose,
-} from '../../src/glow/linalg.js';
-import { Rng } from '../../src/glow/rng.js';
+} from '../../src/math/linalg.js';
+import { Rng } from '../../src/math/rng.js';
 
 function randomMatrix(rows: number, cols: number, rng: Rng): Matrix {
   return matrix(rows, cols, rng.fillNormal(new Float64Array(rows * cols)));

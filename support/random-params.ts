@@ -2,9 +2,9 @@
 // values of moderate size, so that tests exercise non-trivial weights instead of the paper's
 // zero/identity initialisation. Self-contained (own PRNG) so results never depend on Math.random.
 
-import { GlowConfig, levelChannels } from '../../src/glow/config.js';
-import { ParamSpec, paramSpecs, splitPrefix, stepPrefix } from '../../src/glow/names.js';
-import { HostTensor } from '../../src/glow/tensor.js';
+import { GlowConfig, levelChannels } from '../src/glow/config.js';
+import { ParamSpec, paramSpecs, splitPrefix, stepPrefix } from '../src/glow/names.js';
+import { HostTensor } from '../src/math/tensor.js';
 
 /** mulberry32 uniform [0, 1) with Box-Muller normals. */
 export class Rng {

@@ -1,14 +1,14 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CheckpointError } from '../../../src/glow/import/errors.js';
-import { PyDict, PyList, PyOpaque, PySet, PyTuple, PyValue, standardGlobal, unpickle } from '../../../src/glow/import/pickle.js';
-import { TorchTensor, readTorchCheckpoint, readWeightsFile } from '../../../src/glow/import/torch.js';
-import { crc32, readZip, readZipEntries } from '../../../src/glow/import/zip.js';
-import { writeSafetensors } from '../../../src/glow/safetensors.js';
+import { CheckpointError } from '../../src/io/checkpoint-error.js';
+import { PyDict, PyList, PyOpaque, PySet, PyTuple, PyValue, standardGlobal, unpickle } from '../../src/io/pickle.js';
+import { TorchTensor, readTorchCheckpoint, readWeightsFile } from '../../src/io/torch.js';
+import { crc32, readZip, readZipEntries } from '../../src/io/zip.js';
+import { writeSafetensors } from '../../src/io/safetensors.js';
 
 // Fixtures come from scripts/make_torch_pickle_fixtures.py (Debian's python3-torch).
-const FIXTURES = fileURLToPath(new URL('../../../../test/fixtures/torch-io/', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/torch-io/', import.meta.url));
 
 function fixture(name: string): Uint8Array {
   return new Uint8Array(readFileSync(FIXTURES + name));

@@ -12,9 +12,11 @@ import { GlowConfig } from '../../src/glow/config.js';
 import { GlowWeights } from '../../src/glow/model.js';
 import { paramSpecs, stepPrefix } from '../../src/glow/names.js';
 import { initWeights } from '../../src/glow/params.js';
-import { Rng } from '../../src/glow/rng.js';
-import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/glow/training.js';
-import { CHECKPOINT_FILE, Dataset, EpochReport, readTrainCheckpoint, train, TrainingError, TrainOptions } from '../../src/runtime/train.js';
+import { Rng } from '../../src/math/rng.js';
+import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/train/graphs.js';
+import { CHECKPOINT_FILE, readTrainCheckpoint } from '../../src/train/checkpoint.js';
+import { train } from '../../src/train/loop.js';
+import { Dataset, EpochReport, TrainingError, TrainOptions } from '../../src/train/run.js';
 import { WEBGPU_EP } from '../../src/runtime/session-options.js';
 import { adamScalars, blobDataset as dataset, expectSameCheckpoint, maxAbsDiff, useSoftwareWebGpu } from '../helpers.js';
 

@@ -12,16 +12,17 @@ import { serializeModel } from '../../src/builder/serialize.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { GlowWeights } from '../../src/glow/model.js';
 import { paramSpecs } from '../../src/glow/names.js';
-import { buildOrtTrainingArtifacts, ORT_TRAINING_FILES, OrtTrainingFile, ortTrainingCheckpoint, weightsFromOdtc } from '../../src/glow/ort-training.js';
+import { buildOrtTrainingArtifacts, ORT_TRAINING_FILES, OrtTrainingFile } from '../../src/train/ort-artifacts.js';
+import { ortTrainingCheckpoint, weightsFromOdtc } from '../../src/glow/odtc-weights.js';
 import { checkpointBytes, initWeights } from '../../src/glow/params.js';
-import { Rng } from '../../src/glow/rng.js';
-import { buildEvalModel, buildFusedTrainStep, momentNames, updatedName } from '../../src/glow/training.js';
-import { OdtcCheckpoint, OdtcError, ODTC_VERSION, readOdtc, writeOdtc } from '../../src/runtime/odtc.js';
-import { createOrtTrainingSession, loadTrainingBuild, OrtTrainingUnavailable, runEvalStep } from '../../src/runtime/ort-training.js';
-import { ORT_TRAINING_DIR, trainWithOrtTraining } from '../../src/runtime/ort-train.js';
+import { Rng } from '../../src/math/rng.js';
+import { buildEvalModel, buildFusedTrainStep, momentNames, updatedName } from '../../src/train/graphs.js';
+import { OdtcCheckpoint, OdtcError, ODTC_VERSION, readOdtc, writeOdtc } from '../../src/io/odtc.js';
+import { createOrtTrainingSession, loadTrainingBuild, OrtTrainingUnavailable, runEvalStep } from '../../src/train/ort-runtime.js';
+import { ORT_TRAINING_DIR, trainWithOrtTraining } from '../../src/train/ort-loop.js';
 import { loadMnist } from '../../src/runtime/mnist.js';
 import { dequantize } from '../../src/runtime/quantize.js';
-import { EpochReport, initialiseActNorms, labelsOf, TrainOptions } from '../../src/runtime/train.js';
+import { EpochReport, initialiseActNorms, labelsOf, TrainOptions } from '../../src/train/run.js';
 import { adamScalars, cli, maxRelDiff } from '../helpers.js';
 
 const config: GlowConfig = {

@@ -1,9 +1,9 @@
-import { bfloat16Value, float16Value } from '../../src/builder/float16.js';
+import { bfloat16Value, float16Value } from '../../src/math/half-precision.js';
 import { expect } from 'chai';
 import {
   SafetensorsError, WritableTensor, readSafetensors, writeSafetensors,
-} from '../../src/glow/safetensors.js';
-import { Rng } from '../../src/glow/rng.js';
+} from '../../src/io/safetensors.js';
+import { Rng } from '../../src/math/rng.js';
 
 const encoder = new TextEncoder();
 

@@ -6,8 +6,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
-import { OrtTrainingFile } from '../glow/ort-training.js';
-import { readOdtc } from './odtc.js';
+import { OrtTrainingFile } from './ort-artifacts.js';
+import { readOdtc } from '../io/odtc.js';
 
 export const TRAINING_PACKAGE = 'onnxruntime-training-web';
 const INSTALL = `npm install ${TRAINING_PACKAGE}@npm:onnxruntime-web@1.19.2`;

@@ -5,7 +5,7 @@
 // CheckpointError whose one-line message starts with the file's name.
 
 import * as zlib from 'node:zlib';
-import { CheckpointError } from './errors.js';
+import { CheckpointError } from './checkpoint-error.js';
 
 export interface ZipEntry {
   name: string;

@@ -7,16 +7,17 @@
 import { join } from 'node:path';
 import { GlowWeights } from '../glow/model.js';
 import { paramSpecs } from '../glow/names.js';
-import { buildOrtTrainingArtifacts, ortTrainingCheckpoint } from '../glow/ort-training.js';
+import { buildOrtTrainingArtifacts } from './ort-artifacts.js';
+import { ortTrainingCheckpoint } from '../glow/odtc-weights.js';
 import { checkpointBytes, WEIGHTS_FILE } from '../glow/params.js';
-import { Rng } from '../glow/rng.js';
-import { size } from '../glow/tensor.js';
-import { writeFilesAtomic } from './files.js';
-import { createOrtTrainingSession, loadTrainingBuild, TrainingSession } from './ort-training.js';
-import { dequantize } from './quantize.js';
-import {
-  checkTrainRun, Dataset, epochOrder, evaluate, gatherImages, initialiseActNorms, labelsOf, TrainHooks, TrainingError, TrainOptions, TrainResult, weightsWith,
-} from './train.js';
+import { Rng } from '../math/rng.js';
+import { size } from '../math/tensor.js';
+import { writeFilesAtomic } from '../io/files.js';
+import { createOrtTrainingSession, loadTrainingBuild, TrainingSession } from './ort-runtime.js';
+import { dequantize } from '../runtime/quantize.js';
+import { weightsWith } from './checkpoint.js';
+import { evaluate } from './epoch-eval.js';
+import { checkTrainRun, Dataset, epochOrder, gatherImages, initialiseActNorms, labelsOf, TrainHooks, TrainingError, TrainOptions, TrainResult } from './run.js';
 
 /** Where the run's artifacts and its trained ODTC checkpoint go, under --out. */
 export const ORT_TRAINING_DIR = 'ort-training';

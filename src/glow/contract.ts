@@ -3,7 +3,7 @@
 // glow-onnx export writes it, and each graph's inputs and outputs. Imports nothing platform
 // specific, so the browser bundle takes it.
 
-import { GlowConfig, latentShape, validateConfig } from '../glow/config.js';
+import { GlowConfig, latentShape, validateConfig } from './config.js';
 
 /** The glow.json format this glow-onnx writes and reads. */
 export const FORMAT_VERSION = 1;

@@ -4,9 +4,9 @@
 // and drops the casts between neighbouring ones, so it rounds to float16 far less often than
 // CUDA, TensorRT or WebGPU with shader-f16 do. This is the stricter reference.
 
-import { evaluateNode } from '../../src/builder/evaluate.js';
-import { float16Bits, float16Value } from '../../src/builder/float16.js';
-import { Graph, Tensor } from '../../src/builder/graph.js';
+import { evaluateNode } from '../src/builder/evaluate.js';
+import { float16Bits, float16Value } from '../src/math/half-precision.js';
+import { Graph, Tensor } from '../src/builder/graph.js';
 
 function rounded(t: Tensor): Tensor {
   return { ...t, data: Float64Array.from(t.data, (v) => float16Value(float16Bits(v))) };

@@ -5,7 +5,7 @@
 // it with a precise message if, and only if, it needs that value; a checkpoint whose optimizer
 // state holds, say, a numpy scalar can still yield its model weights.
 
-import { CheckpointError } from './errors.js';
+import { CheckpointError } from './checkpoint-error.js';
 
 export type PyValue =
   | null | boolean | number | bigint | string | Uint8Array

@@ -5,13 +5,13 @@
 // stand-ins for a short allow-list of torch functions. Also dispatches between those formats
 // and safetensors.
 
-import { bfloat16Value, float16Value } from '../../builder/float16.js';
-import { CheckpointError } from './errors.js';
+import { bfloat16Value, float16Value } from '../math/half-precision.js';
+import { CheckpointError } from './checkpoint-error.js';
 import {
   PyDict, PyGlobal, PyHost, PyList, PyOpaque, PyTuple, PyValue, describePy, standardGlobal, unpickle, unpickleAt,
 } from './pickle.js';
 import { ZipArchive, looksLikeZip } from './zip.js';
-import { SafeDtype, SafetensorsError, readSafetensors } from '../safetensors.js';
+import { SafeDtype, SafetensorsError, readSafetensors } from './safetensors.js';
 
 export type TorchDtype =
   | 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
