@@ -25,7 +25,9 @@ import { GlowWeights } from '../src/glow/model.js';
 import { Rng } from '../src/math/rng.js';
 import { loadMnist } from '../src/runtime/mnist.js';
 import { dequantize } from '../src/runtime/quantize.js';
-import { maxScaledDiff, RGB_CONFIGS, useSoftwareWebGpu, webGpuDriverProblem } from '../test/helpers.js';
+import { maxScaledDiff } from '../support/compare.js';
+import { RGB_CONFIGS } from '../support/rgb-configs.js';
+import { useSoftwareWebGpu, webGpuDriverProblem } from '../support/webgpu.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles } from '../support/random-params.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
