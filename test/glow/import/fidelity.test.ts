@@ -65,7 +65,8 @@ function importFixture(f: Fixture) {
 }
 
 describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', function () {
-  this.timeout(60000);
+  // Each native-checkpoint case starts Python and imports torch, seconds each on a busy machine.
+  this.timeout(300000);
 
   it('covers both ports and every option the issue names', () => {
     const has = (p: (f: Fixture) => boolean) => fixtures.some(p);
