@@ -16,7 +16,7 @@ import * as coupling from './layers/coupling.js';
 import * as fusedMix from './layers/fused-mix.js';
 import * as invconv from './layers/invconv.js';
 import {
-  foldedCouplingNetwork, foldedPriorNetwork, foldZerosConv, literalCouplingNetwork, literalPriorNetwork, Network, OutputLayout,
+  foldedCouplingNetwork, foldedPriorNetwork, foldZerosConv, literalCouplingNetwork, literalPriorNetwork, Network, OutputLayout, Spectral,
   zerosPaddedConv,
 } from './layers/networks.js';
 import { Gaussian, sample, standardize } from './layers/priors.js';
@@ -71,7 +71,9 @@ interface StepGraph {
 
 function couplingLayout(config: GlowConfig): OutputLayout {
   const padValue = config.zerosPadValue ?? 0;
-  return config.coupling === 'affine' ? { split: 'cross', oddOffset: 2, padValue } : { split: 'whole', padValue };
+  // The paper's +2 belongs to its sigmoid; a bounded scale starts at 1 from t = 0.
+  if (config.coupling === 'affine') return { split: 'cross', oddOffset: config.scaleBound ? 0 : 2, padValue };
+  return { split: 'whole', padValue };
 }
 
 function stepPermutation(w: GlowWeights, prefix: string, C: number): readonly number[] {
@@ -90,7 +92,7 @@ function foldMix(w: GlowWeights, prefix: string, C: number): invconv.FoldedMix {
 
 function foldedStep(w: GlowWeights, prefix: string, C: number, logDet: coupling.LogScale): StepGraph {
   const mix = fusedMix.fuse(hostParam(w.params, `${prefix}.actnorm.bias`).data, hostParam(w.params, `${prefix}.actnorm.logs`).data, foldMix(w, prefix, C));
-  const network = foldedCouplingNetwork(w.params, prefix, couplingLayout(w.config));
+  const network = foldedCouplingNetwork(w.params, prefix, couplingLayout(w.config), w.config.lipschitz);
   return {
     encode(g, x) {
       const a = fusedMix.encode(g, x, mix);
@@ -109,8 +111,8 @@ function foldedStep(w: GlowWeights, prefix: string, C: number, logDet: coupling.
 
 /** The step as the checkpoint states it. W^-1 still comes from the host: ONNX has no standard
  * matrix inverse. */
-function literalStep(w: GlowWeights, src: ParamSource, actnorms: ActNormSource, prefix: string, C: number, foldNetworkActNorms: boolean): StepGraph {
-  const network = literalCouplingNetwork(src, actnorms, prefix, couplingLayout(w.config), foldNetworkActNorms);
+function literalStep(w: GlowWeights, src: ParamSource, actnorms: ActNormSource, prefix: string, C: number, foldNetworkActNorms: boolean, spectral?: Spectral): StepGraph {
+  const network = literalCouplingNetwork(src, actnorms, prefix, couplingLayout(w.config), foldNetworkActNorms, spectral);
   const mixEncode = (g: GraphBuilder, x: Value): FlowOutput => {
     if (w.config.permutation !== 'invconv') {
       return { out: g.scope('permute', () => op.gather(g, x, [...stepPermutation(w, prefix, C)], 1)), logdet: 0 };
@@ -283,6 +285,8 @@ interface AssemblyOptions {
   foldNetworkActNorms?: boolean;
   /** Checkpoint tensors that become graph inputs instead of initializers (training). */
   asInputs?: ReadonlySet<string>;
+  /** Receives the spectral normalisation's next power-iteration vectors (train step). */
+  spectralUpdates?: (name: string, value: Value) => void;
 }
 
 /** The steps and priors of a model. Each checkpoint tensor becomes one initializer (or input)
@@ -302,11 +306,16 @@ function assemble(w: GlowWeights, g: GraphBuilder, options: AssemblyOptions): As
     return v;
   };
   const actnorms = options.actnorms ?? checkpointActNorms(src);
+  // Data-dependent ActNorm initialisation takes statistics of the unnormalised convs: the
+  // normalisation acts on weights scaled by ActNorms that do not exist yet.
+  const spectral: Spectral | undefined = config.lipschitz !== undefined && !options.actnorms
+    ? { lipschitz: config.lipschitz, onUpdate: options.spectralUpdates }
+    : undefined;
   const steps = Array.from({ length: config.L }, (_, level) => {
     const C = levelChannels(config, level + 1);
     return Array.from({ length: config.K }, (_, k) => {
       const prefix = stepPrefix(config, level, k);
-      return fold ? foldedStep(w, prefix, C, options.couplingLogDet ?? 'log') : literalStep(w, src, actnorms, prefix, C, options.foldNetworkActNorms ?? false);
+      return fold ? foldedStep(w, prefix, C, options.couplingLogDet ?? 'log') : literalStep(w, src, actnorms, prefix, C, options.foldNetworkActNorms ?? false, spectral);
     });
   });
   return { steps, priors: fold ? foldedPriors(w) : literalPriors(w, src) };
@@ -469,7 +478,9 @@ export function buildDecode(w: GlowWeights, options: BuildOptions = {}): Graph {
  * the checkpoint (fixed buffers such as P, sign_s and prior_h stay initializers). Returns the
  * open builder so that a caller can add a loss and its gradients.
  */
-export function trainableEncode(w: GlowWeights, options: { opset?: number } = {}): { g: GraphBuilder; values: EncodeValues; trainable: string[] } {
+export function trainableEncode(w: GlowWeights, options: { opset?: number; spectralState?: boolean } = {}): {
+  g: GraphBuilder; values: EncodeValues; trainable: string[]; spectralUpdates: Map<string, Value>;
+} {
   const { config } = w;
   if (config.permutation === 'invconv' && !config.lu) {
     throw new Error('training a plain 1x1 convolution would need log|det W| and its gradient W^-T in the graph, and ONNX has no inverse: train with lu: true');
@@ -477,6 +488,15 @@ export function trainableEncode(w: GlowWeights, options: { opset?: number } = {}
   const trainable = paramSpecs(config).filter((s) => s.trainable).map((s) => s.name);
   const g = new GraphBuilder('glow_training', { opset: options.opset });
   g.metadata = configMetadata(config, false);
-  const values = encodeBody(w, g, assemble(w, g, { fold: false, foldNetworkActNorms: true, asInputs: new Set(trainable) }));
-  return { g, values, trainable };
+  // spectralState: the power-iteration vectors are inputs too, and their next values collected
+  // (the fused train step carries them from step to step); otherwise they stay initializers.
+  const spectralNames = options.spectralState ? paramSpecs(config).filter((s) => s.role.startsWith('spectral.')).map((s) => s.name) : [];
+  const spectralUpdates = new Map<string, Value>();
+  const values = encodeBody(w, g, assemble(w, g, {
+    fold: false,
+    foldNetworkActNorms: true,
+    asInputs: new Set([...trainable, ...spectralNames]),
+    spectralUpdates: options.spectralState ? (name, value) => spectralUpdates.set(name, value) : undefined,
+  }));
+  return { g, values, trainable, spectralUpdates };
 }
