@@ -71,7 +71,9 @@ function normalizedWeight(g: GraphBuilder, w: Value, block: string, src: ParamSo
     const matrix = op.reshape(g, w, [O, n]);
     const sigma = op.reduceSum(g, op.mul(g, op.matmul(g, matrix, op.reshape(g, v, [n, 1])), op.reshape(g, u, [O, 1])), [0, 1], false);
     const c = scalarConstant(g, spectral.lipschitz, 'lipschitz');
-    const factor = op.where(g, op.less(g, c, sigma), op.div(g, c, sigma), scalarConstant(g, 1, 'one'));
+    // c / max(sigma, c), the max taken by Where: where(sigma > c, c / sigma, 1) would send its
+    // gradient through c / sigma also where it is not taken, inf * 0 at a zero weight's sigma.
+    const factor = op.div(g, c, op.where(g, op.less(g, c, sigma), sigma, c));
     if (spectral.onUpdate) {
       const nextV = unitOr(g, op.matmul(g, op.reshape(g, u, [1, O]), matrix), v);
       const nextU = unitOr(g, op.matmul(g, matrix, op.reshape(g, nextV, [n, 1])), u);
