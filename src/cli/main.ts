@@ -56,6 +56,8 @@ import flags (what PyTorch checkpoints do not store): --n-bits N (default 8; ros
 config flags: --image-shape C,H,W --K N --L N --hidden N --coupling additive|affine
   --permutation invconv|shuffle|reverse --lu true|false --learn-top true|false
   --classes N --n-bits N --actnorm-scale X --scale-floor A (affine scale >= A; 0: none)
+  --scale-bound A (affine scale exp(-ln(A) tanh(t)), in [A, 1/A]) --lipschitz C (coupling convs spectrally
+  normalised to norm <= C)
   train --weights/--resume keep the stored config; of the config flags they take --scale-floor only`;
 
 /** A command resolves to its exit code when it is not 0 (a run stopped by Ctrl-C: 130). */

@@ -23,7 +23,7 @@ import { GlowWeights } from './model.js';
 import { paramSpecs } from './names.js';
 import { checkWeights, META_CONFIG, META_SHUFFLES, weightsFromMetadata } from './params.js';
 import { HostTensor } from './tensor.js';
-import { buildEvalModel, buildTrainingModel, gradName, LossOptions, OptimizerOptions } from './training.js';
+import { buildEvalModel, buildTrainingModel, gradName, LossOptions, OptimizerOptions, refuseSpectralArtifacts } from './training.js';
 
 const { onnx } = onnxProto;
 
@@ -140,6 +140,7 @@ export function weightsFromOdtc(bytes: Uint8Array, source: string, configOverrid
 
 /** The four files of ORT's on-device training, in memory. */
 export function buildOrtTrainingArtifacts(w: GlowWeights, options: LossOptions & OrtOptimizerOptions): Record<OrtTrainingFile, Uint8Array> {
+  refuseSpectralArtifacts(w, 'ONNX Runtime training');
   const eval_ = parametersAsInputs(padConvChannels(buildEvalModel(w, options)), w.config);
   return {
     'training_model.onnx': trainingModel(w, options),

@@ -9,7 +9,8 @@ import { serializeModel } from '../builder/serialize.js';
 import { GlowConfig, validateConfig } from '../glow/config.js';
 import { exportModel } from '../glow/export.js';
 import { GlowWeights } from '../glow/model.js';
-import { paramSpecs } from '../glow/names.js';
+import { effectiveWeight, powerIterate } from '../glow/layers/networks.js';
+import { paramSpecs, spectralVectors } from '../glow/names.js';
 import { checkpointBytes, checkShuffles, checkWeights, parseJson, shufflesFrom } from '../glow/params.js';
 import { Rng } from '../glow/rng.js';
 import { readSafetensors, writeSafetensors } from '../glow/safetensors.js';
@@ -107,6 +108,29 @@ export function epochOrder(count: number, seed: number, epoch: number): number[]
 
 function trainableShapes(config: GlowConfig): Map<string, number[]> {
   return new Map(paramSpecs(config).filter((s) => s.trainable).map((s) => [s.name, s.shape]));
+}
+
+/** Spectral normalisation's power-iteration vectors: state the train step updates, without
+ * gradients or moments. */
+function spectralShapes(config: GlowConfig): Map<string, number[]> {
+  return new Map(paramSpecs(config).filter((s) => s.role === 'spectral.u' || s.role === 'spectral.v').map((s) => [s.name, s.shape]));
+}
+
+/** Power iterations before the first step, on the initialised weights, so that sigma is
+ * estimated from the start rather than after dozens of steps. */
+const SPECTRAL_WARMUP_ITERATIONS = 30;
+
+function warmSpectralVectors(w: GlowWeights): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const spec of paramSpecs(w.config).filter((s) => s.role === 'spectral.u')) {
+    const block = spec.name.replace(/\.conv\.weight_u$/, '');
+    const names = spectralVectors(block);
+    const { u, v } = powerIterate(effectiveWeight(w.params, block), Float64Array.from(w.params.get(names.u)!.data),
+      Float64Array.from(w.params.get(names.v)!.data), SPECTRAL_WARMUP_ITERATIONS);
+    out.set(names.u, Float32Array.from(u));
+    out.set(names.v, Float32Array.from(v));
+  }
+  return out;
 }
 
 /** Everything a run needs to continue exactly: parameters, moments, EMA, counters, RNG. */
@@ -283,8 +307,10 @@ class DeviceState {
    * input names; splitState is the inverse. */
   static fromHost(
     shapes: ReadonlyMap<string, number[]>, host: ReturnType<typeof splitState>, sessionOptions: ort.InferenceSession.SessionOptions,
+    spectral: ReadonlyMap<string, number[]> = new Map(),
   ): DeviceState {
     const tensors = new Map<string, ort.Tensor>();
+    for (const [name, shape] of spectral) tensors.set(name, new ort.Tensor('float32', host.spectral.get(name)!, shape));
     for (const [name, shape] of shapes) {
       const put = (key: string, data: Float32Array) => tensors.set(key, new ort.Tensor('float32', data, shape));
       put(name, host.params.get(name)!);
@@ -330,14 +356,21 @@ class DeviceState {
   }
 }
 
-/** Splits host state into parameters, moments and averages. */
-function splitState(host: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap<string, number[]>, withEma: boolean): {
-  params: Map<string, Float32Array>; moments: Map<string, Float32Array>; ema?: Map<string, Float32Array>;
+/** Splits host state into parameters, moments, averages and power-iteration vectors. */
+function splitState(host: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap<string, number[]>, withEma: boolean, spectralNames: Iterable<string>): {
+  params: Map<string, Float32Array>; moments: Map<string, Float32Array>; ema?: Map<string, Float32Array>; spectral: Map<string, Float32Array>;
 } {
   const params = new Map([...shapes.keys()].map((n) => [n, host.get(n)!]));
   const moments = new Map([...shapes.keys()].flatMap((n) => [momentNames(n).m, momentNames(n).v].map((k) => [k, host.get(k)!] as const)));
   const ema = withEma ? new Map([...shapes.keys()].map((n) => [n, host.get(emaName(n))!])) : undefined;
-  return { params, moments, ema };
+  const spectral = new Map([...spectralNames].map((n) => [n, host.get(n)!]));
+  return { params, moments, ema, spectral };
+}
+
+/** The tensors a model is made of at this point: the trained ones (or their averages) with the
+ * power-iteration vectors of the same step. */
+function modelTensors(host: ReturnType<typeof splitState>): Map<string, Float32Array> {
+  return new Map([...(host.ema ?? host.params), ...host.spectral]);
 }
 
 /** Images order[start], ..., order[start + count - 1] of `data`, one after another, into `into`. */
@@ -382,11 +415,16 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
   let moments: Map<string, Float32Array>;
   let ema: Map<string, Float32Array> | undefined;
   let state: TrainState;
+  let spectral: Map<string, Float32Array>;
   const shapes = trainableShapes(config);
+  const spectralState = spectralShapes(config);
   if (resumed) {
     ({ params, moments, ema, state } = resumed);
+    // The checkpoint's vectors are the step's own: a resume continues their iteration exactly.
+    spectral = new Map([...spectralState.keys()].map((name) => [name, floats(initial.params.get(name)!)]));
   } else {
     base = await initialiseActNorms(initial, data.train, options);
+    spectral = warmSpectralVectors(base);
     params = new Map([...shapes.keys()].map((name) => [name, floats(base.params.get(name)!)]));
     moments = zeroMoments(shapes);
     ema = options.emaDecay > 0 ? new Map([...params].map(([k, v]) => [k, v.slice()])) : undefined;
@@ -403,7 +441,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
     ...deviceOptions,
     ...(ep === 'webgpu' ? { preferredOutputLocation: Object.fromEntries(stepGraph.outputs.map((io) => [io.value.name, hostOutputs.has(io.value.name) ? 'cpu' : 'gpu-buffer'])) } : {}),
   });
-  const device = DeviceState.fromHost(shapes, { params, moments, ema }, deviceOptions);
+  const device = DeviceState.fromHost(shapes, { params, moments, ema, spectral }, deviceOptions, spectralState);
   const batchesPerEpoch = Math.floor(data.train.count / options.batchSize);
   const totalSteps = options.epochs ? options.epochs * batchesPerEpoch : undefined;
   const noise = Rng.fromState(state.noise);
@@ -411,11 +449,11 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
   const started = Date.now() - state.elapsedSeconds * 1000;
   const elapsed = () => (Date.now() - started) / 1000;
   let lastCheckpoint = state.step;
-  const hostCopies = async () => splitState(await device.toHost(), shapes, withEma);
+  const hostCopies = async () => splitState(await device.toHost(), shapes, withEma, spectralState.keys());
   const saveCheckpoint = async () => {
     const path = join(options.out, CHECKPOINT_FILE);
     const host = await hostCopies();
-    writeFileAtomic(path, checkpointFile(base, host.params, host.moments, host.ema, { ...state, noise: noise.state(), elapsedSeconds: elapsed() }, options));
+    writeFileAtomic(path, checkpointFile(base, new Map([...host.params, ...host.spectral]), host.moments, host.ema, { ...state, noise: noise.state(), elapsedSeconds: elapsed() }, options));
     lastCheckpoint = state.step;
     hooks.onCheckpoint?.(path, state.step);
   };
@@ -467,7 +505,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
         state.batchInEpoch = 0;
         order = epochOrder(data.train.count, options.seed, state.epoch);
         const host = await hostCopies();
-        const report = await evaluate(weightsWith(base, host.ema ?? host.params), data.test, options, finished + 1);
+        const report = await evaluate(weightsWith(base, modelTensors(host)), data.test, options, finished + 1);
         hooks.onEpoch?.({ epoch: finished + 1, step: state.step, ...report });
       }
       if (state.step % options.checkpointEvery === 0 || epochDone) await saveCheckpoint();
@@ -483,7 +521,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
     await device.release();
     await session.release();
   }
-  const weights = weightsWith(base, final.ema ?? final.params);
+  const weights = weightsWith(base, modelTensors(final));
   writeFilesAtomic(options.out, { 'weights.safetensors': checkpointBytes(weights), 'config.json': `${JSON.stringify(config, null, 2)}\n` });
   return { weights, steps: state.step, losses, stoppedEarly, stateLocation };
 }

@@ -84,8 +84,8 @@ function normalizedWeight(g: GraphBuilder, w: Value, block: string, src: ParamSo
   });
 }
 
-/** 1 / max(1, sigma / c) for a [rows, cols] weight in float64, sigma = u^T W v. */
-export function spectralFactor(w: Float64Array, u: ArrayLike<number>, v: ArrayLike<number>, lipschitz: number): number {
+/** sigma = u^T W v for a [rows, cols] weight in float64. */
+export function spectralSigma(w: Float64Array, u: ArrayLike<number>, v: ArrayLike<number>): number {
   const rows = u.length;
   const cols = v.length;
   let sigma = 0;
@@ -94,6 +94,12 @@ export function spectralFactor(w: Float64Array, u: ArrayLike<number>, v: ArrayLi
     for (let k = 0; k < cols; k++) acc += w[o * cols + k] * v[k];
     sigma += u[o] * acc;
   }
+  return sigma;
+}
+
+/** 1 / max(1, sigma / c), as the train step computes it. */
+export function spectralFactor(w: Float64Array, u: ArrayLike<number>, v: ArrayLike<number>, lipschitz: number): number {
+  const sigma = spectralSigma(w, u, v);
   return sigma > lipschitz ? lipschitz / sigma : 1;
 }
 
