@@ -104,6 +104,14 @@ function randomTensor(spec: ParamSpec, rng: Rng, scale: number, options: RandomP
       for (let i = 0; i < C; i++) t.data[i * C + i] += 1;
       return t;
     }
+    case 'spectral.u':
+    case 'spectral.v': {
+      // A random direction: any unit vector is a valid power-iteration state.
+      const t = fill(shape, () => rng.normal());
+      const norm = Math.sqrt(Array.from(t.data).reduce((a, b) => a + b * b, 0));
+      t.data.forEach((e, i) => (t.data[i] = e / norm));
+      return t;
+    }
     case 'prior_h': {
       const std = options.priorHStd ?? 0;
       return fill(shape, () => (std > 0 ? rng.normal(0, std) : 0));

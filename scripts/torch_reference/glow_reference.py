@@ -107,34 +107,61 @@ class ActNorm(nn.Module):
 # y0ast-style modules: wrappers holding an inner nn.Conv2d / nn.Linear named conv / linear.
 
 
+def spectral_buffers(conv, cin, cout, k):
+    """glow-onnx's spectral normalisation state (config lipschitz): conv.weight_u [out],
+    conv.weight_v [in*k*k], power-iteration vectors saved by its training."""
+    conv.register_buffer('weight_u', torch.zeros(cout))
+    conv.register_buffer('weight_v', torch.zeros(cin * k * k))
+
+
+def spectral_factor(conv, gain, lipschitz):
+    """1 / max(1, sigma / c), sigma = u^T (W * gain per output channel) v, W as [out, in*k*k]."""
+    w = (conv.weight * gain.reshape(-1, 1, 1, 1)).flatten(1)
+    sigma = conv.weight_u @ w @ conv.weight_v
+    return lipschitz / sigma if sigma > lipschitz else torch.ones((), dtype=w.dtype)
+
+
 class ConvActNormY(nn.Module):
     """conv (no bias, 'same' padding) then ActNorm: conv.weight, actnorm.{bias,logs}."""
 
-    def __init__(self, cin, cout, k, scale=1.0):
+    def __init__(self, cin, cout, k, scale=1.0, lipschitz=None):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, k, padding=(k - 1) // 2, bias=False)
         self.actnorm = ActNorm(cout, scale)
         nn.init.normal_(self.conv.weight, 0.0, 0.05)
+        self.lipschitz = lipschitz
+        if lipschitz is not None:
+            spectral_buffers(self.conv, cin, cout, k)
 
     def forward(self, x):
-        return self.actnorm(self.conv(x))
+        if self.lipschitz is None:
+            return self.actnorm(self.conv(x))
+        f = spectral_factor(self.conv, torch.exp(self.actnorm.logs), self.lipschitz)
+        return self.actnorm(F.conv2d(x, self.conv.weight * f, padding=self.conv.padding))
 
 
 class Conv2dZerosY(nn.Module):
     """conv(x) * exp(3 * logs), zero-initialised: conv.{weight,bias}, logs [out,1,1]; x padded
     with pad_value."""
 
-    def __init__(self, cin, cout, k=3, pad_value=0.0):
+    def __init__(self, cin, cout, k=3, pad_value=0.0, lipschitz=None):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, k, padding=0)
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
         self.logs = nn.Parameter(torch.zeros(cout, 1, 1))
         self.pad, self.pad_value = (k - 1) // 2, pad_value
+        self.lipschitz = lipschitz
+        if lipschitz is not None:
+            spectral_buffers(self.conv, cin, cout, k)
 
     def forward(self, x):
         x = F.pad(x, [self.pad] * 4, value=self.pad_value)
-        return self.conv(x) * torch.exp(self.logs * LOGSCALE_FACTOR)
+        gain = torch.exp(self.logs * LOGSCALE_FACTOR)
+        if self.lipschitz is None:
+            return self.conv(x) * gain
+        f = spectral_factor(self.conv, gain, self.lipschitz)
+        return F.conv2d(x, self.conv.weight * f, self.conv.bias) * gain
 
 
 class LinearZerosY(nn.Module):
@@ -194,12 +221,20 @@ class LinearZerosC(nn.Linear):
         return super().forward(y) * torch.exp(self.logs * LOGSCALE_FACTOR)
 
 
-def conv_actnorm(naming, cin, cout, k, scale):
-    return (ConvActNormY if naming == 'y0ast' else ConvActNormC)(cin, cout, k, scale)
+def conv_actnorm(naming, cin, cout, k, scale, lipschitz=None):
+    if naming == 'y0ast':
+        return ConvActNormY(cin, cout, k, scale, lipschitz)
+    if lipschitz is not None:
+        raise ValueError('lipschitz (spectral normalisation) exists in the y0ast naming only')
+    return ConvActNormC(cin, cout, k, scale)
 
 
-def conv_zeros(naming, cin, cout, k, cfg):
-    return (Conv2dZerosY if naming == 'y0ast' else Conv2dZerosC)(cin, cout, k, cfg.get('zerosPadValue', 0.0))
+def conv_zeros(naming, cin, cout, k, cfg, lipschitz=None):
+    if naming == 'y0ast':
+        return Conv2dZerosY(cin, cout, k, cfg.get('zerosPadValue', 0.0), lipschitz)
+    if lipschitz is not None:
+        raise ValueError('lipschitz (spectral normalisation) exists in the y0ast naming only')
+    return Conv2dZerosC(cin, cout, k, cfg.get('zerosPadValue', 0.0))
 
 
 def linear_zeros(naming, cin, cout):
@@ -284,6 +319,8 @@ class FlowStep(nn.Module):
         self.permutation = cfg['permutation']
         # glow-onnx's optional lower bound on the affine scale (0: the paper's layer)
         self.scale_floor = cfg.get('scaleFloor', 0.0)
+        # glow-onnx's two-sided bound: scale = exp(-ln(a) tanh(t)), no +2 (None: sigmoid)
+        self.scale_bound = cfg.get('scaleBound')
         scale = cfg.get('actnormScale', 1.0)
         self.actnorm = ActNorm(channels, scale)
         if self.permutation == 'invconv':
@@ -296,10 +333,11 @@ class FlowStep(nn.Module):
             raise ValueError(f'unknown permutation {self.permutation!r}')
         half = channels // 2
         out = channels if self.coupling == 'affine' else channels - half
+        lipschitz = cfg.get('lipschitz')
         net = nn.Sequential(
-            conv_actnorm(naming, half, hidden, 3, scale), nn.ReLU(),
-            conv_actnorm(naming, hidden, hidden, 1, scale), nn.ReLU(),
-            conv_zeros(naming, hidden, out, 3, cfg),
+            conv_actnorm(naming, half, hidden, 3, scale, lipschitz), nn.ReLU(),
+            conv_actnorm(naming, hidden, hidden, 1, scale, lipschitz), nn.ReLU(),
+            conv_zeros(naming, hidden, out, 3, cfg, lipschitz),
         )
         self.net_name = 'block' if naming == 'y0ast' else 'f'
         setattr(self, self.net_name, net)
@@ -307,6 +345,14 @@ class FlowStep(nn.Module):
     @property
     def net(self):
         return getattr(self, self.net_name)
+
+    def affine_scale(self, t):
+        """The scale and its log, from the odd channels t of the network output."""
+        if self.scale_bound is not None:
+            log_scale = -math.log(self.scale_bound) * torch.tanh(t)
+            return torch.exp(log_scale), log_scale
+        scale = torch.sigmoid(t + 2.0).clamp(min=self.scale_floor)
+        return scale, torch.log(scale)
 
     def set_perm(self, indices):
         self.perm = torch.as_tensor(indices, dtype=torch.long)
@@ -326,9 +372,9 @@ class FlowStep(nn.Module):
         if self.coupling == 'additive':
             z2 = z2 + h
         else:
-            shift, scale = h[:, 0::2], torch.sigmoid(h[:, 1::2] + 2.0).clamp(min=self.scale_floor)
+            shift, (scale, log_scale) = h[:, 0::2], self.affine_scale(h[:, 1::2])
             z2 = (z2 + shift) * scale
-            logdet = logdet + torch.log(scale).flatten(1).sum(1)
+            logdet = logdet + log_scale.flatten(1).sum(1)
         return torch.cat([z1, z2], 1), logdet
 
     def reverse(self, z):
@@ -338,7 +384,7 @@ class FlowStep(nn.Module):
         if self.coupling == 'additive':
             z2 = z2 - h
         else:
-            shift, scale = h[:, 0::2], torch.sigmoid(h[:, 1::2] + 2.0).clamp(min=self.scale_floor)
+            shift, (scale, _) = h[:, 0::2], self.affine_scale(h[:, 1::2])
             z2 = z2 / scale - shift
         z = torch.cat([z1, z2], 1)
         if self.permutation == 'invconv':

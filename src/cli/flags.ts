@@ -8,7 +8,7 @@ export const CONFIG_FLAGS: Options = {
   'image-shape': { type: 'string' }, K: { type: 'string' }, L: { type: 'string' }, hidden: { type: 'string' },
   coupling: { type: 'string' }, permutation: { type: 'string' }, lu: { type: 'string' }, 'learn-top': { type: 'string' },
   classes: { type: 'string' }, 'n-bits': { type: 'string' }, 'actnorm-scale': { type: 'string' },
-  'scale-floor': { type: 'string' },
+  'scale-floor': { type: 'string' }, 'scale-bound': { type: 'string' }, lipschitz: { type: 'string' },
 };
 
 /** Defaults, then --config FILE, then individual flags; validated as a whole. */
@@ -28,6 +28,8 @@ export function configFromFlags(values: Values): GlowConfig {
     nBits: numeric('n-bits'),
     actnormScale: numeric('actnorm-scale'),
     scaleFloor: numeric('scale-floor'),
+    scaleBound: numeric('scale-bound'),
+    lipschitz: numeric('lipschitz'),
   };
   for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
   return validateConfig(merged);

@@ -35,6 +35,15 @@ export interface GlowConfig {
    * rosinality/glow-pytorch's ZeroConv2d, F.pad(x, [1, 1, 1, 1], value=1), which no weight
    * change can express, since the border's contribution depends on the image size. */
   zerosPadValue?: number;
+  /** Bounds the affine coupling's scale on both sides: scale = exp(-ln(a) tanh(t)), in
+   * [a, 1/a], so decode divides by no less than a and encode multiplies by no more than 1/a
+   * (see layers/coupling.ts). Absent: the paper's sigmoid (with scaleFloor, if any). */
+  scaleBound?: number;
+  /** Spectral normalisation of the coupling networks' convs: each conv's weight, times the
+   * per-channel gain that follows it (ActNorm's exp(logs), Conv2dZeros's exp(3 logs)), is
+   * divided by max(1, sigma / lipschitz), sigma its largest singular value estimated by power
+   * iteration (see layers/networks.ts). Absent: no normalisation. */
+  lipschitz?: number;
 }
 
 export const DEFAULT_CONFIG: GlowConfig = {
@@ -56,7 +65,7 @@ export class ConfigError extends Error {
 }
 
 const KEYS = Object.keys(DEFAULT_CONFIG) as (keyof GlowConfig)[];
-const OPTIONAL_KEYS: (keyof GlowConfig)[] = ['scaleFloor', 'zerosPadValue'];
+const OPTIONAL_KEYS: (keyof GlowConfig)[] = ['scaleFloor', 'zerosPadValue', 'scaleBound', 'lipschitz'];
 /** The smallest normal float32. A scale floor must be one, for the encode graph's Log (see
  * layers/coupling.ts). */
 export const FLOAT32_MIN_NORMAL = 2 ** -126;
@@ -113,6 +122,20 @@ export function validateConfig(input: unknown): GlowConfig {
   } else if (floor > 0 && c.coupling !== 'affine') {
     problems.push(`scaleFloor bounds the affine coupling's scale; an ${JSON.stringify(c.coupling)} coupling has none`);
   }
+  const bound = c.scaleBound;
+  if (bound !== undefined) {
+    if (!(typeof bound === 'number' && bound >= 1e-3 && bound < 1)) {
+      problems.push(`scaleBound must be a number in [0.001, 1) (scale in [a, 1/a]), got ${JSON.stringify(bound)}`);
+    } else if (c.coupling !== 'affine') {
+      problems.push(`scaleBound bounds the affine coupling's scale; an ${JSON.stringify(c.coupling)} coupling has none`);
+    } else if (floor > 0) {
+      problems.push('scaleBound and scaleFloor are two bounds of the same scale: give one');
+    }
+  }
+  const lipschitz = c.lipschitz;
+  if (lipschitz !== undefined && !(typeof lipschitz === 'number' && Number.isFinite(lipschitz) && lipschitz > 0)) {
+    problems.push(`lipschitz must be a finite number > 0 (each coupling conv's spectral norm bound), got ${JSON.stringify(lipschitz)}`);
+  }
   const padValue = c.zerosPadValue === undefined ? 0 : c.zerosPadValue;
   if (padValue !== 0 && padValue !== 1) {
     problems.push(`zerosPadValue must be 0 (zero padding) or 1 (rosinality's ZeroConv2d), got ${JSON.stringify(c.zerosPadValue)}`);
@@ -142,6 +165,8 @@ export function validateConfig(input: unknown): GlowConfig {
     // Written only when set, so configs of models without a floor stay as they were.
     ...(floor > 0 ? { scaleFloor: floor } : {}),
     ...(padValue !== 0 ? { zerosPadValue: padValue } : {}),
+    ...(bound !== undefined ? { scaleBound: bound } : {}),
+    ...(lipschitz !== undefined ? { lipschitz } : {}),
   };
 }
 

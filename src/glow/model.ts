@@ -18,7 +18,7 @@ import * as fusedMix from './layers/fused-mix.js';
 import * as invconv from './layers/invconv.js';
 import {
   foldedCouplingNetwork, foldedPriorNetwork, foldZerosConv, literalCouplingNetwork, literalPriorNetwork, LOGSCALE_FACTOR, Network,
-  OutputLayout, zerosPaddedConv,
+  OutputLayout, Spectral, zerosPaddedConv,
 } from './layers/networks.js';
 import { Gaussian, sample, standardize } from './layers/priors.js';
 import * as squeeze from './layers/squeeze.js';
@@ -73,7 +73,9 @@ interface StepGraph {
 
 function couplingLayout(config: GlowConfig): OutputLayout {
   const padValue = config.zerosPadValue ?? 0;
-  return config.coupling === 'affine' ? { split: 'cross', oddOffset: 2, padValue } : { split: 'whole', padValue };
+  // The paper's +2 belongs to its sigmoid; a bounded scale starts at 1 from t = 0.
+  if (config.coupling === 'affine') return { split: 'cross', oddOffset: config.scaleBound ? 0 : 2, padValue };
+  return { split: 'whole', padValue };
 }
 
 function stepPermutation(w: GlowWeights, prefix: string, C: number): readonly number[] {
@@ -92,7 +94,7 @@ function foldMix(w: GlowWeights, prefix: string, C: number, lu: boolean): invcon
 
 function foldedStep(w: GlowWeights, prefix: string, C: number, lu: boolean, logDet: coupling.LogScale): StepGraph {
   const mix = fusedMix.fuse(hostParam(w.params, `${prefix}.actnorm.bias`).data, hostParam(w.params, `${prefix}.actnorm.logs`).data, foldMix(w, prefix, C, lu));
-  const network = foldedCouplingNetwork(w.params, prefix, couplingLayout(w.config));
+  const network = foldedCouplingNetwork(w.params, prefix, couplingLayout(w.config), w.config.lipschitz);
   return {
     encode(g, x) {
       const a = fusedMix.encode(g, x, mix);
@@ -111,8 +113,8 @@ function foldedStep(w: GlowWeights, prefix: string, C: number, lu: boolean, logD
 
 /** The step as the checkpoint states it. W^-1 still comes from the host: ONNX has no standard
  * matrix inverse. */
-function literalStep(w: GlowWeights, src: ParamSource, actnorms: ActNormSource, prefix: string, C: number, lu: boolean, foldNetworkActNorms: boolean): StepGraph {
-  const network = literalCouplingNetwork(src, actnorms, prefix, couplingLayout(w.config), foldNetworkActNorms);
+function literalStep(w: GlowWeights, src: ParamSource, actnorms: ActNormSource, prefix: string, C: number, lu: boolean, foldNetworkActNorms: boolean, spectral?: Spectral): StepGraph {
+  const network = literalCouplingNetwork(src, actnorms, prefix, couplingLayout(w.config), foldNetworkActNorms, spectral);
   const mixEncode = (g: GraphBuilder, x: Value): FlowOutput => {
     if (w.config.permutation !== 'invconv') {
       return { out: g.scope('permute', () => op.gather(g, x, [...stepPermutation(w, prefix, C)], 1)), logdet: 0 };
@@ -285,6 +287,8 @@ interface AssemblyOptions {
   foldNetworkActNorms?: boolean;
   /** Checkpoint tensors that become graph inputs instead of initializers (training). */
   asInputs?: ReadonlySet<string>;
+  /** Receives the spectral normalisation's next power-iteration vectors (train step). */
+  spectralUpdates?: (name: string, value: Value) => void;
 }
 
 /** The steps and priors of a model. Each checkpoint tensor becomes one initializer (or input)
@@ -304,12 +308,17 @@ function assemble(w: GlowWeights, g: GraphBuilder, options: AssemblyOptions): As
     return v;
   };
   const actnorms = options.actnorms ?? checkpointActNorms(src);
+  // Data-dependent ActNorm initialisation takes statistics of the unnormalised convs: the
+  // normalisation acts on weights scaled by ActNorms that do not exist yet.
+  const spectral: Spectral | undefined = config.lipschitz !== undefined && !options.actnorms
+    ? { lipschitz: config.lipschitz, onUpdate: options.spectralUpdates }
+    : undefined;
   const steps = Array.from({ length: config.L }, (_, level) => {
     const C = levelChannels(config, level + 1);
     const lu = levelLU(config, level);
     return Array.from({ length: config.K }, (_, k) => {
       const prefix = stepPrefix(config, level, k);
-      return fold ? foldedStep(w, prefix, C, lu, options.couplingLogDet ?? 'log') : literalStep(w, src, actnorms, prefix, C, lu, options.foldNetworkActNorms ?? false);
+      return fold ? foldedStep(w, prefix, C, lu, options.couplingLogDet ?? 'log') : literalStep(w, src, actnorms, prefix, C, lu, options.foldNetworkActNorms ?? false, spectral);
     });
   });
   return { steps, priors: fold ? foldedPriors(w) : literalPriors(w, src) };
@@ -473,7 +482,9 @@ export function buildDecode(w: GlowWeights, options: BuildOptions = {}): Graph {
  * convolutions in a model with LU levels, stay initializers). Returns the
  * open builder so that a caller can add a loss and its gradients.
  */
-export function trainableEncode(w: GlowWeights, options: { opset?: number } = {}): { g: GraphBuilder; values: EncodeValues; trainable: string[] } {
+export function trainableEncode(w: GlowWeights, options: { opset?: number; spectralState?: boolean } = {}): {
+  g: GraphBuilder; values: EncodeValues; trainable: string[]; spectralUpdates: Map<string, Value>;
+} {
   const { config } = w;
   // A plain W's log-det gradient is W^-T, and ONNX has no matrix inverse: plain 1x1 convolutions
   // stay fixed (names.ts), which leaves a model with no LU level no way to learn its mixing.
@@ -483,6 +494,15 @@ export function trainableEncode(w: GlowWeights, options: { opset?: number } = {}
   const trainable = paramSpecs(config).filter((s) => s.trainable).map((s) => s.name);
   const g = new GraphBuilder('glow_training', { opset: options.opset });
   g.metadata = configMetadata(config, false);
-  const values = encodeBody(w, g, assemble(w, g, { fold: false, foldNetworkActNorms: true, asInputs: new Set(trainable) }));
-  return { g, values, trainable };
+  // spectralState: the power-iteration vectors are inputs too, and their next values collected
+  // (the fused train step carries them from step to step); otherwise they stay initializers.
+  const spectralNames = options.spectralState ? paramSpecs(config).filter((s) => s.role.startsWith('spectral.')).map((s) => s.name) : [];
+  const spectralUpdates = new Map<string, Value>();
+  const values = encodeBody(w, g, assemble(w, g, {
+    fold: false,
+    foldNetworkActNorms: true,
+    asInputs: new Set([...trainable, ...spectralNames]),
+    spectralUpdates: options.spectralState ? (name, value) => spectralUpdates.set(name, value) : undefined,
+  }));
+  return { g, values, trainable, spectralUpdates };
 }

@@ -11,15 +11,29 @@ export type ParamRole =
   | 'actnorm.bias' | 'actnorm.logs'
   | 'invconv.weight' | 'invconv.p' | 'invconv.sign_s' | 'invconv.lower' | 'invconv.log_s' | 'invconv.upper'
   | 'conv.weight' | 'conv.bias' | 'zeros.logs'
-  | 'prior_h' | 'linear.weight' | 'linear.bias';
+  | 'prior_h' | 'linear.weight' | 'linear.bias'
+  | 'spectral.u' | 'spectral.v';
 
 export interface ParamSpec {
   name: string;
   shape: number[];
   role: ParamRole;
-  /** Fixed buffers (P, sign_s, prior_h) are not trained, nor is a plain 1x1 convolution's W:
-   * its log-det gradient W^-T needs a matrix inverse, which ONNX lacks (model.ts). */
+  /** Fixed buffers (P, sign_s, prior_h) are not trained, nor is a plain 1x1 convolution's W
+   * (its log-det gradient W^-T needs a matrix inverse, which ONNX lacks: model.ts), nor are the
+   * power-iteration vectors of spectral normalisation, which the train step updates itself. */
   trainable: boolean;
+}
+
+/** The convs of a coupling network that spectral normalisation bounds (config.lipschitz), by
+ * module prefix: each has `${b}.conv.weight`. */
+export function spectralBlocks(stepPrefixName: string): string[] {
+  return [0, 2, 4].map((i) => `${stepPrefixName}.block.${i}`);
+}
+
+/** The power-iteration vectors of a spectrally normalised conv: u over its output channels, v
+ * over its flattened input window, named after PyTorch's spectral_norm buffers. */
+export function spectralVectors(block: string): { u: string; v: string } {
+  return { u: `${block}.conv.weight_u`, v: `${block}.conv.weight_v` };
 }
 
 export function stepPrefix(config: GlowConfig, level: number, step: number): string {
@@ -90,6 +104,20 @@ export function paramSpecs(config: GlowConfig): ParamSpec[] {
     add('project_class.logs', [config.numClasses], 'zeros.logs');
     add('project_class.linear.weight', [config.numClasses, top], 'linear.weight');
     add('project_class.linear.bias', [config.numClasses], 'linear.bias');
+  }
+  if (config.lipschitz !== undefined) {
+    // After every module's tensors, so that a model without them keeps its order.
+    for (let level = 0; level < config.L; level++) {
+      const half = levelChannels(config, level + 1) / 2;
+      const out = config.coupling === 'affine' ? 2 * half : half;
+      for (let step = 0; step < config.K; step++) {
+        const [b0, b2, b4] = spectralBlocks(stepPrefix(config, level, step));
+        for (const [block, rows, cols] of [[b0, hidden, half * 9], [b2, hidden, hidden], [b4, out, hidden * 9]] as const) {
+          add(spectralVectors(block).u, [rows], 'spectral.u', false);
+          add(spectralVectors(block).v, [cols], 'spectral.v', false);
+        }
+      }
+    }
   }
   return specs;
 }

@@ -52,6 +52,15 @@ export function initWeights(config: GlowConfig, seed: number): GlowWeights {
       params.get(`${prefix}.invconv.lower`)!.data.set(l.data);
     }
   }
+  // Random unit vectors, drawn last so that the other tensors stay as without them; train
+  // iterates them to the weights' directions before its first step.
+  for (const spec of paramSpecs(config).filter((s) => s.role === 'spectral.u' || s.role === 'spectral.v')) {
+    const t = params.get(spec.name)!;
+    rng.fillNormal(t.data, 0, 1);
+    let squares = 0;
+    for (const e of t.data) squares += e * e;
+    for (let i = 0; i < t.data.length; i++) t.data[i] /= Math.sqrt(squares);
+  }
   return { config, params, shuffles: config.permutation === 'shuffle' ? shuffles : undefined };
 }
 

@@ -18,6 +18,12 @@ export function floats(t: { data: ArrayLike<number> }): Float32Array {
   return Float32Array.from(t.data);
 }
 
+/** Spectral normalisation's power-iteration vectors: state the train step updates, without
+ * gradients or moments. */
+export function spectralShapes(config: GlowConfig): Map<string, number[]> {
+  return new Map(paramSpecs(config).filter((s) => s.role === 'spectral.u' || s.role === 'spectral.v').map((s) => [s.name, s.shape]));
+}
+
 export function trainableShapes(config: GlowConfig): Map<string, number[]> {
   return new Map(paramSpecs(config).filter((s) => s.trainable).map((s) => [s.name, s.shape]));
 }

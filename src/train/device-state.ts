@@ -18,8 +18,10 @@ export class DeviceState {
    * input names; splitState is the inverse. */
   static fromHost(
     shapes: ReadonlyMap<string, number[]>, host: ReturnType<typeof splitState>, sessionOptions: ort.InferenceSession.SessionOptions,
+    spectral: ReadonlyMap<string, number[]> = new Map(),
   ): DeviceState {
     const tensors = new Map<string, ort.Tensor>();
+    for (const [name, shape] of spectral) tensors.set(name, new ort.Tensor('float32', host.spectral.get(name)!, shape));
     for (const [name, shape] of shapes) {
       const put = (key: string, data: Float32Array) => tensors.set(key, new ort.Tensor('float32', data, shape));
       put(name, host.params.get(name)!);
@@ -65,12 +67,19 @@ export class DeviceState {
   }
 }
 
-/** Splits host state into parameters, moments and averages. */
-export function splitState(host: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap<string, number[]>, withEma: boolean): {
-  params: Map<string, Float32Array>; moments: Map<string, Float32Array>; ema?: Map<string, Float32Array>;
+/** Splits host state into parameters, moments, averages and power-iteration vectors. */
+export function splitState(host: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap<string, number[]>, withEma: boolean, spectralNames: Iterable<string>): {
+  params: Map<string, Float32Array>; moments: Map<string, Float32Array>; ema?: Map<string, Float32Array>; spectral: Map<string, Float32Array>;
 } {
   const params = new Map([...shapes.keys()].map((n) => [n, host.get(n)!]));
   const moments = new Map([...shapes.keys()].flatMap((n) => [momentNames(n).m, momentNames(n).v].map((k) => [k, host.get(k)!] as const)));
   const ema = withEma ? new Map([...shapes.keys()].map((n) => [n, host.get(emaName(n))!])) : undefined;
-  return { params, moments, ema };
+  const spectral = new Map([...spectralNames].map((n) => [n, host.get(n)!]));
+  return { params, moments, ema, spectral };
+}
+
+/** The tensors a model is made of at this point: the trained ones (or their averages) with the
+ * power-iteration vectors of the same step. */
+export function modelTensors(host: ReturnType<typeof splitState>): Map<string, Float32Array> {
+  return new Map([...(host.ema ?? host.params), ...host.spectral]);
 }

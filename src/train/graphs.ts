@@ -45,12 +45,13 @@ interface LossGraph {
   loss: Value;
   bpd: Value;
   params: Map<string, Value>;
+  spectralUpdates: Map<string, Value>;
 }
 
 /** Forward pass and loss: mean bits/dim, plus the weighted class cross-entropy when the model is
  * class-conditional. */
-function lossGraph(w: GlowWeights, options: LossOptions): LossGraph {
-  const { g, values, trainable } = trainableEncode(w, { opset: options.opset });
+function lossGraph(w: GlowWeights, options: LossOptions & { spectralState?: boolean }): LossGraph {
+  const { g, values, trainable, spectralUpdates } = trainableEncode(w, { opset: options.opset, spectralState: options.spectralState });
   const params = new Map<string, Value>();
   for (const io of g.build().inputs) if (trainable.includes(io.value.name)) params.set(io.value.name, io.value);
   const loss = g.scope('loss', () => {
@@ -65,7 +66,7 @@ function lossGraph(w: GlowWeights, options: LossOptions): LossGraph {
     const crossEntropy = op.neg(g, op.reduceMean(g, op.reduceSum(g, op.mul(g, y, logSoftmax), [1], false), [0], false));
     return op.add(g, bpdMean, op.mul(g, crossEntropy, scalarConstant(g, options.classWeight ?? DEFAULT_CLASS_WEIGHT, 'class_weight')));
   });
-  return { g, loss, bpd: values.bpd, params };
+  return { g, loss, bpd: values.bpd, params, spectralUpdates };
 }
 
 function sorted(graph: Graph): Graph {
@@ -79,9 +80,10 @@ export function buildEvalModel(w: GlowWeights, options: LossOptions = {}): Graph
   return sorted(g.build('Glow eval model'));
 }
 
-function withGradients(w: GlowWeights, options: LossOptions): { graph: Graph; params: Map<string, Value> } {
-  const { g, loss, params } = lossGraph(w, options);
+function withGradients(w: GlowWeights, options: LossOptions & { spectralState?: boolean }): { graph: Graph; params: Map<string, Value> } {
+  const { g, loss, params, spectralUpdates } = lossGraph(w, options);
   const lossOut = g.output(loss, 'loss', 'mean bits/dim (+ weighted class cross-entropy)');
+  for (const [name, value] of spectralUpdates) g.output(value, updatedName(name), 'power-iteration vector for the next step');
   const graph = addGradients(g.build('Glow training model'), lossOut, [...params.values()], { outputNames: (v) => gradName(v.name) });
   return { graph: sorted(graph), params };
 }
@@ -172,10 +174,20 @@ export function buildOptimizerModel(shapes: ReadonlyMap<string, number[]>, optio
   return sorted(g.build('Adam'));
 }
 
+/** Training graphs that ONNX Runtime's TrainingSession or another runtime's own loop drive have
+ * no slot for state that is neither a parameter nor a moment: spectral normalisation's
+ * power-iteration vectors would stay frozen there, and sigma with them. */
+export function refuseSpectralArtifacts(w: GlowWeights, what: string): void {
+  if (w.config.lipschitz !== undefined) {
+    throw new Error(`${what}: a model with lipschitz (spectral normalisation) trains only with the fused train step (glow-onnx train), which carries its power-iteration vectors from step to step`);
+  }
+}
+
 /** The graphs `glow-onnx artifacts` hands out. Like exported models, the training and eval graphs
  * get the Conv channel padding (builder/passes/conv-channels.ts), so that whoever runs them on
  * WebGPU gets right numbers with the provider's default layout too. */
 export function buildArtifactModels(w: GlowWeights, options: LossOptions = {}): Record<'training_model.onnx' | 'eval_model.onnx' | 'optimizer_model.onnx', Graph> {
+  refuseSpectralArtifacts(w, 'training artifacts');
   const shapes = new Map(paramSpecs(w.config).filter((s) => s.trainable).map((s) => [s.name, s.shape]));
   return {
     'training_model.onnx': padConvChannels(buildTrainingModel(w, options)),
@@ -191,8 +203,8 @@ export const emaName = (param: string) => `ema.${param}`;
  * `ema`, also the updated moving averages (inputs ema_decay and ema.<param>), so that a loop on a
  * GPU never needs the parameters on the host between checkpoints. */
 export function buildFusedTrainStep(w: GlowWeights, options: LossOptions & OptimizerOptions & { ema?: boolean } = {}): Graph {
-  const { graph, params } = withGradients(w, options);
-  const g = GraphBuilder.extend({ ...graph, outputs: graph.outputs.filter((io) => io.value.name === 'loss') });
+  const { graph, params } = withGradients(w, { ...options, spectralState: true });
+  const g = GraphBuilder.extend({ ...graph, outputs: graph.outputs.filter((io) => io.value.name === 'loss' || !io.value.name.endsWith('_grad')) });
   const grads = new Map(graph.outputs.map((io) => [io.value.name, io.value]));
   const scalars = optimizerInputs(g);
   const slots = [...params].map(([name, param]) => ({

@@ -5,7 +5,9 @@
 import ort from 'onnxruntime-node';
 import { join } from 'node:path';
 import { serializeModel } from '../builder/serialize.js';
+import { effectiveWeight, powerIterate } from '../glow/layers/networks.js';
 import { GlowWeights } from '../glow/model.js';
+import { paramSpecs, spectralVectors } from '../glow/names.js';
 import { checkpointBytes } from '../glow/params.js';
 import { Rng } from '../math/rng.js';
 import { size } from '../math/tensor.js';
@@ -13,10 +15,27 @@ import { adamFeeds, buildFusedTrainStep, zeroMoments } from './graphs.js';
 import { writeFileAtomic, writeFilesAtomic } from '../io/files.js';
 import { dequantize } from '../runtime/quantize.js';
 import { sessionOptions } from '../runtime/session-options.js';
-import { CHECKPOINT_FILE, checkpointFile, floats, TrainCheckpoint, trainableShapes, weightsWith } from './checkpoint.js';
-import { DeviceState, splitState } from './device-state.js';
+import { CHECKPOINT_FILE, checkpointFile, floats, spectralShapes, TrainCheckpoint, trainableShapes, weightsWith } from './checkpoint.js';
+import { DeviceState, modelTensors, splitState } from './device-state.js';
 import { evaluate } from './epoch-eval.js';
 import { checkTrainRun, Dataset, epochOrder, gatherImages, initialiseActNorms, labelsOf, TrainHooks, TrainingError, TrainOptions, TrainResult, TrainState } from './run.js';
+
+/** Power iterations before the first step, on the initialised weights, so that sigma is
+ * estimated from the start rather than after dozens of steps. */
+const SPECTRAL_WARMUP_ITERATIONS = 30;
+
+function warmSpectralVectors(w: GlowWeights): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const spec of paramSpecs(w.config).filter((s) => s.role === 'spectral.u')) {
+    const block = spec.name.replace(/\.conv\.weight_u$/, '');
+    const names = spectralVectors(block);
+    const { u, v } = powerIterate(effectiveWeight(w.params, block), Float64Array.from(w.params.get(names.u)!.data),
+      Float64Array.from(w.params.get(names.v)!.data), SPECTRAL_WARMUP_ITERATIONS);
+    out.set(names.u, Float32Array.from(u));
+    out.set(names.v, Float32Array.from(v));
+  }
+  return out;
+}
 
 /**
  * Trains from fresh weights (after data-dependent ActNorm initialisation) or continues a
@@ -35,11 +54,16 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
   let moments: Map<string, Float32Array>;
   let ema: Map<string, Float32Array> | undefined;
   let state: TrainState;
+  let spectral: Map<string, Float32Array>;
   const shapes = trainableShapes(config);
+  const spectralState = spectralShapes(config);
   if (resumed) {
     ({ params, moments, ema, state } = resumed);
+    // The checkpoint's vectors are the step's own: a resume continues their iteration exactly.
+    spectral = new Map([...spectralState.keys()].map((name) => [name, floats(initial.params.get(name)!)]));
   } else {
     base = await initialiseActNorms(initial, data.train, options);
+    spectral = warmSpectralVectors(base);
     params = new Map([...shapes.keys()].map((name) => [name, floats(base.params.get(name)!)]));
     moments = zeroMoments(shapes);
     ema = options.emaDecay > 0 ? new Map([...params].map(([k, v]) => [k, v.slice()])) : undefined;
@@ -56,7 +80,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
     ...deviceOptions,
     ...(ep === 'webgpu' ? { preferredOutputLocation: Object.fromEntries(stepGraph.outputs.map((io) => [io.value.name, hostOutputs.has(io.value.name) ? 'cpu' : 'gpu-buffer'])) } : {}),
   });
-  const device = DeviceState.fromHost(shapes, { params, moments, ema }, deviceOptions);
+  const device = DeviceState.fromHost(shapes, { params, moments, ema, spectral }, deviceOptions, spectralState);
   const batchesPerEpoch = Math.floor(data.train.count / options.batchSize);
   const totalSteps = options.epochs ? options.epochs * batchesPerEpoch : undefined;
   const noise = Rng.fromState(state.noise);
@@ -64,11 +88,11 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
   const started = Date.now() - state.elapsedSeconds * 1000;
   const elapsed = () => (Date.now() - started) / 1000;
   let lastCheckpoint = state.step;
-  const hostCopies = async () => splitState(await device.toHost(), shapes, withEma);
+  const hostCopies = async () => splitState(await device.toHost(), shapes, withEma, spectralState.keys());
   const saveCheckpoint = async () => {
     const path = join(options.out, CHECKPOINT_FILE);
     const host = await hostCopies();
-    writeFileAtomic(path, checkpointFile(base, host.params, host.moments, host.ema, { ...state, noise: noise.state(), elapsedSeconds: elapsed() }, options));
+    writeFileAtomic(path, checkpointFile(base, new Map([...host.params, ...host.spectral]), host.moments, host.ema, { ...state, noise: noise.state(), elapsedSeconds: elapsed() }, options));
     lastCheckpoint = state.step;
     hooks.onCheckpoint?.(path, state.step);
   };
@@ -119,7 +143,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
         state.batchInEpoch = 0;
         order = epochOrder(data.train.count, options.seed, state.epoch);
         const host = await hostCopies();
-        const report = await evaluate(weightsWith(base, host.ema ?? host.params), data.test, options, finished + 1);
+        const report = await evaluate(weightsWith(base, modelTensors(host)), data.test, options, finished + 1);
         hooks.onEpoch?.({ epoch: finished + 1, step: state.step, ...report });
       }
       if (state.step % options.checkpointEvery === 0 || epochDone) await saveCheckpoint();
@@ -135,7 +159,7 @@ export async function train(start: GlowWeights | TrainCheckpoint, data: { train:
     await device.release();
     await session.release();
   }
-  const weights = weightsWith(base, final.ema ?? final.params);
+  const weights = weightsWith(base, modelTensors(final));
   writeFilesAtomic(options.out, { 'weights.safetensors': checkpointBytes(weights), 'config.json': `${JSON.stringify(config, null, 2)}\n` });
   return { weights, steps: state.step, losses, stoppedEarly, stateLocation };
 }

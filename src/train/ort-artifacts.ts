@@ -21,7 +21,7 @@ import { GlowConfig } from '../glow/config.js';
 import { GlowWeights } from '../glow/model.js';
 import { paramSpecs } from '../glow/names.js';
 import { ortTrainingCheckpoint } from '../glow/odtc-weights.js';
-import { buildEvalModel, buildTrainingModel, gradName, LossOptions, OptimizerOptions } from './graphs.js';
+import { buildEvalModel, buildTrainingModel, gradName, LossOptions, OptimizerOptions, refuseSpectralArtifacts } from './graphs.js';
 
 const { onnx } = onnxProto;
 
@@ -112,6 +112,7 @@ function optimizerModel(options: OrtOptimizerOptions, opset: number): Uint8Array
 
 /** The four files of ORT's on-device training, in memory. */
 export function buildOrtTrainingArtifacts(w: GlowWeights, options: LossOptions & OrtOptimizerOptions): Record<OrtTrainingFile, Uint8Array> {
+  refuseSpectralArtifacts(w, 'ONNX Runtime training');
   const eval_ = parametersAsInputs(padConvChannels(buildEvalModel(w, options)), w.config);
   return {
     'training_model.onnx': trainingModel(w, options),

@@ -24,6 +24,9 @@ describe('glow encode/decode against the float64 reference', () => {
     { learnTop: false }, { numClasses: 3 }, { L: 1 }, { L: 3, imageShape: [1, 8, 8] },
     // Near the typical scale sigmoid(2) = 0.88: the floor binds on part of the elements.
     { scaleFloor: 0.88 },
+    // Bounded scale, spectral normalisation (random unit u, v estimate sigma low, so a small
+    // bound makes it bind), both, and normalisation of an additive coupling's network.
+    { scaleBound: 0.5 }, { lipschitz: 0.02 }, { scaleBound: 0.5, lipschitz: 0.02 }, { coupling: 'additive', lipschitz: 0.02 },
   ];
   for (const variant of variants) {
     for (const fold of [true, false]) {
@@ -41,6 +44,11 @@ describe('glow encode/decode against the float64 reference', () => {
         if (config.scaleFloor) {
           const unbounded = refEncode({ config: { ...config, scaleFloor: 0 }, params: model.params as never }, x, y);
           expect(maxAbsDiff(unbounded.bpd, ref.bpd), 'the floor binds somewhere').to.be.above(1e-3);
+        }
+        if (config.lipschitz) {
+          const { lipschitz: _, ...free } = config;
+          const unnormalised = refEncode({ config: free, params: model.params as never }, x, y);
+          expect(maxAbsDiff(unnormalised.bpd, ref.bpd), 'the normalisation binds').to.be.above(1e-4);
         }
         expect(maxRelDiff(enc.logdet.data, ref.logdet), 'logdet').to.be.below(LOGDET_REL);
         if (y) expect(maxAbsDiff(enc.y_logits.data, ref.yLogits!.data), 'y_logits').to.be.below(1e-4);
@@ -87,4 +95,22 @@ describe('affine coupling log-det where the scale underflows float32', () => {
     const enc = await runGraph(encode, { x });
     enc.logdet.data.forEach((v, i) => expect(v, `example ${i}`).to.be.closeTo(ref.logdet[i], 2e-3 * Math.abs(ref.logdet[i])));
   });
+});
+
+describe('spectral normalisation folds away on export', () => {
+  // The exported graphs of a normalised model are those of the same model without it, weights
+  // aside: sigma is folded into the conv weights on the host, no power-iteration vector remains.
+  for (const variant of [{}, { scaleBound: 0.5 }] as Partial<GlowConfig>[]) {
+    it(`${JSON.stringify(variant)}: same ops, no u or v`, () => {
+      const plain: GlowWeights = { config: { ...base, ...variant }, params: randomParams({ ...base, ...variant }, 5) };
+      const config = { ...base, ...variant, lipschitz: 0.02 };
+      const normalised: GlowWeights = { config, params: randomParams(config, 5) };
+      for (const kind of ['encode', 'decode'] as const) {
+        const opsOf = (w: GlowWeights) => exportGraphs(w)[kind].nodes.map((n) => n.op).sort();
+        expect(opsOf(normalised), kind).to.deep.equal(opsOf(plain));
+        const names = [...exportGraphs(normalised)[kind].initializers.keys()].map((v) => v.name);
+        expect(names.filter((n) => /weight_[uv]/.test(n)), kind).to.deep.equal([]);
+      }
+    });
+  }
 });

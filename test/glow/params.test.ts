@@ -188,6 +188,21 @@ describe('config validation', () => {
     expectThrows(() => trainableEncode(initWeights({ ...small, lu: false }, 3)), Error, 'train with lu: true');
   });
 
+  it('scaleBound and lipschitz are optional, written only when set, and checked', () => {
+    expect(validateConfig(small)).to.not.have.property('scaleBound');
+    expect(validateConfig(small)).to.not.have.property('lipschitz');
+    const both = validateConfig({ ...small, coupling: 'affine', scaleBound: 0.5, lipschitz: 0.9 });
+    expect([both.scaleBound, both.lipschitz]).to.deep.equal([0.5, 0.9]);
+    for (const bad of [0, 1, 1e-4, '0.5', Number.NaN]) {
+      expectThrows(() => validateConfig({ ...small, coupling: 'affine', scaleBound: bad }), Error, 'scaleBound must be a number in [0.001, 1)');
+    }
+    expectThrows(() => validateConfig({ ...small, coupling: 'additive', scaleBound: 0.5 }), Error, 'an "additive" coupling has none');
+    expectThrows(() => validateConfig({ ...small, coupling: 'affine', scaleBound: 0.5, scaleFloor: 0.2 }), Error, 'give one');
+    for (const bad of [0, -1, Infinity, '1']) {
+      expectThrows(() => validateConfig({ ...small, lipschitz: bad }), Error, 'lipschitz must be a finite number > 0');
+    }
+  });
+
   it('zerosPadValue is optional, written only when 1, and 0 or 1', () => {
     expect(validateConfig({ ...small, zerosPadValue: 0 })).to.not.have.property('zerosPadValue');
     expect(validateConfig({ ...small, zerosPadValue: 1 }).zerosPadValue).to.equal(1);

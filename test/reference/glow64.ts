@@ -310,9 +310,10 @@ function actnormReverse(model: Ref64Input, prefix: string, y: HostTensor): HostT
 /** Conv2dZeros: conv3x3(pad 1 with the config's zerosPadValue, weight, bias) * exp(3 * logs)
  * per output channel. */
 function conv2dZeros(model: Ref64Input, prefix: string, x: HostTensor): HostTensor {
-  const weight = param(model, `${prefix}.conv.weight`);
   const bias = param(model, `${prefix}.conv.bias`).data;
   const logs = param(model, `${prefix}.logs`).data;
+  // Spectral normalisation (config.lipschitz) reaches the coupling networks' Conv2dZeros only.
+  const weight = /\.block\.4$/.test(prefix) ? spectralWeight(model, prefix, Float64Array.from(logs, (l) => Math.exp(3 * l))) : param(model, `${prefix}.conv.weight`);
   const h = conv2d(x, weight, bias, 1, model.config.zerosPadValue ?? 0);
   return mapPerChannel(h, (v, c) => v * Math.exp(3 * logs[c]));
 }
@@ -403,11 +404,28 @@ function permuteReverse(model: Ref64Input, prefix: string, y: HostTensor): HostT
   return gatherChannels(y, inv);
 }
 
+/** A conv weight scaled by spectral normalisation's factor 1 / max(1, sigma / c), sigma =
+ * u^T (W * gain) v, the gain per output channel that follows the conv (config.lipschitz):
+ * conv(x, W f) then the gain is conv(x, (W gain) f), the normalised effective weight. */
+function spectralWeight(model: Ref64Input, block: string, gain: Float64Array): HostTensor {
+  const w = param(model, `${block}.conv.weight`);
+  const c = model.config.lipschitz;
+  if (c === undefined) return w;
+  const u = param(model, `${block}.conv.weight_u`).data;
+  const v = param(model, `${block}.conv.weight_v`).data;
+  const cols = w.data.length / u.length;
+  let sigma = 0;
+  for (let o = 0; o < u.length; o++) for (let k = 0; k < cols; k++) sigma += u[o] * w.data[o * cols + k] * gain[o] * v[k];
+  const f = sigma > c ? c / sigma : 1;
+  return { shape: w.shape, data: Float64Array.from(w.data, (e) => e * f) };
+}
+
 /** The coupling network NN(z1) of a flow step. */
 function couplingNN(model: Ref64Input, prefix: string, z1: HostTensor): HostTensor {
-  let h = conv2d(z1, param(model, `${prefix}.block.0.conv.weight`), null, 1);
+  const actnormGain = (block: string) => Float64Array.from(param(model, `${block}.actnorm.logs`).data, Math.exp);
+  let h = conv2d(z1, spectralWeight(model, `${prefix}.block.0`, actnormGain(`${prefix}.block.0`)), null, 1);
   h = relu(actnormForward(model, `${prefix}.block.0.actnorm`, h).y);
-  h = conv2d(h, param(model, `${prefix}.block.2.conv.weight`), null, 0);
+  h = conv2d(h, spectralWeight(model, `${prefix}.block.2`, actnormGain(`${prefix}.block.2`)), null, 0);
   h = relu(actnormForward(model, `${prefix}.block.2.actnorm`, h).y);
   return conv2dZeros(model, `${prefix}.block.4`, h);
 }
@@ -430,6 +448,18 @@ function couplingForward(model: Ref64Input, prefix: string, x: HostTensor): { y:
   const raw = pickChannels(h, 1, 2, half); // scale = max(sigmoid(raw + 2), floor)
   const floor = model.config.scaleFloor ?? 0;
   const shifted = zip(z2, shift, (a, s) => a + s);
+  const bound = model.config.scaleBound;
+  if (bound !== undefined) {
+    // scale = exp(-ln(bound) tanh(raw)), no +2.
+    const logScale = (r: number) => -Math.log(bound) * Math.tanh(r);
+    const per = half * H * W;
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < per; k++) s += logScale(raw.data[n * per + k]);
+      logdet[n] = s;
+    }
+    return { y: concatChannels(z1, zip(shifted, raw, (a, r) => a * Math.exp(logScale(r)))), logdet };
+  }
   const z2out = zip(shifted, raw, (a, r) => a * Math.max(sigmoid(r + 2), floor));
   const per = half * H * W;
   for (let n = 0; n < N; n++) {
@@ -450,7 +480,9 @@ function couplingReverse(model: Ref64Input, prefix: string, y: HostTensor): Host
   const shift = pickChannels(h, 0, 2, half);
   const raw = pickChannels(h, 1, 2, half);
   const floor = model.config.scaleFloor ?? 0;
-  const unscaled = zip(y2, raw, (a, r) => a / Math.max(sigmoid(r + 2), floor));
+  const bound = model.config.scaleBound;
+  const scaleOf = (r: number) => (bound !== undefined ? Math.exp(-Math.log(bound) * Math.tanh(r)) : Math.max(sigmoid(r + 2), floor));
+  const unscaled = zip(y2, raw, (a, r) => a / scaleOf(r));
   return concatChannels(z1, zip(unscaled, shift, (a, s) => a - s));
 }
 

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { serializeModel } from '../../src/builder/serialize.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { GlowWeights } from '../../src/glow/model.js';
-import { paramSpecs, stepPrefix } from '../../src/glow/names.js';
+import { effectiveWeight, powerIterate, spectralSigma } from '../../src/glow/layers/networks.js';
+import { paramSpecs, spectralVectors, stepPrefix } from '../../src/glow/names.js';
 import { initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/math/rng.js';
 import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/train/graphs.js';
@@ -82,6 +83,35 @@ describe('training loop', function () {
     }
     const path = join(dir, 'mixed', CHECKPOINT_FILE);
     expect(readTrainCheckpoint(readFileSync(path), path).weights.config.lu).to.deep.equal([false, true]);
+  });
+
+  it('spectral normalisation: its vectors are state that moves, resumes exactly and tracks the largest singular value', async () => {
+    const normalised: GlowConfig = { ...config, scaleBound: 0.5, lipschitz: 0.9 };
+    // No average: the exported weights are then the ones the vectors were iterated on.
+    const straight = await train(initWeights(normalised, 1), data, options(join(dir, 'a'), { epochs: 4, emaDecay: 0 }));
+    const first = await train(initWeights(normalised, 1), data, options(join(dir, 'b'), { epochs: 2, emaDecay: 0 }));
+    const path = join(dir, 'b', CHECKPOINT_FILE);
+    const checkpoint = readTrainCheckpoint(readFileSync(path), path);
+    const resumed = await train(checkpoint, data, options(join(dir, 'b'), { epochs: 4, emaDecay: 0 }));
+    expect([...first.losses, ...resumed.losses]).to.deep.equal(straight.losses);
+    for (const [name, t] of straight.weights.params) expect(maxAbsDiff(resumed.weights.params.get(name)!.data, t.data), name).to.equal(0);
+    const vectors = paramSpecs(normalised).filter((s) => s.role === 'spectral.u');
+    expect(vectors).to.have.length(2 * 2 * 3);
+    let moved = 0;
+    for (const spec of vectors) {
+      const block = spec.name.replace(/\.conv\.weight_u$/, '');
+      if (maxAbsDiff(checkpoint.weights.params.get(spec.name)!.data, straight.weights.params.get(spec.name)!.data) > 1e-6) moved++;
+      // One iteration a step keeps sigma = u^T W v near the largest singular value (many more
+      // iterations on the final weights); it lags the moving weights (0.89 of it at worst here).
+      const current = new Map(straight.weights.params);
+      const { u, v } = spectralVectors(block);
+      const w = effectiveWeight(current, block);
+      const exact = powerIterate(w, Float64Array.from(current.get(u)!.data), Float64Array.from(current.get(v)!.data), 500);
+      const sigma = spectralSigma(w, current.get(u)!.data, current.get(v)!.data);
+      const largest = spectralSigma(w, exact.u, exact.v);
+      if (largest > 1e-3) expect(sigma / largest, block).to.be.within(0.8, 1 + 1e-9);
+    }
+    expect(moved, 'vectors that changed between steps 12 and 24').to.be.above(vectors.length / 2);
   });
 
   it('each epoch reports the round trip of the test images it scores, and flags a model that cannot invert', async () => {

@@ -11,6 +11,12 @@
 // a bijection (the scale still depends on z1 alone) and leaves every scale above the floor as
 // it was, so weights trained without a floor keep their likelihood wherever it does not bind.
 //
+// scaleBound a (GlowConfig.scaleBound) replaces the sigmoid by scale = exp(lambda tanh(t)),
+// lambda = -ln a: smooth, in [a, 1/a] on both sides, so that neither direction multiplies an
+// error by more than 1/a, and its log is lambda tanh(t) exactly (no Log, no underflow). Its
+// network output carries no +2 (layout oddOffset 0): the zero-initialised last conv starts the
+// layer at scale 1, as the paper's +2 starts the sigmoid near 0.88.
+//
 // The affine log-det comes in two forms (LogScale):
 // - 'stable': -softplus(-t), for training graphs: Log(Sigmoid(t)) is -inf once the sigmoid
 //   underflows (t < -87 in ONNX Runtime), and one such batch turned a training loss infinite.
@@ -28,7 +34,7 @@ import { Network } from './networks.js';
 export type LogScale = 'stable' | 'log';
 
 /** What the coupling layer takes from the model's config. */
-export type CouplingSpec = Pick<GlowConfig, 'coupling' | 'scaleFloor'>;
+export type CouplingSpec = Pick<GlowConfig, 'coupling' | 'scaleFloor' | 'scaleBound'>;
 
 function logSigmoid(g: GraphBuilder, scaleLogit: Value, sigmoid: Value, form: LogScale): Value {
   if (form === 'stable') return op.neg(g, op.softplus(g, op.neg(g, scaleLogit)));
@@ -51,6 +57,16 @@ function affineScale(g: GraphBuilder, scaleLogit: Value, floor: number, form: Lo
   return { scale, logScale };
 }
 
+/** exp(lambda tanh(t)) and its log, lambda = -ln(bound). */
+function boundedScale(g: GraphBuilder, scaleLogit: Value, bound: number): { scale: Value; logScale: Value } {
+  const logScale = op.mul(g, op.tanh(g, scaleLogit), scalarConstant(g, -Math.log(bound), 'log_scale_bound'));
+  return { scale: op.exp(g, logScale), logScale };
+}
+
+function scaleOf(g: GraphBuilder, scaleLogit: Value, spec: CouplingSpec, form: LogScale): { scale: Value; logScale: Value } {
+  return spec.scaleBound ? boundedScale(g, scaleLogit, spec.scaleBound) : affineScale(g, scaleLogit, spec.scaleFloor ?? 0, form);
+}
+
 function halves(g: GraphBuilder, z: Value): Value[] {
   const C = z.shape![1] as number;
   return op.split(g, z, [C / 2, C / 2], 1);
@@ -64,7 +80,7 @@ export function encode(g: GraphBuilder, z: Value, spec: CouplingSpec, network: N
       return { out: op.concat(g, [z1, op.add(g, z2, h)], 1), logdet: 0 };
     }
     const [shift, scaleLogit] = network(g, z1);
-    const { scale, logScale } = affineScale(g, scaleLogit, spec.scaleFloor ?? 0, form);
+    const { scale, logScale } = scaleOf(g, scaleLogit, spec, form);
     const out = op.concat(g, [z1, op.mul(g, op.add(g, z2, shift), scale)], 1);
     return { out, logdet: op.reduceSum(g, logScale, [1, 2, 3], false) };
   });
@@ -78,7 +94,7 @@ export function decode(g: GraphBuilder, y: Value, spec: CouplingSpec, network: N
       return { out: op.concat(g, [y1, op.sub(g, y2, h)], 1), logdet: 0 };
     }
     const [shift, scaleLogit] = network(g, y1);
-    const { scale, logScale } = affineScale(g, scaleLogit, spec.scaleFloor ?? 0, 'stable');
+    const { scale, logScale } = scaleOf(g, scaleLogit, spec, 'stable');
     const out = op.concat(g, [y1, op.sub(g, op.div(g, y2, scale), shift)], 1);
     return { out, logdet: op.neg(g, op.reduceSum(g, logScale, [1, 2, 3], false)) };
   });

@@ -12,7 +12,8 @@ import { GlowConfig } from '../../../src/glow/config.js';
 import { HostTensor } from '../../../src/math/tensor.js';
 import { buildEncode } from '../../../src/glow/model.js';
 import { buildEvalModel, buildTrainingModel } from '../../../src/train/graphs.js';
-import { paramSpecs } from '../../../src/glow/names.js';
+import { paramSpecs, spectralVectors } from '../../../src/glow/names.js';
+import { effectiveWeight, spectralFactor } from '../../../src/glow/layers/networks.js';
 import { maxAbsDiff, runGraph } from '../../helpers.js';
 import { refEncode } from '../../reference/glow64.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles, Rng } from '../../../support/random-params.js';
@@ -71,6 +72,14 @@ const CASES: Case[] = [
     // L, U and log_s; a plain W is held fixed (names.ts).
     name: '[2,4,4] K=2 L=2 hidden 3, affine, lu [false, true] (plain level 1, LU level 2), learnTop',
     config: { ...base, imageShape: [2, 4, 4], K: 2, L: 2, hiddenChannels: 3, lu: [false, true] },
+    batch: 2,
+  },
+  {
+    // Random unit u, v estimate sigma at a fraction of the largest singular value; at 0.1 the
+    // normalisation binds on some convs and not on others (checked below), so both branches of
+    // its Where carry gradients.
+    name: '[2,4,4] K=2 L=2 hidden 4, affine, LU, learnTop, scaleBound 0.5, lipschitz 0.1',
+    config: { ...base, imageShape: [2, 4, 4], K: 2, L: 2, hiddenChannels: 4, scaleBound: 0.5, lipschitz: 0.1 },
     batch: 2,
   },
   {
@@ -161,6 +170,19 @@ describe('autodiff: the gradient of a whole Glow loss (literal encode graph, mea
         expect(p.params.map((v) => v.name).sort()).to.deep.equal(trainable.map((s) => s.name).sort());
         for (const s of trainable) expect(grads[`${s.name}_grad`].shape, s.name).to.deep.equal(s.shape);
       });
+
+      if (c.config.lipschitz !== undefined) {
+        it('the spectral normalisation binds on some convs and not on others', () => {
+          const params = new Map([...p.graph.initializers].map(([v, t]) => [v.name, { shape: t.shape, data: Float64Array.from(t.data) }]));
+          const factors = paramSpecs(c.config).filter((s) => s.role === 'spectral.u').map((s) => {
+            const block = s.name.replace(/\.conv\.weight_u$/, '');
+            const { u, v } = spectralVectors(block);
+            return spectralFactor(effectiveWeight(params, block), params.get(u)!.data, params.get(v)!.data, c.config.lipschitz!);
+          });
+          expect(factors.some((f) => f < 0.9), 'binds').to.equal(true);
+          expect(factors.some((f) => f === 1), 'free').to.equal(true);
+        });
+      }
 
       it('every gradient matches float64 finite differences (relative 1e-5)', () => {
         const rng = new Rng(seed + 5);

@@ -162,4 +162,32 @@ describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', 
       rmSync(dir, { recursive: true, force: true });
     }
   });
+  it('a model with scaleBound and lipschitz: the PyTorch reference and the float64 reference agree, and ONNX Runtime\'s export with them', async () => {
+    const config: GlowConfig = {
+      imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 6, coupling: 'affine', permutation: 'invconv', lu: true,
+      learnTop: true, numClasses: 0, nBits: 5, actnormScale: 1, scaleBound: 0.5, lipschitz: 0.005,
+    };
+    const bytes = checkpointBytes({ config, params: randomParams(config, 33) });
+    const { weights } = importWeights(bytes, 'stable.safetensors');
+    const x = randomImages(config, 3, 34);
+    const ref = refEncode({ config, params: weights.params as never }, x);
+    const { lipschitz: _, ...free } = config;
+    expect(maxAbsDiff(refEncode({ config: free, params: weights.params as never }, x).bpd, ref.bpd), 'the normalisation binds').to.be.above(1e-4);
+    const dir = mkdtempSync(join(tmpdir(), 'glow-stable-'));
+    try {
+      const checkpoint = join(dir, 'stable.safetensors');
+      writeFileSync(checkpoint, bytes);
+      writeFileSync(join(dir, 'inputs.json'), JSON.stringify({ x: { shape: x.shape, data: Array.from(x.data) } }));
+      const r = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(dir, 'inputs.json')], { encoding: 'utf8', cwd: ROOT });
+      expect(r.status, r.stderr).to.equal(0);
+      const torch = JSON.parse(r.stdout) as { eps: HostTensor[]; bpd: HostTensor };
+      expect(maxAbsDiff(torch.bpd.data, ref.bpd), 'PyTorch vs float64 bpd').to.be.below(1e-10);
+      torch.eps.forEach((e, l) => expect(maxAbsDiff(e.data, ref.eps[l].data), `PyTorch vs float64 eps_${l + 1}`).to.be.below(1e-10));
+      const enc = await runGraph(buildEncode(weights), { x });
+      expect(maxAbsDiff(enc.bpd.data, ref.bpd), 'ONNX Runtime bpd').to.be.below(1e-4);
+      torch.eps.forEach((e, l) => expect(maxAbsDiff(enc[`eps_${l + 1}`].data, e.data), `ONNX Runtime vs PyTorch eps_${l + 1}`).to.be.below(1e-4));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
