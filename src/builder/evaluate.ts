@@ -8,8 +8,9 @@
 // it, integer Div truncates) but float32 values are not rounded. Written for clarity on small
 // tensors, not for speed: index arithmetic goes through precomputed offset tables.
 
-import { normAxis } from './axes.js';
+import { normAxis, sliceRange } from './axes.js';
 import { dtypeOfCode, DType, Graph, Node, Tensor } from './graph.js';
+import { convAttributes } from './ops.js';
 import { size } from '../math/tensor.js';
 
 /** Omitted optional inputs are undefined. */
@@ -92,32 +93,19 @@ function required(inputs: Inputs, i: number, what: string): Tensor {
   return t;
 }
 
-function intAttr(node: Node, name: string, fallback: number): number {
-  const a = node.attributes[name];
-  if (a === undefined) return fallback;
-  if (a.kind !== 'int') throw new Error(`attribute ${name} must be an int`);
-  return a.value;
-}
+// Attributes are read strictly (Node's readers with strict set): a kernel rejects an attribute of
+// the wrong kind rather than fall back to the default.
 
-function floatAttr(node: Node, name: string, fallback: number): number {
-  const a = node.attributes[name];
-  if (a === undefined) return fallback;
-  if (a.kind !== 'float' && a.kind !== 'int') throw new Error(`attribute ${name} must be a float`);
-  return a.value;
+function intAttr(node: Node, name: string, fallback: number): number {
+  return node.int(name, true) ?? fallback;
 }
 
 function intsAttr(node: Node, name: string): number[] | undefined {
-  const a = node.attributes[name];
-  if (a === undefined) return undefined;
-  if (a.kind !== 'ints') throw new Error(`attribute ${name} must be ints`);
-  return a.value;
+  return node.ints(name, true);
 }
 
 function stringAttr(node: Node, name: string, fallback: string): string {
-  const a = node.attributes[name];
-  if (a === undefined) return fallback;
-  if (a.kind !== 'string') throw new Error(`attribute ${name} must be a string`);
-  return a.value;
+  return node.string(name, true) ?? fallback;
 }
 
 function ints(t: Tensor): number[] {
@@ -293,12 +281,10 @@ function slice(x: Tensor, starts: number[], ends: number[], axesIn: number[] | u
     const d = x.shape[a];
     const s = steps[i];
     if (s === 0) throw new Error('slice step cannot be 0');
-    const clampIn = (v: number, lo: number, hi: number) => Math.min(Math.max(v < 0 ? v + d : v, lo), hi);
-    const start = s > 0 ? clampIn(starts[i], 0, d) : clampIn(starts[i], 0, d - 1);
-    const end = s > 0 ? clampIn(ends[i], 0, d) : clampIn(ends[i], -1, d - 1);
-    begin[a] = start;
+    const range = sliceRange(starts[i], ends[i], s, d);
+    begin[a] = range.start;
     step[a] = s;
-    shape[a] = Math.max(0, Math.ceil((end - start) / s));
+    shape[a] = range.count;
   });
   const own = stridesOf(x.shape);
   const base = begin.reduce((acc, b, j) => acc + b * own[j], 0);
@@ -315,14 +301,14 @@ function conv(node: Node, inputs: Inputs): Tensor[] {
   if (x.shape.length !== 4 || w.shape.length !== 4) throw new Error('only 2-D convolution (4-D X and W) is supported');
   const [N, C, H, W] = x.shape;
   const [M, Cg, kH, kW] = w.shape;
-  const group = intAttr(node, 'group', 1);
+  const { group, strides, dilations, pads } = convAttributes(node, true);
   const kernel = intsAttr(node, 'kernel_shape');
   if (kernel && (kernel[0] !== kH || kernel[1] !== kW)) throw new Error(`kernel_shape [${kernel.join(', ')}] does not match W [${w.shape.join(', ')}]`);
   if (C !== Cg * group || M % group !== 0) throw new Error(`X [${x.shape.join(', ')}] and W [${w.shape.join(', ')}] do not match group ${group}`);
   if (bias && bias.data.length !== M) throw new Error(`bias has ${bias.data.length} values for ${M} output channels`);
-  const [sH, sW] = intsAttr(node, 'strides') ?? [1, 1];
-  const [dH, dW] = intsAttr(node, 'dilations') ?? [1, 1];
-  let [pT, pL, pB, pR] = intsAttr(node, 'pads') ?? [0, 0, 0, 0];
+  const [sH, sW] = strides;
+  const [dH, dW] = dilations;
+  let [pT, pL, pB, pR] = pads;
   const autoPad = stringAttr(node, 'auto_pad', 'NOTSET');
   if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
     const total = (d: number, k: number, s: number, dil: number) => Math.max(0, (Math.ceil(d / s) - 1) * s + (k - 1) * dil + 1 - d);
@@ -416,8 +402,8 @@ function gemm(node: Node, inputs: Inputs): Tensor[] {
   if (a.shape.length !== 2 || b.shape.length !== 2) throw new Error('A and B must be 2-D');
   const transA = intAttr(node, 'transA', 0) === 1;
   const transB = intAttr(node, 'transB', 0) === 1;
-  const alpha = floatAttr(node, 'alpha', 1);
-  const beta = floatAttr(node, 'beta', 1);
+  const alpha = node.number('alpha', true) ?? 1;
+  const beta = node.number('beta', true) ?? 1;
   const [m, k] = transA ? [a.shape[1], a.shape[0]] : a.shape;
   const [k2, n] = transB ? [b.shape[1], b.shape[0]] : b.shape;
   if (k !== k2) throw new Error(`inner dimensions differ: A [${a.shape.join(', ')}]${transA ? '^T' : ''} x B [${b.shape.join(', ')}]${transB ? '^T' : ''}`);
@@ -483,11 +469,11 @@ function convTranspose(node: Node, inputs: Inputs): Tensor[] {
   if (node.attributes.output_shape) throw new Error('output_shape is not supported; give pads and output_padding');
   const [N, C, H, W] = x.shape;
   const [C2, Mg, kH, kW] = w.shape;
-  const group = intAttr(node, 'group', 1);
+  const { group, strides, dilations, pads } = convAttributes(node, true);
   if (C !== C2) throw new Error(`X [${x.shape.join(', ')}] and W [${w.shape.join(', ')}] disagree`);
-  const [sH, sW] = intsAttr(node, 'strides') ?? [1, 1];
-  const [dH, dW] = intsAttr(node, 'dilations') ?? [1, 1];
-  const [pT, pL, pB, pR] = intsAttr(node, 'pads') ?? [0, 0, 0, 0];
+  const [sH, sW] = strides;
+  const [dH, dW] = dilations;
+  const [pT, pL, pB, pR] = pads;
   const [opH, opW] = intsAttr(node, 'output_padding') ?? [0, 0];
   const oH = sH * (H - 1) + opH + dH * (kH - 1) + 1 - pT - pB;
   const oW = sW * (W - 1) + opW + dW * (kW - 1) + 1 - pL - pR;

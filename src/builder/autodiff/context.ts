@@ -30,12 +30,6 @@ export function scalarOf(g: GraphBuilder, like: Value, value: number, hint = 'c'
   return g.constant(tensor(like.dtype, [], [value]), hint);
 }
 
-/** An int or float attribute. */
-export function numAttr(node: Node, name: string, fallback: number): number {
-  const a = node.attributes[name];
-  return a && (a.kind === 'int' || a.kind === 'float') ? a.value : fallback;
-}
-
 /** Integer data of a constant input (axes, indices, starts...), required. */
 export function constantInts(ctx: RuleContext, i: number, what: string): number[] {
   const t = ctx.constant(i);

@@ -4,28 +4,18 @@
 
 import * as op from '../ops.js';
 import { GraphBuilder, Value } from '../graph.js';
-import { GradientRule, numAttr, RuleContext, staticDim, UnsupportedGradientError } from './context.js';
+import { GradientRule, RuleContext, staticDim, UnsupportedGradientError } from './context.js';
 
-interface ConvAttributes {
-  pads: [number, number, number, number];
-  strides: [number, number];
-  dilations: [number, number];
-  group: number;
-}
+type ConvAttributes = Required<op.ConvOptions>;
 
-function convAttributes(ctx: RuleContext): ConvAttributes {
+function supportedConvAttributes(ctx: RuleContext): ConvAttributes {
   const { node } = ctx;
   const autoPad = node.attributes.auto_pad;
   if (autoPad && !(autoPad.kind === 'string' && autoPad.value === 'NOTSET')) {
     throw new UnsupportedGradientError(node, 'auto_pad is not supported; give explicit pads');
   }
   if (node.inputs[0]!.rank !== 4) throw new UnsupportedGradientError(node, 'only 2-D convolution (NCHW) is supported');
-  return {
-    pads: (node.ints('pads') ?? [0, 0, 0, 0]) as ConvAttributes['pads'],
-    strides: (node.ints('strides') ?? [1, 1]) as ConvAttributes['strides'],
-    dilations: (node.ints('dilations') ?? [1, 1]) as ConvAttributes['dilations'],
-    group: numAttr(node, 'group', 1),
-  };
+  return op.convAttributes(node);
 }
 
 /** Fewer channels than ONNX Runtime CPU's smallest NCHWc block. */
@@ -39,7 +29,7 @@ export const conv: GradientRule = (ctx) => {
   const { g, node, needs } = ctx;
   const [dy] = ctx.dy;
   const [x, w] = node.inputs as Value[];
-  const a = convAttributes(ctx);
+  const a = supportedConvAttributes(ctx);
   const [M, Cg, kH, kW] = w.staticShape();
   const [H, W] = [staticDim(ctx, x, 2), staticDim(ctx, x, 3)];
   const [oH, oW] = [staticDim(ctx, dy, 2), staticDim(ctx, dy, 3)];

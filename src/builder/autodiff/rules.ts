@@ -7,11 +7,11 @@
 // several times are summed by the engine too. Rules only compute gradients for the inputs that
 // `needs` marks (the others may be left undefined).
 
-import { normAxis } from '../axes.js';
+import { normAxis, sliceRange } from '../axes.js';
 import { GraphBuilder, Node, tensor, Value } from '../graph.js';
 import * as op from '../ops.js';
 import { conv } from './conv.js';
-import { constantInts, GradientRule, numAttr, RuleContext, scalarOf, staticDim, UnsupportedGradientError } from './context.js';
+import { constantInts, GradientRule, RuleContext, scalarOf, staticDim, UnsupportedGradientError } from './context.js';
 
 export type { GradientRule, RuleContext } from './context.js';
 export { UnsupportedGradientError } from './context.js';
@@ -68,7 +68,7 @@ function reductionAxes(ctx: RuleContext): number[] | undefined {
   const x = node.inputs[0]!;
   const given = node.inputs[1] ? constantInts(ctx, 1, 'axes') : node.ints('axes');
   if (!given || given.length === 0) {
-    if (numAttr(node, 'noop_with_empty_axes', 0) === 1) return undefined;
+    if ((node.number('noop_with_empty_axes') ?? 0) === 1) return undefined;
     return Array.from({ length: x.rank }, (_, i) => i);
   }
   return given.map((a) => normAxis(a, x.rank)).sort((a, b) => a - b);
@@ -77,7 +77,7 @@ function reductionAxes(ctx: RuleContext): number[] | undefined {
 /** dy of a reduction put back to the input's shape: the reduced axes restored, then expanded. */
 function unreduce(g: GraphBuilder, node: Node, dy: Value, axes: number[]): Value {
   const x = node.inputs[0]!;
-  const kept = numAttr(node, 'keepdims', 1) === 1 || axes.length === 0 ? dy : op.unsqueeze(g, dy, axes);
+  const kept = (node.number('keepdims') ?? 1) === 1 || axes.length === 0 ? dy : op.unsqueeze(g, dy, axes);
   return broadcastTo(g, kept, x);
 }
 
@@ -162,10 +162,10 @@ export const RULES: Record<string, GradientRule> = {
   // Y = alpha A' B' + beta C, A' = A or A^T, B' = B or B^T.
   Gemm: ({ g, node, dy: [d], needs }) => {
     const [a, b, c] = node.inputs;
-    const alpha = numAttr(node, 'alpha', 1);
-    const beta = numAttr(node, 'beta', 1);
-    const transA = numAttr(node, 'transA', 0) === 1;
-    const transB = numAttr(node, 'transB', 0) === 1;
+    const alpha = node.number('alpha') ?? 1;
+    const beta = node.number('beta') ?? 1;
+    const transA = (node.number('transA') ?? 0) === 1;
+    const transB = (node.number('transB') ?? 0) === 1;
     // dA' = alpha dY B'^T, dB' = alpha A'^T dY, transposed back where A or B was.
     const da = !needs[0] ? undefined : transA
       ? op.gemm(g, b!, d, undefined, { transA: transB, transB: true, alpha })
@@ -189,11 +189,11 @@ export const RULES: Record<string, GradientRule> = {
   },
   Concat: (ctx) => {
     const { g, node, dy: [d] } = ctx;
-    const axis = normAxis(numAttr(node, 'axis', 0), d.rank);
+    const axis = normAxis(node.number('axis') ?? 0, d.rank);
     const sizes = node.inputs.map((v) => staticDim(ctx, v!, axis));
     return op.split(g, d, sizes, axis);
   },
-  Split: ({ g, node, dy }) => [op.concat(g, [...dy], normAxis(numAttr(node, 'axis', 0), dy[0].rank))],
+  Split: ({ g, node, dy }) => [op.concat(g, [...dy], normAxis(node.number('axis') ?? 0, dy[0].rank))],
   Slice: (ctx) => {
     const { node, dy: [d] } = ctx;
     const x = node.inputs[0]!;
@@ -207,11 +207,8 @@ export const RULES: Record<string, GradientRule> = {
       const axis = normAxis(axisIn, x.rank);
       const dim = staticDim(ctx, x, axis);
       const s = steps[i];
-      const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v < 0 ? v + dim : v, lo), hi);
-      const start = s > 0 ? clamp(starts[i], 0, dim) : clamp(starts[i], 0, dim - 1);
-      const end = s > 0 ? clamp(ends[i], 0, dim) : clamp(ends[i], -1, dim - 1);
-      const indices: number[] = [];
-      for (let j = start; s > 0 ? j < end : j > end; j += s) indices.push(j);
+      const { start, count } = sliceRange(starts[i], ends[i], s, dim);
+      const indices = Array.from({ length: count }, (_, k) => start + k * s);
       dx = scatterAlongAxis(ctx.g, dx, indices, axis, dim);
     });
     return [dx];
@@ -228,7 +225,7 @@ export const RULES: Record<string, GradientRule> = {
   Gather: (ctx) => {
     const { g, node, dy: [d] } = ctx;
     const x = node.inputs[0]!;
-    const axis = normAxis(numAttr(node, 'axis', 0), x.rank);
+    const axis = normAxis(node.number('axis') ?? 0, x.rank);
     const dim = staticDim(ctx, x, axis);
     const indices = constantInts(ctx, 1, 'indices').map((i) => (i < 0 ? i + dim : i));
     const rank = ctx.constant(1)!.shape.length;
@@ -240,8 +237,8 @@ export const RULES: Record<string, GradientRule> = {
   // The inverse rearrangement (SpaceToDepth for mode CRD, written as Reshape/Transpose).
   DepthToSpace: (ctx) => {
     const { g, node, dy: [d] } = ctx;
-    const b = numAttr(node, 'blocksize', 0);
-    const mode = node.attributes.mode?.kind === 'string' ? node.attributes.mode.value : 'DCR';
+    const b = node.number('blocksize') ?? 0;
+    const mode = node.string('mode') ?? 'DCR';
     const x = node.inputs[0]!;
     const [C, h, w] = [1, 2, 3].map((i) => staticDim(ctx, x, i));
     const c = C / (b * b);
