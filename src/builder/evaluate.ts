@@ -159,6 +159,23 @@ function castTo(dtype: DType): (v: number) => number {
   return (v) => v;
 }
 
+function compare(f: (a: number, b: number) => boolean): Kernel {
+  return (_, inputs) => {
+    const t = binaryOn(required(inputs, 0, 'A'), required(inputs, 1, 'B'), (a, b) => (f(a, b) ? 1 : 0));
+    return [{ ...t, dtype: 'bool' }];
+  };
+}
+
+function where(_: Node, inputs: Inputs): Tensor[] {
+  const ts = [required(inputs, 0, 'condition'), required(inputs, 1, 'X'), required(inputs, 2, 'Y')];
+  const shape = broadcastShape(ts.map((t) => t.shape));
+  const [ic, ia, ib] = ts.map((t) => broadcastOffsets(t.shape, shape));
+  const [c, a, b] = ts.map((t) => t.data);
+  const out = new Float64Array(size(shape));
+  for (let k = 0; k < out.length; k++) out[k] = c[ic ? ic[k] : k] ? a[ia ? ia[k] : k] : b[ib ? ib[k] : k];
+  return [result(ts[1].dtype, shape, out)];
+}
+
 // ---------------------------------------------------------------- layout
 
 function transposeTensor(t: Tensor, perm: readonly number[]): Tensor {
@@ -292,6 +309,25 @@ function slice(x: Tensor, starts: number[], ends: number[], axesIn: number[] | u
   return result(x.dtype, shape, Float64Array.from(idx, (o) => x.data[o]));
 }
 
+/** Constant-mode Pad with pads given as an input. */
+function pad(node: Node, inputs: Inputs): Tensor[] {
+  const x = required(inputs, 0, 'data');
+  const pads = Array.from(required(inputs, 1, 'pads').data);
+  const value = inputs[2]?.data[0] ?? 0;
+  if (stringAttr(node, 'mode', 'constant') !== 'constant') throw new Error('only constant padding is supported');
+  const rank = x.shape.length;
+  const shape = x.shape.map((d, i) => d + pads[i] + pads[i + rank]);
+  const out = new Float64Array(size(shape)).fill(value);
+  const inStrides = x.shape.map((_, i) => size(x.shape.slice(i + 1)));
+  const outStrides = shape.map((_, i) => size(shape.slice(i + 1)));
+  for (let k = 0; k < x.data.length; k++) {
+    let offset = 0;
+    for (let j = 0; j < rank; j++) offset += (Math.floor(k / inStrides[j]) % x.shape[j] + pads[j]) * outStrides[j];
+    out[offset] = x.data[k];
+  }
+  return [result(x.dtype, shape, out)];
+}
+
 // ---------------------------------------------------------------- linear algebra
 
 function conv(node: Node, inputs: Inputs): Tensor[] {
@@ -351,6 +387,49 @@ function conv(node: Node, inputs: Inputs): Tensor[] {
       }
     }
   }
+  return [result(x.dtype, [N, M, oH, oW], out)];
+}
+
+/** The input gradient of Conv: X [N, C, H, W], W [C, M/group, kH, kW]. */
+function convTranspose(node: Node, inputs: Inputs): Tensor[] {
+  const x = required(inputs, 0, 'X');
+  const w = required(inputs, 1, 'W');
+  const bias = inputs[2];
+  if (node.attributes.output_shape) throw new Error('output_shape is not supported; give pads and output_padding');
+  const [N, C, H, W] = x.shape;
+  const [C2, Mg, kH, kW] = w.shape;
+  const { group, strides, dilations, pads } = convAttributes(node, true);
+  if (C !== C2) throw new Error(`X [${x.shape.join(', ')}] and W [${w.shape.join(', ')}] disagree`);
+  const [sH, sW] = strides;
+  const [dH, dW] = dilations;
+  const [pT, pL, pB, pR] = pads;
+  const [opH, opW] = intsAttr(node, 'output_padding') ?? [0, 0];
+  const oH = sH * (H - 1) + opH + dH * (kH - 1) + 1 - pT - pB;
+  const oW = sW * (W - 1) + opW + dW * (kW - 1) + 1 - pL - pR;
+  const M = Mg * group;
+  const Cg = C / group;
+  const out = new Float64Array(N * M * oH * oW);
+  for (let n = 0; n < N; n++) {
+    for (let c = 0; c < C; c++) {
+      const gi = Math.floor(c / Cg);
+      for (let i = 0; i < H; i++) {
+        for (let j = 0; j < W; j++) {
+          const v = x.data[((n * C + c) * H + i) * W + j];
+          for (let m = 0; m < Mg; m++) {
+            for (let p = 0; p < kH; p++) {
+              const oi = i * sH - pT + p * dH;
+              if (oi < 0 || oi >= oH) continue;
+              for (let q = 0; q < kW; q++) {
+                const oj = j * sW - pL + q * dW;
+                if (oj >= 0 && oj < oW) out[((n * M + gi * Mg + m) * oH + oi) * oW + oj] += v * w.data[((c * Mg + m) * kH + p) * kW + q];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (bias) for (let k = 0; k < out.length; k++) out[k] += bias.data[Math.floor(k / (oH * oW)) % M];
   return [result(x.dtype, [N, M, oH, oW], out)];
 }
 
@@ -461,85 +540,6 @@ function reduce(r: Reduction): Kernel {
 
 // ---------------------------------------------------------------- the table
 
-/** The input gradient of Conv: X [N, C, H, W], W [C, M/group, kH, kW]. */
-function convTranspose(node: Node, inputs: Inputs): Tensor[] {
-  const x = required(inputs, 0, 'X');
-  const w = required(inputs, 1, 'W');
-  const bias = inputs[2];
-  if (node.attributes.output_shape) throw new Error('output_shape is not supported; give pads and output_padding');
-  const [N, C, H, W] = x.shape;
-  const [C2, Mg, kH, kW] = w.shape;
-  const { group, strides, dilations, pads } = convAttributes(node, true);
-  if (C !== C2) throw new Error(`X [${x.shape.join(', ')}] and W [${w.shape.join(', ')}] disagree`);
-  const [sH, sW] = strides;
-  const [dH, dW] = dilations;
-  const [pT, pL, pB, pR] = pads;
-  const [opH, opW] = intsAttr(node, 'output_padding') ?? [0, 0];
-  const oH = sH * (H - 1) + opH + dH * (kH - 1) + 1 - pT - pB;
-  const oW = sW * (W - 1) + opW + dW * (kW - 1) + 1 - pL - pR;
-  const M = Mg * group;
-  const Cg = C / group;
-  const out = new Float64Array(N * M * oH * oW);
-  for (let n = 0; n < N; n++) {
-    for (let c = 0; c < C; c++) {
-      const gi = Math.floor(c / Cg);
-      for (let i = 0; i < H; i++) {
-        for (let j = 0; j < W; j++) {
-          const v = x.data[((n * C + c) * H + i) * W + j];
-          for (let m = 0; m < Mg; m++) {
-            for (let p = 0; p < kH; p++) {
-              const oi = i * sH - pT + p * dH;
-              if (oi < 0 || oi >= oH) continue;
-              for (let q = 0; q < kW; q++) {
-                const oj = j * sW - pL + q * dW;
-                if (oj >= 0 && oj < oW) out[((n * M + gi * Mg + m) * oH + oi) * oW + oj] += v * w.data[((c * Mg + m) * kH + p) * kW + q];
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  if (bias) for (let k = 0; k < out.length; k++) out[k] += bias.data[Math.floor(k / (oH * oW)) % M];
-  return [result(x.dtype, [N, M, oH, oW], out)];
-}
-
-/** Constant-mode Pad with pads given as an input. */
-function pad(node: Node, inputs: Inputs): Tensor[] {
-  const x = required(inputs, 0, 'data');
-  const pads = Array.from(required(inputs, 1, 'pads').data);
-  const value = inputs[2]?.data[0] ?? 0;
-  if (stringAttr(node, 'mode', 'constant') !== 'constant') throw new Error('only constant padding is supported');
-  const rank = x.shape.length;
-  const shape = x.shape.map((d, i) => d + pads[i] + pads[i + rank]);
-  const out = new Float64Array(size(shape)).fill(value);
-  const inStrides = x.shape.map((_, i) => size(x.shape.slice(i + 1)));
-  const outStrides = shape.map((_, i) => size(shape.slice(i + 1)));
-  for (let k = 0; k < x.data.length; k++) {
-    let offset = 0;
-    for (let j = 0; j < rank; j++) offset += (Math.floor(k / inStrides[j]) % x.shape[j] + pads[j]) * outStrides[j];
-    out[offset] = x.data[k];
-  }
-  return [result(x.dtype, shape, out)];
-}
-
-function compare(f: (a: number, b: number) => boolean): Kernel {
-  return (_, inputs) => {
-    const t = binaryOn(required(inputs, 0, 'A'), required(inputs, 1, 'B'), (a, b) => (f(a, b) ? 1 : 0));
-    return [{ ...t, dtype: 'bool' }];
-  };
-}
-
-function where(_: Node, inputs: Inputs): Tensor[] {
-  const ts = [required(inputs, 0, 'condition'), required(inputs, 1, 'X'), required(inputs, 2, 'Y')];
-  const shape = broadcastShape(ts.map((t) => t.shape));
-  const [ic, ia, ib] = ts.map((t) => broadcastOffsets(t.shape, shape));
-  const [c, a, b] = ts.map((t) => t.data);
-  const out = new Float64Array(size(shape));
-  for (let k = 0; k < out.length; k++) out[k] = c[ic ? ic[k] : k] ? a[ia ? ia[k] : k] : b[ib ? ib[k] : k];
-  return [result(ts[1].dtype, shape, out)];
-}
-
 const KERNELS: Record<string, Kernel> = {
   // elementwise
   Add: binary((a, b) => a + b),
@@ -566,6 +566,11 @@ const KERNELS: Record<string, Kernel> = {
   Tanh: unary(Math.tanh),
   Softplus: unary((a) => Math.max(a, 0) + Math.log1p(Math.exp(-Math.abs(a)))),
   Floor: unary(Math.floor),
+  Sign: unary(Math.sign),
+  Where: where,
+  Greater: compare((a, b) => a > b),
+  Less: compare((a, b) => a < b),
+  Equal: compare((a, b) => a === b),
   Identity: (_, inputs) => [required(inputs, 0, 'input')],
   Cast: (node, inputs) => {
     const x = required(inputs, 0, 'input');
@@ -637,6 +642,7 @@ const KERNELS: Record<string, Kernel> = {
     const opt = (i: number) => (inputs[i] ? ints(inputs[i]!) : undefined);
     return [slice(x, ints(required(inputs, 1, 'starts')), ints(required(inputs, 2, 'ends')), opt(3), opt(4))];
   },
+  Pad: pad,
   Gather: (node, inputs) => [gather(required(inputs, 0, 'data'), required(inputs, 1, 'indices'), intAttr(node, 'axis', 0))],
   DepthToSpace: (node, inputs) => [depthToSpace(required(inputs, 0, 'input'), intAttr(node, 'blocksize', 0), stringAttr(node, 'mode', 'DCR'))],
   SpaceToDepth: (node, inputs) => [spaceToDepth(required(inputs, 0, 'input'), intAttr(node, 'blocksize', 0))],
@@ -672,12 +678,6 @@ const KERNELS: Record<string, Kernel> = {
   // linear algebra
   Conv: conv,
   ConvTranspose: convTranspose,
-  Pad: pad,
-  Where: where,
-  Greater: compare((a, b) => a > b),
-  Less: compare((a, b) => a < b),
-  Equal: compare((a, b) => a === b),
-  Sign: unary(Math.sign),
   Gemm: gemm,
   MatMul: (_, inputs) => [matmul(required(inputs, 0, 'A'), required(inputs, 1, 'B'))],
 
