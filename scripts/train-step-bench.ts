@@ -12,7 +12,8 @@ import { DEFAULT_CONFIG, GlowConfig } from '../src/glow/config.js';
 import { paramSpecs } from '../src/glow/names.js';
 import { initWeights } from '../src/glow/params.js';
 import { Rng } from '../src/math/rng.js';
-import { adamFeeds, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName, zeroMoments } from '../src/train/graphs.js';
+import { adamFeeds, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, zeroMoments } from '../src/train/graphs.js';
+import { gradName, momentNames, updatedName } from '../src/train/names.js';
 
 const { values } = parseArgs({
   options: {

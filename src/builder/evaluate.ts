@@ -8,8 +8,9 @@
 // it, integer Div truncates) but float32 values are not rounded. Written for clarity on small
 // tensors, not for speed: index arithmetic goes through precomputed offset tables.
 
-import { normAxis } from './axes.js';
+import { normAxis, sliceRange } from './axes.js';
 import { dtypeOfCode, DType, Graph, Node, Tensor } from './graph.js';
+import { convAttributes } from './ops.js';
 import { size } from '../math/tensor.js';
 
 /** Omitted optional inputs are undefined. */
@@ -92,32 +93,19 @@ function required(inputs: Inputs, i: number, what: string): Tensor {
   return t;
 }
 
-function intAttr(node: Node, name: string, fallback: number): number {
-  const a = node.attributes[name];
-  if (a === undefined) return fallback;
-  if (a.kind !== 'int') throw new Error(`attribute ${name} must be an int`);
-  return a.value;
-}
+// Attributes are read strictly (Node's readers with strict set): a kernel rejects an attribute of
+// the wrong kind rather than fall back to the default.
 
-function floatAttr(node: Node, name: string, fallback: number): number {
-  const a = node.attributes[name];
-  if (a === undefined) return fallback;
-  if (a.kind !== 'float' && a.kind !== 'int') throw new Error(`attribute ${name} must be a float`);
-  return a.value;
+function intAttr(node: Node, name: string, fallback: number): number {
+  return node.int(name, true) ?? fallback;
 }
 
 function intsAttr(node: Node, name: string): number[] | undefined {
-  const a = node.attributes[name];
-  if (a === undefined) return undefined;
-  if (a.kind !== 'ints') throw new Error(`attribute ${name} must be ints`);
-  return a.value;
+  return node.ints(name, true);
 }
 
 function stringAttr(node: Node, name: string, fallback: string): string {
-  const a = node.attributes[name];
-  if (a === undefined) return fallback;
-  if (a.kind !== 'string') throw new Error(`attribute ${name} must be a string`);
-  return a.value;
+  return node.string(name, true) ?? fallback;
 }
 
 function ints(t: Tensor): number[] {
@@ -169,6 +157,23 @@ function castTo(dtype: DType): (v: number) => number {
   if (isInteger(dtype)) return Math.trunc;
   if (dtype === 'bool') return (v) => (v ? 1 : 0);
   return (v) => v;
+}
+
+function compare(f: (a: number, b: number) => boolean): Kernel {
+  return (_, inputs) => {
+    const t = binaryOn(required(inputs, 0, 'A'), required(inputs, 1, 'B'), (a, b) => (f(a, b) ? 1 : 0));
+    return [{ ...t, dtype: 'bool' }];
+  };
+}
+
+function where(_: Node, inputs: Inputs): Tensor[] {
+  const ts = [required(inputs, 0, 'condition'), required(inputs, 1, 'X'), required(inputs, 2, 'Y')];
+  const shape = broadcastShape(ts.map((t) => t.shape));
+  const [ic, ia, ib] = ts.map((t) => broadcastOffsets(t.shape, shape));
+  const [c, a, b] = ts.map((t) => t.data);
+  const out = new Float64Array(size(shape));
+  for (let k = 0; k < out.length; k++) out[k] = c[ic ? ic[k] : k] ? a[ia ? ia[k] : k] : b[ib ? ib[k] : k];
+  return [result(ts[1].dtype, shape, out)];
 }
 
 // ---------------------------------------------------------------- layout
@@ -293,17 +298,34 @@ function slice(x: Tensor, starts: number[], ends: number[], axesIn: number[] | u
     const d = x.shape[a];
     const s = steps[i];
     if (s === 0) throw new Error('slice step cannot be 0');
-    const clampIn = (v: number, lo: number, hi: number) => Math.min(Math.max(v < 0 ? v + d : v, lo), hi);
-    const start = s > 0 ? clampIn(starts[i], 0, d) : clampIn(starts[i], 0, d - 1);
-    const end = s > 0 ? clampIn(ends[i], 0, d) : clampIn(ends[i], -1, d - 1);
-    begin[a] = start;
+    const range = sliceRange(starts[i], ends[i], s, d);
+    begin[a] = range.start;
     step[a] = s;
-    shape[a] = Math.max(0, Math.ceil((end - start) / s));
+    shape[a] = range.count;
   });
   const own = stridesOf(x.shape);
   const base = begin.reduce((acc, b, j) => acc + b * own[j], 0);
   const idx = offsets(shape, own.map((o, j) => o * step[j]), base);
   return result(x.dtype, shape, Float64Array.from(idx, (o) => x.data[o]));
+}
+
+/** Constant-mode Pad with pads given as an input. */
+function pad(node: Node, inputs: Inputs): Tensor[] {
+  const x = required(inputs, 0, 'data');
+  const pads = Array.from(required(inputs, 1, 'pads').data);
+  const value = inputs[2]?.data[0] ?? 0;
+  if (stringAttr(node, 'mode', 'constant') !== 'constant') throw new Error('only constant padding is supported');
+  const rank = x.shape.length;
+  const shape = x.shape.map((d, i) => d + pads[i] + pads[i + rank]);
+  const out = new Float64Array(size(shape)).fill(value);
+  const inStrides = x.shape.map((_, i) => size(x.shape.slice(i + 1)));
+  const outStrides = shape.map((_, i) => size(shape.slice(i + 1)));
+  for (let k = 0; k < x.data.length; k++) {
+    let offset = 0;
+    for (let j = 0; j < rank; j++) offset += (Math.floor(k / inStrides[j]) % x.shape[j] + pads[j]) * outStrides[j];
+    out[offset] = x.data[k];
+  }
+  return [result(x.dtype, shape, out)];
 }
 
 // ---------------------------------------------------------------- linear algebra
@@ -315,14 +337,14 @@ function conv(node: Node, inputs: Inputs): Tensor[] {
   if (x.shape.length !== 4 || w.shape.length !== 4) throw new Error('only 2-D convolution (4-D X and W) is supported');
   const [N, C, H, W] = x.shape;
   const [M, Cg, kH, kW] = w.shape;
-  const group = intAttr(node, 'group', 1);
+  const { group, strides, dilations, pads } = convAttributes(node, true);
   const kernel = intsAttr(node, 'kernel_shape');
   if (kernel && (kernel[0] !== kH || kernel[1] !== kW)) throw new Error(`kernel_shape [${kernel.join(', ')}] does not match W [${w.shape.join(', ')}]`);
   if (C !== Cg * group || M % group !== 0) throw new Error(`X [${x.shape.join(', ')}] and W [${w.shape.join(', ')}] do not match group ${group}`);
   if (bias && bias.data.length !== M) throw new Error(`bias has ${bias.data.length} values for ${M} output channels`);
-  const [sH, sW] = intsAttr(node, 'strides') ?? [1, 1];
-  const [dH, dW] = intsAttr(node, 'dilations') ?? [1, 1];
-  let [pT, pL, pB, pR] = intsAttr(node, 'pads') ?? [0, 0, 0, 0];
+  const [sH, sW] = strides;
+  const [dH, dW] = dilations;
+  let [pT, pL, pB, pR] = pads;
   const autoPad = stringAttr(node, 'auto_pad', 'NOTSET');
   if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
     const total = (d: number, k: number, s: number, dil: number) => Math.max(0, (Math.ceil(d / s) - 1) * s + (k - 1) * dil + 1 - d);
@@ -365,6 +387,49 @@ function conv(node: Node, inputs: Inputs): Tensor[] {
       }
     }
   }
+  return [result(x.dtype, [N, M, oH, oW], out)];
+}
+
+/** The input gradient of Conv: X [N, C, H, W], W [C, M/group, kH, kW]. */
+function convTranspose(node: Node, inputs: Inputs): Tensor[] {
+  const x = required(inputs, 0, 'X');
+  const w = required(inputs, 1, 'W');
+  const bias = inputs[2];
+  if (node.attributes.output_shape) throw new Error('output_shape is not supported; give pads and output_padding');
+  const [N, C, H, W] = x.shape;
+  const [C2, Mg, kH, kW] = w.shape;
+  const { group, strides, dilations, pads } = convAttributes(node, true);
+  if (C !== C2) throw new Error(`X [${x.shape.join(', ')}] and W [${w.shape.join(', ')}] disagree`);
+  const [sH, sW] = strides;
+  const [dH, dW] = dilations;
+  const [pT, pL, pB, pR] = pads;
+  const [opH, opW] = intsAttr(node, 'output_padding') ?? [0, 0];
+  const oH = sH * (H - 1) + opH + dH * (kH - 1) + 1 - pT - pB;
+  const oW = sW * (W - 1) + opW + dW * (kW - 1) + 1 - pL - pR;
+  const M = Mg * group;
+  const Cg = C / group;
+  const out = new Float64Array(N * M * oH * oW);
+  for (let n = 0; n < N; n++) {
+    for (let c = 0; c < C; c++) {
+      const gi = Math.floor(c / Cg);
+      for (let i = 0; i < H; i++) {
+        for (let j = 0; j < W; j++) {
+          const v = x.data[((n * C + c) * H + i) * W + j];
+          for (let m = 0; m < Mg; m++) {
+            for (let p = 0; p < kH; p++) {
+              const oi = i * sH - pT + p * dH;
+              if (oi < 0 || oi >= oH) continue;
+              for (let q = 0; q < kW; q++) {
+                const oj = j * sW - pL + q * dW;
+                if (oj >= 0 && oj < oW) out[((n * M + gi * Mg + m) * oH + oi) * oW + oj] += v * w.data[((c * Mg + m) * kH + p) * kW + q];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (bias) for (let k = 0; k < out.length; k++) out[k] += bias.data[Math.floor(k / (oH * oW)) % M];
   return [result(x.dtype, [N, M, oH, oW], out)];
 }
 
@@ -416,8 +481,8 @@ function gemm(node: Node, inputs: Inputs): Tensor[] {
   if (a.shape.length !== 2 || b.shape.length !== 2) throw new Error('A and B must be 2-D');
   const transA = intAttr(node, 'transA', 0) === 1;
   const transB = intAttr(node, 'transB', 0) === 1;
-  const alpha = floatAttr(node, 'alpha', 1);
-  const beta = floatAttr(node, 'beta', 1);
+  const alpha = node.number('alpha', true) ?? 1;
+  const beta = node.number('beta', true) ?? 1;
   const [m, k] = transA ? [a.shape[1], a.shape[0]] : a.shape;
   const [k2, n] = transB ? [b.shape[1], b.shape[0]] : b.shape;
   if (k !== k2) throw new Error(`inner dimensions differ: A [${a.shape.join(', ')}]${transA ? '^T' : ''} x B [${b.shape.join(', ')}]${transB ? '^T' : ''}`);
@@ -475,85 +540,6 @@ function reduce(r: Reduction): Kernel {
 
 // ---------------------------------------------------------------- the table
 
-/** The input gradient of Conv: X [N, C, H, W], W [C, M/group, kH, kW]. */
-function convTranspose(node: Node, inputs: Inputs): Tensor[] {
-  const x = required(inputs, 0, 'X');
-  const w = required(inputs, 1, 'W');
-  const bias = inputs[2];
-  if (node.attributes.output_shape) throw new Error('output_shape is not supported; give pads and output_padding');
-  const [N, C, H, W] = x.shape;
-  const [C2, Mg, kH, kW] = w.shape;
-  const group = intAttr(node, 'group', 1);
-  if (C !== C2) throw new Error(`X [${x.shape.join(', ')}] and W [${w.shape.join(', ')}] disagree`);
-  const [sH, sW] = intsAttr(node, 'strides') ?? [1, 1];
-  const [dH, dW] = intsAttr(node, 'dilations') ?? [1, 1];
-  const [pT, pL, pB, pR] = intsAttr(node, 'pads') ?? [0, 0, 0, 0];
-  const [opH, opW] = intsAttr(node, 'output_padding') ?? [0, 0];
-  const oH = sH * (H - 1) + opH + dH * (kH - 1) + 1 - pT - pB;
-  const oW = sW * (W - 1) + opW + dW * (kW - 1) + 1 - pL - pR;
-  const M = Mg * group;
-  const Cg = C / group;
-  const out = new Float64Array(N * M * oH * oW);
-  for (let n = 0; n < N; n++) {
-    for (let c = 0; c < C; c++) {
-      const gi = Math.floor(c / Cg);
-      for (let i = 0; i < H; i++) {
-        for (let j = 0; j < W; j++) {
-          const v = x.data[((n * C + c) * H + i) * W + j];
-          for (let m = 0; m < Mg; m++) {
-            for (let p = 0; p < kH; p++) {
-              const oi = i * sH - pT + p * dH;
-              if (oi < 0 || oi >= oH) continue;
-              for (let q = 0; q < kW; q++) {
-                const oj = j * sW - pL + q * dW;
-                if (oj >= 0 && oj < oW) out[((n * M + gi * Mg + m) * oH + oi) * oW + oj] += v * w.data[((c * Mg + m) * kH + p) * kW + q];
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  if (bias) for (let k = 0; k < out.length; k++) out[k] += bias.data[Math.floor(k / (oH * oW)) % M];
-  return [result(x.dtype, [N, M, oH, oW], out)];
-}
-
-/** Constant-mode Pad with pads given as an input. */
-function pad(node: Node, inputs: Inputs): Tensor[] {
-  const x = required(inputs, 0, 'data');
-  const pads = Array.from(required(inputs, 1, 'pads').data);
-  const value = inputs[2]?.data[0] ?? 0;
-  if (stringAttr(node, 'mode', 'constant') !== 'constant') throw new Error('only constant padding is supported');
-  const rank = x.shape.length;
-  const shape = x.shape.map((d, i) => d + pads[i] + pads[i + rank]);
-  const out = new Float64Array(size(shape)).fill(value);
-  const inStrides = x.shape.map((_, i) => size(x.shape.slice(i + 1)));
-  const outStrides = shape.map((_, i) => size(shape.slice(i + 1)));
-  for (let k = 0; k < x.data.length; k++) {
-    let offset = 0;
-    for (let j = 0; j < rank; j++) offset += (Math.floor(k / inStrides[j]) % x.shape[j] + pads[j]) * outStrides[j];
-    out[offset] = x.data[k];
-  }
-  return [result(x.dtype, shape, out)];
-}
-
-function compare(f: (a: number, b: number) => boolean): Kernel {
-  return (_, inputs) => {
-    const t = binaryOn(required(inputs, 0, 'A'), required(inputs, 1, 'B'), (a, b) => (f(a, b) ? 1 : 0));
-    return [{ ...t, dtype: 'bool' }];
-  };
-}
-
-function where(_: Node, inputs: Inputs): Tensor[] {
-  const ts = [required(inputs, 0, 'condition'), required(inputs, 1, 'X'), required(inputs, 2, 'Y')];
-  const shape = broadcastShape(ts.map((t) => t.shape));
-  const [ic, ia, ib] = ts.map((t) => broadcastOffsets(t.shape, shape));
-  const [c, a, b] = ts.map((t) => t.data);
-  const out = new Float64Array(size(shape));
-  for (let k = 0; k < out.length; k++) out[k] = c[ic ? ic[k] : k] ? a[ia ? ia[k] : k] : b[ib ? ib[k] : k];
-  return [result(ts[1].dtype, shape, out)];
-}
-
 const KERNELS: Record<string, Kernel> = {
   // elementwise
   Add: binary((a, b) => a + b),
@@ -580,6 +566,11 @@ const KERNELS: Record<string, Kernel> = {
   Tanh: unary(Math.tanh),
   Softplus: unary((a) => Math.max(a, 0) + Math.log1p(Math.exp(-Math.abs(a)))),
   Floor: unary(Math.floor),
+  Sign: unary(Math.sign),
+  Where: where,
+  Greater: compare((a, b) => a > b),
+  Less: compare((a, b) => a < b),
+  Equal: compare((a, b) => a === b),
   Identity: (_, inputs) => [required(inputs, 0, 'input')],
   Cast: (node, inputs) => {
     const x = required(inputs, 0, 'input');
@@ -651,6 +642,7 @@ const KERNELS: Record<string, Kernel> = {
     const opt = (i: number) => (inputs[i] ? ints(inputs[i]!) : undefined);
     return [slice(x, ints(required(inputs, 1, 'starts')), ints(required(inputs, 2, 'ends')), opt(3), opt(4))];
   },
+  Pad: pad,
   Gather: (node, inputs) => [gather(required(inputs, 0, 'data'), required(inputs, 1, 'indices'), intAttr(node, 'axis', 0))],
   DepthToSpace: (node, inputs) => [depthToSpace(required(inputs, 0, 'input'), intAttr(node, 'blocksize', 0), stringAttr(node, 'mode', 'DCR'))],
   SpaceToDepth: (node, inputs) => [spaceToDepth(required(inputs, 0, 'input'), intAttr(node, 'blocksize', 0))],
@@ -686,12 +678,6 @@ const KERNELS: Record<string, Kernel> = {
   // linear algebra
   Conv: conv,
   ConvTranspose: convTranspose,
-  Pad: pad,
-  Where: where,
-  Greater: compare((a, b) => a > b),
-  Less: compare((a, b) => a < b),
-  Equal: compare((a, b) => a === b),
-  Sign: unary(Math.sign),
   Gemm: gemm,
   MatMul: (_, inputs) => [matmul(required(inputs, 0, 'A'), required(inputs, 1, 'B'))],
 

@@ -75,16 +75,35 @@ export class Node {
     readonly domain = '',
   ) {}
 
-  /** An int attribute; undefined when absent or of another kind (passes match on it). */
-  int(name: string): number | undefined {
-    const a = this.attributes[name];
-    return a?.kind === 'int' ? a.value : undefined;
+  // The attribute readers: undefined when the attribute is absent. One of another kind reads as
+  // absent (passes match on kinds), or with `strict` is an error (kernels reject such a node).
+
+  /** An int attribute. */
+  int(name: string, strict = false): number | undefined {
+    return this.read(name, ['int'], 'an int', strict) as number | undefined;
   }
 
-  /** An ints attribute; undefined when absent or of another kind. */
-  ints(name: string): number[] | undefined {
+  /** An ints attribute. */
+  ints(name: string, strict = false): number[] | undefined {
+    return this.read(name, ['ints'], 'ints', strict) as number[] | undefined;
+  }
+
+  /** A number: a float attribute, or an int one. */
+  number(name: string, strict = false): number | undefined {
+    return this.read(name, ['float', 'int'], 'a float', strict) as number | undefined;
+  }
+
+  /** A string attribute. */
+  string(name: string, strict = false): string | undefined {
+    return this.read(name, ['string'], 'a string', strict) as string | undefined;
+  }
+
+  private read(name: string, kinds: readonly Attribute['kind'][], what: string, strict: boolean): Attribute['value'] | undefined {
     const a = this.attributes[name];
-    return a?.kind === 'ints' ? a.value : undefined;
+    if (a === undefined) return undefined;
+    if (kinds.includes(a.kind)) return a.value;
+    if (strict) throw new Error(`attribute ${name} must be ${what}`);
+    return undefined;
   }
 }
 

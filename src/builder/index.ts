@@ -6,9 +6,11 @@ export * from './graph.js';
 export * as ops from './ops.js';
 export * from './passes/index.js';
 export { canEvaluate, evaluateGraph, evaluateNode } from './evaluate.js';
-export {
-  concatChunks, modelChunks, needsExternalData, OnnxFormatError, parseModel, PROTOBUF_LIMIT, readModelSummary, serializeModel,
-  serializeModelWithExternalData, tensorBytes,
-} from './serialize.js';
-export type { ExternalDataOptions, ExternalDataSource, ModelInfo, ModelSummary, ParsedModel, ParseOptions } from './serialize.js';
+export { needsExternalData, PROTOBUF_LIMIT } from './external-data.js';
+export { parseModel, readModelSummary } from './parse.js';
+export { concatChunks, modelChunks, serializeModel, serializeModelWithExternalData } from './serialize.js';
+export { OnnxFormatError, tensorBytes } from './tensor-bytes.js';
+export type { ExternalDataOptions, ExternalDataSource } from './external-data.js';
+export type { ModelSummary, ParsedModel, ParseOptions } from './parse.js';
+export type { ModelInfo } from './serialize.js';
 export * from './autodiff/index.js';

@@ -2,8 +2,8 @@
 // picks the form its opset defines, and infers the output shape so mistakes surface at build
 // time with the names of the values involved.
 
-import { normAxis } from './axes.js';
-import { attr, Attribute, Dim, DType, GraphBuilder, ONNX_TYPE, Shape, tensor, Value } from './graph.js';
+import { normAxis, sliceRange } from './axes.js';
+import { attr, Attribute, Dim, DType, GraphBuilder, Node, ONNX_TYPE, Shape, tensor, Value } from './graph.js';
 
 // ---------------------------------------------------------------- shape helpers
 
@@ -90,6 +90,26 @@ export interface ConvOptions {
   group?: number;
 }
 
+/** The attributes Conv and ConvTranspose share, ONNX's defaults filled in (2-D). */
+export function convDefaults(opts: ConvOptions): Required<ConvOptions> {
+  return {
+    pads: opts.pads ?? [0, 0, 0, 0],
+    strides: opts.strides ?? [1, 1],
+    dilations: opts.dilations ?? [1, 1],
+    group: opts.group ?? 1,
+  };
+}
+
+/** The shared convolution attributes of a Conv or ConvTranspose node (`strict`: as Node.ints). */
+export function convAttributes(node: Node, strict = false): Required<ConvOptions> {
+  return convDefaults({
+    pads: node.ints('pads', strict) as ConvOptions['pads'],
+    strides: node.ints('strides', strict) as ConvOptions['strides'],
+    dilations: node.ints('dilations', strict) as ConvOptions['dilations'],
+    group: node.int('group', strict),
+  });
+}
+
 /**
  * 2-D convolution, NCHW. The weight [M, C/group, kH, kW] needs a static kernel size; its channel
  * dimensions may be symbolic when it is computed at run time (a weight gradient that contracts
@@ -101,10 +121,7 @@ export function conv(g: GraphBuilder, x: Value, weight: Value, bias: Value | und
     throw new Error(`Conv: weight ${weight} needs a static kernel size`);
   }
   const [M, Cg, kH, kW] = ws as [Dim, Dim, number, number];
-  const pads = opts.pads ?? [0, 0, 0, 0];
-  const strides = opts.strides ?? [1, 1];
-  const dilations = opts.dilations ?? [1, 1];
-  const group = opts.group ?? 1;
+  const { pads, strides, dilations, group } = convDefaults(opts);
   const xs = x.shape;
   if (!xs || xs.length !== 4) throw new Error(`Conv: input ${x} must be 4-D NCHW`);
   const cin = xs[1];
@@ -363,10 +380,7 @@ export function slice(g: GraphBuilder, x: Value, starts: number[], ends: number[
     if (typeof d !== 'number') throw new Error(`Slice: axis ${axis} of ${x} is symbolic`);
     const s = st[i];
     if (s === 0) throw new Error('Slice: step cannot be 0');
-    const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v < 0 ? v + d : v, lo), hi);
-    const start = s > 0 ? clamp(starts[i], 0, d) : clamp(starts[i], 0, d - 1);
-    const end = s > 0 ? clamp(ends[i], 0, d) : clamp(ends[i], -1, d - 1);
-    shape[a] = Math.max(0, Math.ceil((end - start) / s));
+    shape[a] = sliceRange(starts[i], ends[i], s, d).count;
   });
   const inputs = [x, int64(g, starts, 'starts'), int64(g, ends, 'ends'), int64(g, axes, 'axes'), int64(g, st, 'steps')];
   return g.node('Slice', inputs, {}, [{ dtype: x.dtype, shape }])[0];
@@ -383,11 +397,8 @@ export interface ConvTransposeOptions extends ConvOptions {
  * output_shape attribute: the size follows from pads and output_padding. */
 export function convTranspose(g: GraphBuilder, x: Value, weight: Value, bias: Value | undefined, opts: ConvTransposeOptions = {}): Value {
   const [C, Mg, kH, kW] = weight.staticShape();
-  const pads = opts.pads ?? [0, 0, 0, 0];
-  const strides = opts.strides ?? [1, 1];
-  const dilations = opts.dilations ?? [1, 1];
+  const { pads, strides, dilations, group } = convDefaults(opts);
   const outputPadding = opts.outputPadding ?? [0, 0];
-  const group = opts.group ?? 1;
   const xs = x.shape;
   if (!xs || xs.length !== 4) throw new Error(`ConvTranspose: input ${x} must be 4-D NCHW`);
   if (typeof xs[1] === 'number' && xs[1] !== C) throw new Error(`ConvTranspose: input ${x} has ${xs[1]} channels, weight ${weight} expects ${C}`);

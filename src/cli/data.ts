@@ -4,6 +4,7 @@
 import { statSync } from 'node:fs';
 import { GlowConfig } from '../glow/config.js';
 import { size } from '../math/tensor.js';
+import { oneHotRows } from '../runtime/generate.js';
 import { listImages, readImage } from '../runtime/images.js';
 import { loadMnist } from '../runtime/mnist.js';
 import { isStressSet, stressImages } from '../runtime/stress.js';
@@ -76,9 +77,5 @@ export async function loadImages(source: string, config: GlowConfig, limit: numb
 /** One-hot labels for class-conditional models (zeros where a label is unknown). */
 export function oneHot(labels: Uint8Array | undefined, count: number, classes: number): Float32Array | undefined {
   if (classes === 0) return undefined;
-  const y = new Float32Array(count * classes);
-  labels?.forEach((l, i) => {
-    if (l < classes) y[i * classes + l] = 1;
-  });
-  return y;
+  return oneHotRows(classes, Array.from({ length: count }, (_, i) => labels?.[i]), true);
 }

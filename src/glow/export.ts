@@ -7,7 +7,8 @@ import { Graph } from '../builder/graph.js';
 import {
   chain, checkOpencvForms, classPriorPerPixel, cleanup, constantsWithoutBatchAxis, floorAsMax, floorAsRelu, padConvChannels, reduceSumAsMean, toFloat16, withoutTemperature,
 } from '../builder/passes/index.js';
-import { concatChunks, ModelInfo, modelChunks, needsExternalData } from '../builder/serialize.js';
+import { needsExternalData } from '../builder/external-data.js';
+import { concatChunks, modelChunks, ModelInfo } from '../builder/serialize.js';
 import { FORMAT_VERSION } from './contract.js';
 import { GlowConfig } from './config.js';
 import { buildDecode, buildEncode, BuildOptions, GlowWeights } from './model.js';

@@ -19,11 +19,18 @@ export function sampleEps(config: GlowConfig, n: number, seed: number): Latents 
   return Array.from({ length: config.L }, (_, l) => rng.fillNormal(new Float32Array(n * latentSize(config, l + 1))));
 }
 
-/** One-hot rows [n, classes] all of class `label`. */
-export function oneHotRows(classes: number, labels: readonly number[]): Float32Array {
+/**
+ * One-hot rows [labels.length, classes], row i of class labels[i]. A label outside
+ * 0..classes - 1 is an error, or with `unknownAsZero` a row of zeros (data labelled beyond the
+ * model's classes, or not labelled: undefined).
+ */
+export function oneHotRows(classes: number, labels: readonly (number | undefined)[], unknownAsZero = false): Float32Array {
   const y = new Float32Array(labels.length * classes);
   labels.forEach((label, i) => {
-    if (!Number.isInteger(label) || label < 0 || label >= classes) throw new Error(`class ${label} is not in 0..${classes - 1}`);
+    if (label === undefined || !Number.isInteger(label) || label < 0 || label >= classes) {
+      if (unknownAsZero) return;
+      throw new Error(`class ${label} is not in 0..${classes - 1}`);
+    }
     y[i * classes + label] = 1;
   });
   return y;

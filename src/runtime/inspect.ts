@@ -1,6 +1,6 @@
 // A readable summary of an .onnx file: I/O, op histogram, parameters, embedded config.
 
-import { parseModel, ParseOptions } from '../builder/serialize.js';
+import { parseModel, ParseOptions } from '../builder/parse.js';
 import { META_CONFIG } from '../glow/metadata.js';
 
 /** `options.externalData` reads the side files of a model stored with external data. */

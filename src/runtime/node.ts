@@ -5,7 +5,7 @@ import ort from 'onnxruntime-node';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { GraphIO } from '../builder/graph.js';
-import { readModelSummary } from '../builder/serialize.js';
+import { readModelSummary } from '../builder/parse.js';
 import { GlowConfig } from '../glow/config.js';
 import { checkGraphPorts, configFrom, ModelFileError, parseGlowJson, sameConfig, staticBatchOf } from '../glow/contract.js';
 import { GlowModel } from './core.js';

@@ -8,7 +8,8 @@ import { checkShuffles, checkWeights, parseJson, shufflesFrom } from '../glow/pa
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { Rng } from '../math/rng.js';
 import { HostTensor } from '../math/tensor.js';
-import { momentNames, zeroMoments } from './graphs.js';
+import { zeroMoments } from './graphs.js';
+import { emaName, momentNames } from './names.js';
 import { TrainingError, TrainOptions, TrainState } from './run.js';
 import { META_CONFIG, META_SHUFFLES, META_TRAIN_OPTIONS, META_TRAIN_STATE } from '../glow/metadata.js';
 
@@ -38,7 +39,7 @@ export function checkpointFile(w: GlowWeights, params: ReadonlyMap<string, Float
   for (const [name, shape] of shapes) {
     tensors.push([momentNames(name).m, { dtype: 'F32', shape, data: moments.get(momentNames(name).m)! }]);
     tensors.push([momentNames(name).v, { dtype: 'F32', shape, data: moments.get(momentNames(name).v)! }]);
-    if (ema) tensors.push([`ema.${name}`, { dtype: 'F32', shape, data: ema.get(name)! }]);
+    if (ema) tensors.push([emaName(name), { dtype: 'F32', shape, data: ema.get(name)! }]);
   }
   return writeSafetensors(tensors, {
     [META_CONFIG]: JSON.stringify(w.config),
@@ -101,7 +102,7 @@ export function readTrainCheckpoint(bytes: Uint8Array, source: string): TrainChe
     params.set(name, floats(get(name, shape)));
     moments.set(momentNames(name).m, floats(get(momentNames(name).m, shape)));
     moments.set(momentNames(name).v, floats(get(momentNames(name).v, shape)));
-    if (ema) ema.set(name, floats(get(`ema.${name}`, shape)));
+    if (ema) ema.set(name, floats(get(emaName(name), shape)));
   }
   const options = parseJson(file.metadata[META_TRAIN_OPTIONS] ?? '{}', `${source} metadata ${META_TRAIN_OPTIONS}`);
   if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new TrainingError(`${source}: ${META_TRAIN_OPTIONS} is not a JSON object`);

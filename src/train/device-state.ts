@@ -4,7 +4,7 @@
 import ort from 'onnxruntime-node';
 import { GraphBuilder } from '../builder/graph.js';
 import { serializeModel } from '../builder/serialize.js';
-import { emaName, momentNames, updatedName } from './graphs.js';
+import { emaName, momentNames, updatedName } from './names.js';
 
 /** The training state (parameters, Adam moments, averages) as ONNX Runtime tensors keyed by
  * graph input name: host arrays on the CPU, GPU buffers that never leave the device on WebGPU,

@@ -16,6 +16,7 @@ import { scalarConstant } from '../glow/layers/common.js';
 import { GlowWeights, trainableEncode } from '../glow/model.js';
 import { paramSpecs } from '../glow/names.js';
 import { size } from '../math/tensor.js';
+import { emaName, gradName, momentNames, updatedName } from './names.js';
 
 export interface OptimizerOptions {
   beta1?: number;
@@ -35,10 +36,6 @@ export interface LossOptions {
 
 const DEFAULT_OPTIMIZER: Required<OptimizerOptions> = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0, clipNorm: 50 };
 export const DEFAULT_CLASS_WEIGHT = 0.01;
-
-export const momentNames = (param: string) => ({ m: `${param}.exp_avg`, v: `${param}.exp_avg_sq` });
-export const updatedName = (name: string) => `${name}.updated`;
-export const gradName = (param: string) => `${param}_grad`;
 
 interface LossGraph {
   g: GraphBuilder;
@@ -195,8 +192,6 @@ export function buildArtifactModels(w: GlowWeights, options: LossOptions = {}): 
     'optimizer_model.onnx': buildOptimizerModel(shapes, { opset: options.opset }),
   };
 }
-
-export const emaName = (param: string) => `ema.${param}`;
 
 /** Forward, backward and Adam in one graph: one session run per step and no gradient ever
  * leaves the runtime. Outputs loss, grad_norm and the updated parameters and moments; with

@@ -21,14 +21,12 @@ import { GlowConfig } from '../glow/config.js';
 import { GlowWeights } from '../glow/model.js';
 import { paramSpecs } from '../glow/names.js';
 import { ortTrainingCheckpoint } from '../glow/odtc-weights.js';
-import { buildEvalModel, buildTrainingModel, gradName, LossOptions, OptimizerOptions, refuseSpectralArtifacts } from './graphs.js';
+import { buildEvalModel, buildTrainingModel, LossOptions, OptimizerOptions, refuseSpectralArtifacts } from './graphs.js';
+import { gradAccumulatedName, gradBufferName, gradName, LAZY_RESET_GRAD } from './names.js';
 
 const { onnx } = onnxProto;
 
 const MICROSOFT = 'com.microsoft';
-export const LAZY_RESET_GRAD = 'lazy_reset_grad';
-export const gradBufferName = (param: string) => `${gradName(param)}.accumulation.buffer`;
-export const gradAccumulatedName = (param: string) => `${gradName(param)}.accumulation.out`;
 
 export const ORT_TRAINING_FILES = ['training_model.onnx', 'eval_model.onnx', 'optimizer_model.onnx', 'checkpoint'] as const;
 export type OrtTrainingFile = typeof ORT_TRAINING_FILES[number];

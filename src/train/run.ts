@@ -5,6 +5,7 @@ import type ort from 'onnxruntime-node';
 import { GlowWeights } from '../glow/model.js';
 import { Rng } from '../math/rng.js';
 import { size } from '../math/tensor.js';
+import { oneHotRows } from '../runtime/generate.js';
 import { initActNorms } from '../runtime/init.js';
 import { dequantize } from '../runtime/quantize.js';
 import { LossOptions, OptimizerOptions } from './graphs.js';
@@ -97,12 +98,9 @@ export function epochOrder(count: number, seed: number, epoch: number): number[]
 export function labelsOf(data: Dataset, start: number, count: number, classes: number, order?: number[]): Float32Array | undefined {
   if (!classes) return undefined;
   if (!data.labels) throw new TrainingError('a class-conditional model needs labelled data');
-  const y = new Float32Array(count * classes);
-  for (let i = 0; i < count; i++) {
-    const label = data.labels[order ? order[start + i] : start + i];
-    if (label < classes) y[i * classes + label] = 1;
-  }
-  return y;
+  const labels = data.labels;
+  // Labels the model has no class for train as unconditioned rows (zeros), as they always have.
+  return oneHotRows(classes, Array.from({ length: count }, (_, i) => labels[order ? order[start + i] : start + i]), true);
 }
 
 /** Images order[start], ..., order[start + count - 1] of `data`, one after another, into `into`. */

@@ -10,9 +10,10 @@ import {
 } from '../../src/builder/graph.js';
 import * as op from '../../src/builder/ops.js';
 import { chain, cleanup, foldConstants, Pass, toposort } from '../../src/builder/passes/index.js';
-import {
-  float16Bits, float16Value, irVersionFor, OnnxFormatError, parseModel, serializeModel,
-} from '../../src/builder/serialize.js';
+import { float16Bits, float16Value } from '../../src/math/half-precision.js';
+import { parseModel } from '../../src/builder/parse.js';
+import { irVersionFor, serializeModel } from '../../src/builder/serialize.js';
+import { OnnxFormatError } from '../../src/builder/tensor-bytes.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { buildDecode, buildEncode, GlowWeights } from '../../src/glow/model.js';
 import { HostTensor } from '../../src/math/tensor.js';

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseModel } from '../../src/builder/serialize.js';
+import { parseModel } from '../../src/builder/parse.js';
 import { COMMAND_NAMES } from '../../src/cli/main.js';
 import { commandUsage, USAGE } from '../../src/cli/usage.js';
 import { cli, cliInProcess } from '../helpers.js';

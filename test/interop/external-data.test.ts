@@ -10,9 +10,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  needsExternalData, OnnxFormatError, parseModel, PROTOBUF_LIMIT, serializeModel, serializeModelWithExternalData, tensorByteLength,
-} from '../../src/builder/serialize.js';
+import { needsExternalData, PROTOBUF_LIMIT } from '../../src/builder/external-data.js';
+import { parseModel } from '../../src/builder/parse.js';
+import { serializeModel, serializeModelWithExternalData } from '../../src/builder/serialize.js';
+import { OnnxFormatError, tensorByteLength } from '../../src/builder/tensor-bytes.js';
 import { GraphBuilder, tensor } from '../../src/builder/graph.js';
 import * as op from '../../src/builder/ops.js';
 import { GlowConfig } from '../../src/glow/config.js';

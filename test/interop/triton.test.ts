@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { GraphIO } from '../../src/builder/graph.js';
-import { parseModel } from '../../src/builder/serialize.js';
+import { parseModel } from '../../src/builder/parse.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { checkpointBytes } from '../../src/glow/params.js';
 import { exportGraphs } from '../../src/glow/export.js';

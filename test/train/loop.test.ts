@@ -14,7 +14,8 @@ import { effectiveWeight, powerIterate, spectralSigma } from '../../src/glow/lay
 import { paramSpecs, spectralVectors, stepPrefix } from '../../src/glow/names.js';
 import { initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/math/rng.js';
-import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, gradName, momentNames, updatedName } from '../../src/train/graphs.js';
+import { buildEvalModel, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel } from '../../src/train/graphs.js';
+import { gradName, momentNames, updatedName } from '../../src/train/names.js';
 import { CHECKPOINT_FILE, readTrainCheckpoint } from '../../src/train/checkpoint.js';
 import { train } from '../../src/train/loop.js';
 import { Dataset, EpochReport, TrainingError, TrainOptions } from '../../src/train/run.js';

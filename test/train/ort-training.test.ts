@@ -16,7 +16,8 @@ import { buildOrtTrainingArtifacts, ORT_TRAINING_FILES, OrtTrainingFile } from '
 import { ortTrainingCheckpoint, weightsFromOdtc } from '../../src/glow/odtc-weights.js';
 import { checkpointBytes, initWeights } from '../../src/glow/params.js';
 import { Rng } from '../../src/math/rng.js';
-import { buildEvalModel, buildFusedTrainStep, momentNames, updatedName } from '../../src/train/graphs.js';
+import { buildEvalModel, buildFusedTrainStep } from '../../src/train/graphs.js';
+import { momentNames, updatedName } from '../../src/train/names.js';
 import { OdtcCheckpoint, OdtcError, ODTC_VERSION, readOdtc, writeOdtc } from '../../src/io/odtc.js';
 import { createOrtTrainingSession, loadTrainingBuild, OrtTrainingUnavailable, runEvalStep } from '../../src/train/ort-runtime.js';
 import { ORT_TRAINING_DIR, trainWithOrtTraining } from '../../src/train/ort-loop.js';

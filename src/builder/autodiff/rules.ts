@@ -7,56 +7,16 @@
 // several times are summed by the engine too. Rules only compute gradients for the inputs that
 // `needs` marks (the others may be left undefined).
 
-import { normAxis } from '../axes.js';
-import { GraphBuilder, Node, tensor, Tensor, Value } from '../graph.js';
+import { normAxis, sliceRange } from '../axes.js';
+import { GraphBuilder, Node, tensor, Value } from '../graph.js';
 import * as op from '../ops.js';
+import { conv } from './conv.js';
+import { constantInts, GradientRule, RuleContext, scalarOf, staticDim, UnsupportedGradientError } from './context.js';
 
-export interface RuleContext {
-  g: GraphBuilder;
-  node: Node;
-  /** The gradient of each output of the node (zeros for an output no gradient reaches). */
-  dy: readonly Value[];
-  /** Which inputs need a gradient. */
-  needs: readonly boolean[];
-  /** The data of input i when it is an initializer (indices, axes, shapes), else undefined. */
-  constant(i: number): Tensor | undefined;
-}
-
-/** Returns the gradient of each input of the node, aligned with node.inputs. */
-export type GradientRule = (ctx: RuleContext) => (Value | undefined)[];
-
-/** An op's attributes or inputs are outside what its rule supports. */
-export class UnsupportedGradientError extends Error {
-  override name = 'UnsupportedGradientError';
-  constructor(node: Node, why: string) {
-    super(`cannot differentiate ${node.op} node ${node.name}: ${why}`);
-  }
-}
+export type { GradientRule, RuleContext } from './context.js';
+export { UnsupportedGradientError } from './context.js';
 
 // ---------------------------------------------------------------- helpers
-
-function scalarOf(g: GraphBuilder, like: Value, value: number, hint = 'c'): Value {
-  return g.constant(tensor(like.dtype, [], [value]), hint);
-}
-
-/** An int or float attribute. */
-function numAttr(node: Node, name: string, fallback: number): number {
-  const a = node.attributes[name];
-  return a && (a.kind === 'int' || a.kind === 'float') ? a.value : fallback;
-}
-
-/** Integer data of a constant input (axes, indices, starts...), required. */
-function constantInts(ctx: RuleContext, i: number, what: string): number[] {
-  const t = ctx.constant(i);
-  if (!t) throw new UnsupportedGradientError(ctx.node, `${what} (input ${i}) must be a constant initializer`);
-  return Array.from(t.data);
-}
-
-function staticDim(ctx: RuleContext, v: Value, axis: number): number {
-  const d = v.shape?.[axis];
-  if (typeof d !== 'number') throw new UnsupportedGradientError(ctx.node, `axis ${axis} of ${v} must be static`);
-  return d;
-}
 
 function inversePerm(perm: readonly number[]): number[] {
   const inv = new Array<number>(perm.length);
@@ -108,7 +68,7 @@ function reductionAxes(ctx: RuleContext): number[] | undefined {
   const x = node.inputs[0]!;
   const given = node.inputs[1] ? constantInts(ctx, 1, 'axes') : node.ints('axes');
   if (!given || given.length === 0) {
-    if (numAttr(node, 'noop_with_empty_axes', 0) === 1) return undefined;
+    if ((node.number('noop_with_empty_axes') ?? 0) === 1) return undefined;
     return Array.from({ length: x.rank }, (_, i) => i);
   }
   return given.map((a) => normAxis(a, x.rank)).sort((a, b) => a - b);
@@ -117,7 +77,7 @@ function reductionAxes(ctx: RuleContext): number[] | undefined {
 /** dy of a reduction put back to the input's shape: the reduced axes restored, then expanded. */
 function unreduce(g: GraphBuilder, node: Node, dy: Value, axes: number[]): Value {
   const x = node.inputs[0]!;
-  const kept = numAttr(node, 'keepdims', 1) === 1 || axes.length === 0 ? dy : op.unsqueeze(g, dy, axes);
+  const kept = (node.number('keepdims') ?? 1) === 1 || axes.length === 0 ? dy : op.unsqueeze(g, dy, axes);
   return broadcastTo(g, kept, x);
 }
 
@@ -129,147 +89,6 @@ function reductionCount(g: GraphBuilder, x: Value, axes: number[]): Value {
   const sizes = symbolic.map((a) => op.reshape(g, op.cast(g, op.gather(g, op.shapeOf(g, x), [a], 0), x.dtype), []));
   if (fixed !== 1 || sizes.length === 0) sizes.push(scalarOf(g, x, fixed, 'count'));
   return sizes.slice(1).reduce((p, s) => op.mul(g, p, s), sizes[0]);
-}
-
-// ---------------------------------------------------------------- convolution
-
-interface ConvAttributes {
-  pads: [number, number, number, number];
-  strides: [number, number];
-  dilations: [number, number];
-  group: number;
-}
-
-function convAttributes(ctx: RuleContext): ConvAttributes {
-  const { node } = ctx;
-  const autoPad = node.attributes.auto_pad;
-  if (autoPad && !(autoPad.kind === 'string' && autoPad.value === 'NOTSET')) {
-    throw new UnsupportedGradientError(node, 'auto_pad is not supported; give explicit pads');
-  }
-  if (node.inputs[0]!.rank !== 4) throw new UnsupportedGradientError(node, 'only 2-D convolution (NCHW) is supported');
-  return {
-    pads: (node.ints('pads') ?? [0, 0, 0, 0]) as ConvAttributes['pads'],
-    strides: (node.ints('strides') ?? [1, 1]) as ConvAttributes['strides'],
-    dilations: (node.ints('dilations') ?? [1, 1]) as ConvAttributes['dilations'],
-    group: numAttr(node, 'group', 1),
-  };
-}
-
-/** Fewer channels than ONNX Runtime CPU's smallest NCHWc block. */
-const NARROW_CHANNELS = 8;
-
-/**
- * Y = Conv(X, W). Rows of X past the last window (when (H + pads - span) is not a multiple of
- * the stride) get no gradient: `excess` counts them per spatial axis.
- */
-const conv: GradientRule = (ctx) => {
-  const { g, node, needs } = ctx;
-  const [dy] = ctx.dy;
-  const [x, w] = node.inputs as Value[];
-  const a = convAttributes(ctx);
-  const [M, Cg, kH, kW] = w.staticShape();
-  const [H, W] = [staticDim(ctx, x, 2), staticDim(ctx, x, 3)];
-  const [oH, oW] = [staticDim(ctx, dy, 2), staticDim(ctx, dy, 3)];
-  const excess = [
-    H + a.pads[0] + a.pads[2] - a.dilations[0] * (kH - 1) - 1 - a.strides[0] * (oH - 1),
-    W + a.pads[1] + a.pads[3] - a.dilations[1] * (kW - 1) - 1 - a.strides[1] * (oW - 1),
-  ] as [number, number];
-
-  const plain = a.group === 1 && [...a.strides, ...a.dilations].every((v) => v === 1);
-  // dX: the transposed convolution with the same weight and attributes, output_padding giving
-  // back the excess rows, so that the result has exactly X's shape. For a plain convolution with
-  // 8 or more input channels it is the convolution of dY with the flipped, channel-swapped
-  // kernel, which ONNX Runtime runs faster than its ConvTranspose. With fewer, that convolution
-  // would write fewer channels than ONNX Runtime's blocked layout pads them to (8 or 16), and
-  // ConvTranspose wins (measured on a Glow train step: the coupling networks' first conv).
-  let dx: Value | undefined;
-  if (needs[0] && plain && Cg >= NARROW_CHANNELS) {
-    const flipped = op.slice(g, op.transpose(g, w, [1, 0, 2, 3]), [-1, -1], [-kH - 1, -kW - 1], [2, 3], [-1, -1]);
-    const pads = [kH - 1 - a.pads[0], kW - 1 - a.pads[1], kH - 1 - a.pads[2], kW - 1 - a.pads[3]] as ConvAttributes['pads'];
-    dx = op.conv(g, dy, flipped, undefined, { pads });
-  } else if (needs[0]) {
-    dx = op.convTranspose(g, dy, w, undefined, { ...a, outputPadding: excess });
-  }
-
-  // dW[m, c, p, q] = sum_{n,i,j} dY[n, m, i, j] X[n, c', i*s - pad + p*d, ...].
-  let dw: Value | undefined;
-  if (needs[1] && plain) {
-    dw = weightGradientByGemm(g, x, dy, [M, Cg, kH, kW], a.pads, excess);
-  } else if (needs[1]) {
-    // General case: a convolution of X (channels <- batch, per group) by dY (kernel = output
-    // plane), strides and dilations swapped. ONNX Runtime runs such huge kernels slowly.
-    const G = a.group;
-    const Mg = M / G;
-    const xT = op.reshape(g, op.transpose(g, op.reshape(g, x, [0, G, Cg, H, W]), [2, 1, 0, 3, 4]), [Cg, -1, H, W]);
-    const dyT = op.reshape(g, op.transpose(g, op.reshape(g, dy, [0, G, Mg, oH, oW]), [1, 2, 0, 3, 4]), [M, -1, oH, oW]);
-    const pads: ConvAttributes['pads'] = [a.pads[0], a.pads[1], Math.max(0, a.pads[2] - excess[0]), Math.max(0, a.pads[3] - excess[1])];
-    let out = op.conv(g, xT, dyT, undefined, { pads, strides: a.dilations, dilations: a.strides, group: G }); // [Cg, M, >=kH, >=kW]
-    if (out.shape![2] !== kH || out.shape![3] !== kW) out = op.slice(g, out, [0, 0], [kH, kW], [2, 3]);
-    dw = op.transpose(g, out, [1, 0, 2, 3]);
-  }
-  const db = needs[2] ? op.reduceSum(g, dy, [0, 2, 3], false) : undefined;
-  return [dx, dw, db];
-};
-
-/**
- * The weight gradient of a stride-1, undilated, ungrouped convolution as kH*kW GEMMs, one per
- * kernel offset: dW[:, :, p, q] = dY [M, N*oH*oW] x X shifted by (p, q) [N*oH*oW, C]. Same
- * arithmetic as the convolution formulation, but ONNX Runtime runs it on its matrix multiply
- * (much faster on the coupling networks' convolutions, which dominated training steps).
- * Each shift is a copy (a Slice), so the smaller of X and dY is the one shifted: a coupling
- * network's last convolution reads 64+ channels and writes a few, and copying X nine times there
- * was a large part of a training step.
- */
-function weightGradientByGemm(
-  g: GraphBuilder, x: Value, dy: Value, kernel: number[], pads: ConvAttributes['pads'], excess: [number, number],
-): Value {
-  const [M, C] = kernel;
-  const [H, W] = [x.shape![2] as number, x.shape![3] as number];
-  const [oH, oW] = [dy.shape![2] as number, dy.shape![3] as number];
-  return M * oH * oW < C * H * W ? shiftingGradients(g, x, dy, kernel, pads) : shiftingInputs(g, x, dy, kernel, pads, excess);
-}
-
-/** dW[:, :, p, q] = X shifted by (p, q), then multiplied by dY: kH*kW copies of X. */
-function shiftingInputs(
-  g: GraphBuilder, x: Value, dy: Value, [M, C, kH, kW]: number[], pads: ConvAttributes['pads'], excess: [number, number],
-): Value {
-  const [oH, oW] = [dy.shape![2] as number, dy.shape![3] as number];
-  // Rows past the last window never reach the output: drop them instead of padding them.
-  const padded = pads.some((p) => p > 0) ? op.padSpatial(g, x, [pads[0], pads[1], Math.max(0, pads[2] - excess[0]), Math.max(0, pads[3] - excess[1])]) : x;
-  // Channels first, once, so that every shifted slice is already a [C, N*oH*oW] matrix.
-  const channelsFirst = op.transpose(g, padded, [1, 0, 2, 3]);
-  const grads = op.reshape(g, op.transpose(g, op.reshape(g, dy, [0, M, oH * oW]), [1, 0, 2]), [M, -1]);
-  const shifts: Value[] = [];
-  for (let p = 0; p < kH; p++) {
-    for (let q = 0; q < kW; q++) shifts.push(op.reshape(g, op.slice(g, channelsFirst, [p, q], [p + oH, q + oW], [2, 3]), [C, -1]));
-  }
-  // One GEMM over the stacked shifts reads dY once, not once per kernel offset.
-  const stacked = shifts.length === 1 ? shifts[0] : op.concat(g, shifts, 0); // [kH*kW*C, N*oH*oW]
-  const product = op.matmul(g, grads, op.transpose(g, stacked, [1, 0])); // [M, kH*kW*C]
-  return op.reshape(g, op.transpose(g, op.reshape(g, product, [M, kH * kW, C]), [0, 2, 1]), [M, C, kH, kW]);
-}
-
-/**
- * The same sums with dY shifted the other way over an unpadded X: with i = u - p + pad,
- * dW[m, c, p, q] = sum_{n,u,v} dY[n, m, u - p + padTop, v - q + padLeft] X[n, c, u, v], dY zero
- * outside its plane. dY padded by the kernel size once; kH*kW copies of dY, one transpose of X.
- * (Stride 1, so no rows are left over.)
- */
-function shiftingGradients(g: GraphBuilder, x: Value, dy: Value, [M, C, kH, kW]: number[], pads: ConvAttributes['pads']): Value {
-  const [H, W] = [x.shape![2] as number, x.shape![3] as number];
-  const inputs = op.transpose(g, op.reshape(g, op.transpose(g, x, [1, 0, 2, 3]), [C, -1]), [1, 0]); // [N*H*W, C]
-  const grads = op.transpose(g, op.padSpatial(g, dy, [kH - 1, kW - 1, kH - 1, kW - 1]), [1, 0, 2, 3]); // [M, N, oH+2kH-2, oW+2kW-2]
-  const shifts: Value[] = [];
-  for (let p = 0; p < kH; p++) {
-    for (let q = 0; q < kW; q++) {
-      const [top, left] = [kH - 1 - p + pads[0], kW - 1 - q + pads[1]];
-      shifts.push(op.reshape(g, op.slice(g, grads, [top, left], [top + H, left + W], [2, 3]), [M, -1]));
-    }
-  }
-  // One GEMM over the stacked shifts reads X once, not once per kernel offset.
-  const stacked = shifts.length === 1 ? shifts[0] : op.concat(g, shifts, 0); // [kH*kW*M, N*H*W]
-  const product = op.reshape(g, op.matmul(g, stacked, inputs), [kH * kW, M, C]);
-  return op.reshape(g, op.transpose(g, product, [1, 2, 0]), [M, C, kH, kW]);
 }
 
 // ---------------------------------------------------------------- the table
@@ -343,10 +162,10 @@ export const RULES: Record<string, GradientRule> = {
   // Y = alpha A' B' + beta C, A' = A or A^T, B' = B or B^T.
   Gemm: ({ g, node, dy: [d], needs }) => {
     const [a, b, c] = node.inputs;
-    const alpha = numAttr(node, 'alpha', 1);
-    const beta = numAttr(node, 'beta', 1);
-    const transA = numAttr(node, 'transA', 0) === 1;
-    const transB = numAttr(node, 'transB', 0) === 1;
+    const alpha = node.number('alpha') ?? 1;
+    const beta = node.number('beta') ?? 1;
+    const transA = (node.number('transA') ?? 0) === 1;
+    const transB = (node.number('transB') ?? 0) === 1;
     // dA' = alpha dY B'^T, dB' = alpha A'^T dY, transposed back where A or B was.
     const da = !needs[0] ? undefined : transA
       ? op.gemm(g, b!, d, undefined, { transA: transB, transB: true, alpha })
@@ -370,11 +189,11 @@ export const RULES: Record<string, GradientRule> = {
   },
   Concat: (ctx) => {
     const { g, node, dy: [d] } = ctx;
-    const axis = normAxis(numAttr(node, 'axis', 0), d.rank);
+    const axis = normAxis(node.number('axis') ?? 0, d.rank);
     const sizes = node.inputs.map((v) => staticDim(ctx, v!, axis));
     return op.split(g, d, sizes, axis);
   },
-  Split: ({ g, node, dy }) => [op.concat(g, [...dy], normAxis(numAttr(node, 'axis', 0), dy[0].rank))],
+  Split: ({ g, node, dy }) => [op.concat(g, [...dy], normAxis(node.number('axis') ?? 0, dy[0].rank))],
   Slice: (ctx) => {
     const { node, dy: [d] } = ctx;
     const x = node.inputs[0]!;
@@ -388,11 +207,8 @@ export const RULES: Record<string, GradientRule> = {
       const axis = normAxis(axisIn, x.rank);
       const dim = staticDim(ctx, x, axis);
       const s = steps[i];
-      const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v < 0 ? v + dim : v, lo), hi);
-      const start = s > 0 ? clamp(starts[i], 0, dim) : clamp(starts[i], 0, dim - 1);
-      const end = s > 0 ? clamp(ends[i], 0, dim) : clamp(ends[i], -1, dim - 1);
-      const indices: number[] = [];
-      for (let j = start; s > 0 ? j < end : j > end; j += s) indices.push(j);
+      const { start, count } = sliceRange(starts[i], ends[i], s, dim);
+      const indices = Array.from({ length: count }, (_, k) => start + k * s);
       dx = scatterAlongAxis(ctx.g, dx, indices, axis, dim);
     });
     return [dx];
@@ -409,7 +225,7 @@ export const RULES: Record<string, GradientRule> = {
   Gather: (ctx) => {
     const { g, node, dy: [d] } = ctx;
     const x = node.inputs[0]!;
-    const axis = normAxis(numAttr(node, 'axis', 0), x.rank);
+    const axis = normAxis(node.number('axis') ?? 0, x.rank);
     const dim = staticDim(ctx, x, axis);
     const indices = constantInts(ctx, 1, 'indices').map((i) => (i < 0 ? i + dim : i));
     const rank = ctx.constant(1)!.shape.length;
@@ -421,8 +237,8 @@ export const RULES: Record<string, GradientRule> = {
   // The inverse rearrangement (SpaceToDepth for mode CRD, written as Reshape/Transpose).
   DepthToSpace: (ctx) => {
     const { g, node, dy: [d] } = ctx;
-    const b = numAttr(node, 'blocksize', 0);
-    const mode = node.attributes.mode?.kind === 'string' ? node.attributes.mode.value : 'DCR';
+    const b = node.number('blocksize') ?? 0;
+    const mode = node.string('mode') ?? 'DCR';
     const x = node.inputs[0]!;
     const [C, h, w] = [1, 2, 3].map((i) => staticDim(ctx, x, i));
     const c = C / (b * b);
