@@ -1,6 +1,8 @@
 // The graph IR: typed Value handles, Nodes with explicit attributes, initializers registered
 // once, and deterministic scoped names. It knows nothing of Glow.
 
+import { size } from '../math/tensor.js';
+
 export type DType = 'float32' | 'float16' | 'float64' | 'int64' | 'int32' | 'bool';
 /** TensorProto.DataType codes. */
 export const ONNX_TYPE: Readonly<Record<DType, number>> = { float32: 1, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11 };
@@ -273,12 +275,8 @@ export class GraphBuilder {
   }
 }
 
-export function tensorSize(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
 function checkTensor(t: Tensor, name: string): void {
-  const n = tensorSize(t.shape);
+  const n = size(t.shape);
   if (t.data.length !== n) {
     throw new Error(`initializer ${name}: ${t.data.length} values for shape [${t.shape.join(', ')}] (needs ${n})`);
   }

@@ -23,6 +23,7 @@ import { dequantize, largest, quantize, RoundTrip } from '../runtime/quantize.js
 import { integer, number, Options, parse, readBytes, required, UsageError, Values } from './args.js';
 import { checkMnistShape, ImageBatch, loadImages, oneHot, readImages } from './data.js';
 import { withProgress } from './progress.js';
+import { size } from '../math/tensor.js';
 
 /** The shipped model, used when --model is not given. */
 
@@ -55,9 +56,9 @@ function temperatureFlag(values: Values, fallback: number): number {
 }
 
 function imagesOf(config: GlowConfig, x: Float32Array): Uint8Array[] {
-  const size = config.imageShape.reduce((a, b) => a * b, 1);
+  const n = size(config.imageShape);
   const pixels = quantize(x, config.nBits);
-  return Array.from({ length: x.length / size }, (_, i) => pixels.subarray(i * size, (i + 1) * size));
+  return Array.from({ length: x.length / n }, (_, i) => pixels.subarray(i * n, (i + 1) * n));
 }
 
 function scaleFor(config: GlowConfig): number {

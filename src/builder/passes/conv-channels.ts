@@ -14,8 +14,9 @@
 // read the same value); a weight that only this Conv reads is stored padded under its own name,
 // any other weight (a graph input in training graphs) gets a Pad too.
 
-import { Graph, GraphBuilder, Node, Tensor, tensorSize, Value } from '../graph.js';
+import { Graph, GraphBuilder, Node, Tensor, Value } from '../graph.js';
 import * as op from '../ops.js';
+import { size } from '../../math/tensor.js';
 
 /** Whether ONNX Runtime's WebGPU provider (1.30, NHWC layout) gets an ungrouped Conv wrong. */
 export function webgpuMiscomputes(inputChannels: number, kernel: readonly [number, number]): boolean {
@@ -103,9 +104,9 @@ export function padConvChannels(graph: Graph): Graph {
 /** A [M, C, ...] tensor with `extra` channels of zeros after its C. */
 function padAxis1(t: Tensor, extra: number): Tensor {
   const [M, C, ...rest] = t.shape;
-  const inner = tensorSize(rest);
+  const inner = size(rest);
   const shape = [M, C + extra, ...rest];
-  const data = new (t.data instanceof Float32Array ? Float32Array : Float64Array)(tensorSize(shape));
+  const data = new (t.data instanceof Float32Array ? Float32Array : Float64Array)(size(shape));
   for (let m = 0; m < M; m++) data.set(t.data.subarray(m * C * inner, (m + 1) * C * inner), m * (C + extra) * inner);
   return { ...t, shape, data };
 }

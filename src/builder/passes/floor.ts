@@ -8,12 +8,13 @@
 // CPU Max as in the Where form; +inf stays +inf, which Clip(s, f) would not keep (its default
 // max is the largest finite float).
 
-import { Graph, Node, tensorSize, Value } from '../graph.js';
+import { Graph, Node, Value } from '../graph.js';
+import { size } from '../../math/tensor.js';
 
 /** Whether v is an initializer holding one value. */
 export function isScalarConstant(graph: Graph, v: Value | undefined): v is Value {
   const t = v && graph.initializers.get(v);
-  return !!t && tensorSize(t.shape) === 1;
+  return !!t && size(t.shape) === 1;
 }
 
 /** Where(Less(s, f), f, s), f a scalar constant, as Max(s, f); the Less nodes left unread are

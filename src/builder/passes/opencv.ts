@@ -17,9 +17,10 @@
 // - A computed [N, C, 1, 1] broadcast over the pixels (the class-conditional prior; its
 //   broadcasting finds no single axis): see classPriorPerPixel.
 
-import { attr, Graph, Node, Tensor, tensor, tensorSize, Value } from '../graph.js';
+import { attr, Graph, Node, Tensor, tensor, Value } from '../graph.js';
 import { isScalarConstant } from './floor.js';
 import { toposort } from './toposort.js';
+import { size } from '../../math/tensor.js';
 
 const ELEMENTWISE = new Set(['Add', 'Sub', 'Mul', 'Div', 'Neg']);
 
@@ -133,7 +134,7 @@ export function constantsWithoutBatchAxis(graph: Graph): Graph {
     if (!ELEMENTWISE.has(node.op)) continue;
     for (const v of node.inputs) {
       const t = v && graph.initializers.get(v);
-      if (!v || !t || dropped.has(v) || t.shape.length < 2 || t.shape[0] !== 1 || tensorSize(t.shape) === 1) continue;
+      if (!v || !t || dropped.has(v) || t.shape.length < 2 || t.shape[0] !== 1 || size(t.shape) === 1) continue;
       const shape = t.shape.slice(1);
       const narrow = new Value(`${v.name}/no_batch_axis`, v.dtype, shape);
       initializers.set(narrow, { ...t, shape });

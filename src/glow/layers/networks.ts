@@ -13,6 +13,7 @@ import * as op from '../../builder/ops.js';
 import { spectralVectors } from '../names.js';
 import * as actnorm from './actnorm.js';
 import { ActNormSource, HostParams, hostParam, ParamSource, scalarConstant, weight } from './common.js';
+import { size } from '../../math/tensor.js';
 
 /** Maps z -> the tensors its caller splits the output into. */
 export type Network = (g: GraphBuilder, z: Value) => Value[];
@@ -66,7 +67,7 @@ function unitOr(g: GraphBuilder, x: Value, old: Value): Value {
 function normalizedWeight(g: GraphBuilder, w: Value, block: string, src: ParamSource, spectral: Spectral): Value {
   return g.scope('spectral', () => {
     const [O, ...rest] = w.staticShape();
-    const n = rest.reduce((a, b) => a * b, 1);
+    const n = size(rest);
     const names = spectralVectors(block);
     const [u, v] = [src(names.u), src(names.v)];
     const matrix = op.reshape(g, w, [O, n]);
