@@ -151,7 +151,8 @@ export async function cmdTrain(argv: string[]): Promise<number> {
         const roundTrip = r.roundTrip
           ? `, round trip: ${r.roundTrip.failing} of ${r.roundTrip.count} images off by more than 1e-3 (max ${r.roundTrip.maxError.toExponential(1)})`
           : '';
-        console.error(`epoch ${r.epoch} (step ${r.step}): test ${r.testBpd?.toFixed(4) ?? '-'} bits/dim${roundTrip}, samples ${r.samplePath}`);
+        const evalLoss = r.evalLoss === undefined ? '' : `, eval loss ${r.evalLoss.toFixed(4)} (ONNX Runtime's eval step)`;
+        console.error(`epoch ${r.epoch} (step ${r.step}): test ${r.testBpd?.toFixed(4) ?? '-'} bits/dim${evalLoss}${roundTrip}, samples ${r.samplePath}`);
       },
       shouldStop: () => stopRequested,
     };

@@ -3,6 +3,7 @@
 import ort from 'onnxruntime-node';
 import { join } from 'node:path';
 import { exportModel } from '../glow/export.js';
+import { GlowConfig } from '../glow/config.js';
 import { GlowWeights } from '../glow/model.js';
 import { Rng } from '../math/rng.js';
 import { size } from '../math/tensor.js';
@@ -12,6 +13,13 @@ import { writeGrid } from '../runtime/images.js';
 import { dequantize, failingImages, largest, quantize, roundTripErrors, roundTripTolerance } from '../runtime/quantize.js';
 import { sessionOptions } from '../runtime/session-options.js';
 import { Dataset, EpochReport, labelsOf, TrainOptions } from './run.js';
+
+/** The test images an epoch is scored on, dequantised with the noise every epoch's score uses. */
+export function evaluationImages(test: Dataset, options: Pick<TrainOptions, 'evalLimit' | 'seed'>, config: GlowConfig): { x: Float32Array; y?: Float32Array; count: number } {
+  const count = Math.min(test.count, options.evalLimit);
+  const x = dequantize(test.pixels.subarray(0, count * size(config.imageShape)), config.nBits, new Rng(options.seed + 7));
+  return { x, y: labelsOf(test, 0, count, config.numClasses), count };
+}
 
 export async function evaluate(w: GlowWeights, test: Dataset | undefined, options: TrainOptions, epoch: number): Promise<Omit<EpochReport, 'epoch' | 'step'>> {
   const files = exportModel(w);
@@ -29,9 +37,7 @@ export async function evaluate(w: GlowWeights, test: Dataset | undefined, option
     let testBpd: number | undefined;
     let roundTrip: EpochReport['roundTrip'];
     if (test && options.evalLimit > 0) {
-      const count = Math.min(test.count, options.evalLimit);
-      const x = dequantize(test.pixels.subarray(0, count * imageSize), config.nBits, new Rng(options.seed + 7));
-      const y = labelsOf(test, 0, count, config.numClasses);
+      const { x, y, count } = evaluationImages(test, options, config);
       const enc = await model.encode(x, [count, ...config.imageShape], y);
       testBpd = enc.bpd.reduce((a, b) => a + b, 0) / count;
       // A model can learn scales that float32 cannot invert on some images; say so every epoch.

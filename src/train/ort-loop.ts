@@ -1,5 +1,5 @@
 // `glow-onnx train --engine ort-training`: the loop of ONNX Runtime's on-device training API
-// (TrainingSession: runTrainStep, runOptimizerStep, lazyResetGrad) over the artifacts of
+// (TrainingSession: runTrainStep, runOptimizerStep, lazyResetGrad, runEvalStep) over the artifacts of
 // `artifacts --format ort-training`, in the 1.19.2 training build (CPU wasm). Same data order,
 // dequantisation noise, ActNorm init and epoch reports as the default engine; what the API does
 // not give (the Adam moments, so no exact resume; clipping; warm-up; EMA) it does not do.
@@ -13,10 +13,10 @@ import { checkpointBytes, WEIGHTS_FILE } from '../glow/params.js';
 import { Rng } from '../math/rng.js';
 import { size } from '../math/tensor.js';
 import { writeFilesAtomic } from '../io/files.js';
-import { createOrtTrainingSession, loadTrainingBuild, TrainingSession } from './ort-runtime.js';
+import { createOrtTrainingSession, loadTrainingBuild, runEvalStep, TrainingBuild, TrainingSession } from './ort-runtime.js';
 import { dequantize } from '../runtime/quantize.js';
 import { weightsWith } from './checkpoint.js';
-import { evaluate } from './epoch-eval.js';
+import { evaluate, evaluationImages } from './epoch-eval.js';
 import { checkTrainRun, Dataset, epochOrder, gatherImages, initialiseActNorms, labelsOf, TrainHooks, TrainingError, TrainOptions, TrainResult } from './run.js';
 
 /** Where the run's artifacts and its trained ODTC checkpoint go, under --out. */
@@ -33,6 +33,22 @@ async function trainedWeights(session: TrainingSession, base: GlowWeights): Prom
   }
   if (offset !== flat.length) throw new TrainingError(`ONNX Runtime holds ${flat.length} trainable values, the model ${offset}`);
   return weightsWith(base, trained);
+}
+
+/** The eval model's loss over the epoch's test images, from ONNX Runtime's own eval step, one
+ * training batch of images at a time. */
+async function sessionEvalLoss(session: TrainingSession, ort: TrainingBuild, test: Dataset | undefined, options: TrainOptions, config: GlowWeights['config']): Promise<number | undefined> {
+  if (!test || options.evalLimit <= 0) return undefined;
+  const { x, y, count } = evaluationImages(test, options, config);
+  const imageSize = size(config.imageShape);
+  let total = 0;
+  for (let start = 0; start < count; start += options.batchSize) {
+    const n = Math.min(options.batchSize, count - start);
+    const feeds: Record<string, InstanceType<typeof ort.Tensor>> = { x: new ort.Tensor('float32', x.slice(start * imageSize, (start + n) * imageSize), [n, ...config.imageShape]) };
+    if (y) feeds.y = new ort.Tensor('float32', y.slice(start * config.numClasses, (start + n) * config.numClasses), [n, config.numClasses]);
+    total += ((await runEvalStep(session, feeds)).loss.data as Float32Array)[0] * n;
+  }
+  return total / count;
 }
 
 export async function trainWithOrtTraining(
@@ -83,7 +99,8 @@ export async function trainWithOrtTraining(
         const epochDone = batch === batchesPerEpoch - 1;
         if (epochDone) {
           const report = await evaluate(await trainedWeights(session, base), data.test, options, epoch + 1);
-          hooks.onEpoch?.({ epoch: epoch + 1, step, ...report });
+          const evalLoss = await sessionEvalLoss(session, ort, data.test, options, config);
+          hooks.onEpoch?.({ epoch: epoch + 1, step, ...report, evalLoss });
         }
         if (step % options.checkpointEvery === 0 || epochDone) await save(await trainedWeights(session, base), step);
         if (hooks.shouldStop?.()) {

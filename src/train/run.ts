@@ -58,6 +58,9 @@ export interface EpochReport {
    * tolerance, and the largest miss (NaN if a decode gave NaN). */
   roundTrip?: { failing: number; count: number; maxError: number };
   samplePath?: string;
+  /** The ort-training engine: the loss of ONNX Runtime's own eval step (mean bits/dim, plus the
+   * weighted class term) on the same test images. */
+  evalLoss?: number;
 }
 
 export interface TrainHooks {

@@ -258,6 +258,8 @@ describe('train --engine ort-training', function () {
       expect(after.loss).to.be.below(before.loss - 0.5);
       // The run's report (the exported model in onnxruntime-node) says what ORT's eval graph says.
       expect(reports[0].testBpd!).to.be.closeTo(after.bpd, 1e-5 * after.bpd);
+      // The engine's own eval-step loss, batch by batch, is the eval model's over the same images.
+      expect(reports[0].evalLoss!).to.be.closeTo(after.loss, 1e-5 * after.loss);
       const back = weightsFromOdtc(readFileSync(join(out, ORT_TRAINING_DIR, 'checkpoint')), 'checkpoint');
       expect(Buffer.compare(Buffer.from(checkpointBytes(back)), readFileSync(join(out, 'weights.safetensors')))).to.equal(0);
     } finally {
