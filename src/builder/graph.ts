@@ -275,6 +275,9 @@ export class GraphBuilder {
   }
 }
 
+/** The number of elements of a tensor of this shape (glow-onnx/builder's name for math's size). */
+export const tensorSize: (shape: readonly number[]) => number = size;
+
 function checkTensor(t: Tensor, name: string): void {
   const n = size(t.shape);
   if (t.data.length !== n) {
