@@ -4,7 +4,8 @@ import { expect } from 'chai';
 import { Jimp } from 'jimp';
 import ort from 'onnxruntime-node';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Graph } from '../src/builder/graph.js';
 import { serializeModel } from '../src/builder/serialize.js';
@@ -102,4 +103,19 @@ export function blobDataset(count: number, seed: number, channels = 1): Dataset 
     }
   }
   return { pixels, labels, count };
+}
+
+/** The JSON fixtures in a folder (sorted by name), with every {shape, data} object as a float64
+ * tensor: outputs recorded by a port's own code. */
+export function readJsonFixtures<T>(dir: string): T[] {
+  const tensors = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(tensors);
+    if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      if (Array.isArray(o.shape) && Array.isArray(o.data)) return { shape: o.shape, data: Float64Array.from(o.data as number[]) };
+      return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, tensors(x)]));
+    }
+    return v;
+  };
+  return readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => tensors(JSON.parse(readFileSync(join(dir, f), 'utf8'))) as T);
 }

@@ -4,13 +4,13 @@
 // they must reproduce its nll, latents, class logits and reverse.
 
 import { expect } from 'chai';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { importWeights } from '../../../src/glow/import/index.js';
 import { buildDecode, buildEncode } from '../../../src/glow/model.js';
 import { HostTensor } from '../../../src/math/tensor.js';
-import { Feeds, maxAbsDiff, runGraph } from '../../helpers.js';
+import { Feeds, maxAbsDiff, readJsonFixtures, runGraph } from '../../helpers.js';
 import { refDecode, refEncode } from '../../reference/glow64.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
@@ -33,18 +33,7 @@ interface Fixture {
   decode: { name: string; temperature: number; eps: HostTensor[]; x: HostTensor }[];
 }
 
-function tensors(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(tensors);
-  if (v && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    if (Array.isArray(o.shape) && Array.isArray(o.data)) return { shape: o.shape, data: Float64Array.from(o.data as number[]) };
-    return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, tensors(x)]));
-  }
-  return v;
-}
-
-const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith('.json')).sort()
-  .map((f) => tensors(JSON.parse(readFileSync(join(FIXTURES, f), 'utf8'))) as Fixture);
+const fixtures = readJsonFixtures<Fixture>(FIXTURES);
 
 function importFixture(f: Fixture) {
   return importWeights(readFileSync(join(FIXTURES, f.checkpoint)), f.checkpoint);

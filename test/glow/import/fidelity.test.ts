@@ -64,6 +64,28 @@ function importFixture(f: Fixture) {
   return importWeights(bytes, f.checkpoint, { nBits: f.config.nBits, permutation, shuffles });
 }
 
+/** A native checkpoint through the PyTorch reference (scripts/torch_reference/check_native.py),
+ * the float64 reference (`ref`, on the same float32 weights) and ONNX Runtime's export: the two
+ * references agree to float64 rounding, ONNX Runtime to 1e-4. */
+async function expectReferencesAgree(bytes: Uint8Array, x: HostTensor, ref: { eps: HostTensor[]; bpd: ArrayLike<number> }) {
+  const dir = mkdtempSync(join(tmpdir(), 'glow-torch-'));
+  try {
+    const checkpoint = join(dir, 'weights.safetensors');
+    writeFileSync(checkpoint, bytes);
+    writeFileSync(join(dir, 'inputs.json'), JSON.stringify({ x: { shape: x.shape, data: Array.from(x.data) } }));
+    const r = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(dir, 'inputs.json')], { encoding: 'utf8', cwd: ROOT });
+    expect(r.status, r.stderr).to.equal(0);
+    const torch = JSON.parse(r.stdout) as { eps: HostTensor[]; bpd: HostTensor };
+    expect(maxAbsDiff(torch.bpd.data, ref.bpd), 'PyTorch vs float64 bpd').to.be.below(1e-10);
+    torch.eps.forEach((e, l) => expect(maxAbsDiff(e.data, ref.eps[l].data), `PyTorch vs float64 eps_${l + 1}`).to.be.below(1e-10));
+    const enc = await runGraph(buildEncode(importWeights(bytes, 'weights.safetensors').weights), { x });
+    expect(maxAbsDiff(enc.bpd.data, ref.bpd), 'ONNX Runtime bpd').to.be.below(1e-4);
+    return { torch, enc };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', function () {
   // Each native-checkpoint case starts Python and imports torch, seconds each on a busy machine.
   this.timeout(300000);
@@ -146,22 +168,9 @@ describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', 
     const ref = refEncode({ config, params: weights.params as never }, x);
     const unbounded = refEncode({ config: { ...config, scaleFloor: 0 }, params: weights.params as never }, x);
     expect(maxAbsDiff(unbounded.bpd, ref.bpd), 'the floor binds somewhere').to.be.above(1e-3);
-    const dir = mkdtempSync(join(tmpdir(), 'glow-floor-'));
-    try {
-      const checkpoint = join(dir, 'floor.safetensors');
-      writeFileSync(checkpoint, bytes);
-      writeFileSync(join(dir, 'inputs.json'), JSON.stringify({ x: { shape: x.shape, data: Array.from(x.data) } }));
-      const r = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(dir, 'inputs.json')], { encoding: 'utf8', cwd: ROOT });
-      expect(r.status, r.stderr).to.equal(0);
-      const torch = JSON.parse(r.stdout) as { eps: HostTensor[]; bpd: HostTensor };
-      expect(maxAbsDiff(torch.bpd.data, ref.bpd), 'PyTorch vs float64 bpd').to.be.below(1e-10);
-      torch.eps.forEach((e, l) => expect(maxAbsDiff(e.data, ref.eps[l].data), `PyTorch vs float64 eps_${l + 1}`).to.be.below(1e-10));
-      const enc = await runGraph(buildEncode(weights), { x });
-      expect(maxAbsDiff(enc.bpd.data, ref.bpd), 'ONNX Runtime bpd').to.be.below(1e-4);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await expectReferencesAgree(bytes, x, ref);
   });
+
   it('a model with scaleBound and lipschitz: the PyTorch reference and the float64 reference agree, and ONNX Runtime\'s export with them', async () => {
     const config: GlowConfig = {
       imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 6, coupling: 'affine', permutation: 'invconv', lu: true,
@@ -173,21 +182,7 @@ describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', 
     const ref = refEncode({ config, params: weights.params as never }, x);
     const { lipschitz: _, ...free } = config;
     expect(maxAbsDiff(refEncode({ config: free, params: weights.params as never }, x).bpd, ref.bpd), 'the normalisation binds').to.be.above(1e-4);
-    const dir = mkdtempSync(join(tmpdir(), 'glow-stable-'));
-    try {
-      const checkpoint = join(dir, 'stable.safetensors');
-      writeFileSync(checkpoint, bytes);
-      writeFileSync(join(dir, 'inputs.json'), JSON.stringify({ x: { shape: x.shape, data: Array.from(x.data) } }));
-      const r = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(dir, 'inputs.json')], { encoding: 'utf8', cwd: ROOT });
-      expect(r.status, r.stderr).to.equal(0);
-      const torch = JSON.parse(r.stdout) as { eps: HostTensor[]; bpd: HostTensor };
-      expect(maxAbsDiff(torch.bpd.data, ref.bpd), 'PyTorch vs float64 bpd').to.be.below(1e-10);
-      torch.eps.forEach((e, l) => expect(maxAbsDiff(e.data, ref.eps[l].data), `PyTorch vs float64 eps_${l + 1}`).to.be.below(1e-10));
-      const enc = await runGraph(buildEncode(weights), { x });
-      expect(maxAbsDiff(enc.bpd.data, ref.bpd), 'ONNX Runtime bpd').to.be.below(1e-4);
-      torch.eps.forEach((e, l) => expect(maxAbsDiff(enc[`eps_${l + 1}`].data, e.data), `ONNX Runtime vs PyTorch eps_${l + 1}`).to.be.below(1e-4));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const { torch, enc } = await expectReferencesAgree(bytes, x, ref);
+    torch.eps.forEach((e, l) => expect(maxAbsDiff(enc[`eps_${l + 1}`].data, e.data), `ONNX Runtime vs PyTorch eps_${l + 1}`).to.be.below(1e-4));
   });
 });

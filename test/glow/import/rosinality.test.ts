@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,7 @@ import { stepPrefix } from '../../../src/glow/names.js';
 import { checkpointBytes } from '../../../src/glow/params.js';
 import { WritableTensor, writeSafetensors } from '../../../src/io/safetensors.js';
 import { HostTensor } from '../../../src/math/tensor.js';
-import { Feeds, maxAbsDiff, runGraph } from '../../helpers.js';
+import { Feeds, maxAbsDiff, readJsonFixtures, runGraph } from '../../helpers.js';
 import { refDecode, refEncode } from '../../reference/glow64.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
@@ -44,18 +44,7 @@ interface Fixture {
   decode: { name: string; temperature: number; eps: HostTensor[]; x: HostTensor }[];
 }
 
-function tensors(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(tensors);
-  if (v && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    if (Array.isArray(o.shape) && Array.isArray(o.data)) return { shape: o.shape, data: Float64Array.from(o.data as number[]) };
-    return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, tensors(x)]));
-  }
-  return v;
-}
-
-const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith('.json')).sort()
-  .map((f) => tensors(JSON.parse(readFileSync(join(FIXTURES, f), 'utf8'))) as Fixture);
+const fixtures = readJsonFixtures<Fixture>(FIXTURES);
 
 function imageShape(f: Fixture): [number, number, number] {
   return [3, f.rosinality.img_size, f.rosinality.img_size];
