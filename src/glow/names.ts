@@ -36,6 +36,12 @@ export function spectralVectors(block: string): { u: string; v: string } {
   return { u: `${block}.conv.weight_u`, v: `${block}.conv.weight_v` };
 }
 
+/** Every spectrally normalised conv of a model, in paramSpecs order (none without lipschitz). */
+export function normalisedConvs(config: GlowConfig): string[] {
+  if (config.lipschitz === undefined) return [];
+  return Array.from({ length: config.L }, (_, level) => Array.from({ length: config.K }, (_, step) => spectralBlocks(stepPrefix(config, level, step)))).flat(2);
+}
+
 export function stepPrefix(config: GlowConfig, level: number, step: number): string {
   return `flow.layers.${level * (config.K + 2) + 1 + step}`;
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { serializeModel } from '../builder/serialize.js';
 import { effectiveWeight, powerIterate } from '../glow/layers/networks.js';
 import { GlowWeights } from '../glow/model.js';
-import { paramSpecs, spectralVectors } from '../glow/names.js';
+import { normalisedConvs, spectralVectors } from '../glow/names.js';
 import { checkpointBytes } from '../glow/params.js';
 import { Rng } from '../math/rng.js';
 import { size } from '../math/tensor.js';
@@ -26,8 +26,7 @@ const SPECTRAL_WARMUP_ITERATIONS = 30;
 
 function warmSpectralVectors(w: GlowWeights): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
-  for (const spec of paramSpecs(w.config).filter((s) => s.role === 'spectral.u')) {
-    const block = spec.name.replace(/\.conv\.weight_u$/, '');
+  for (const block of normalisedConvs(w.config)) {
     const names = spectralVectors(block);
     const { u, v } = powerIterate(effectiveWeight(w.params, block), Float64Array.from(w.params.get(names.u)!.data),
       Float64Array.from(w.params.get(names.v)!.data), SPECTRAL_WARMUP_ITERATIONS);
