@@ -222,7 +222,9 @@ function foldConvActNorm(params: HostParams, prefix: string, lipschitz?: number)
   const perOut = w.data.length / s.length;
   const weight = w.data.map((v, k) => v * s[Math.floor(k / perOut)]);
   if (lipschitz !== undefined) {
-    const factor = hostSpectralFactor(params, prefix, lipschitz);
+    // `weight` is already the effective weight sigma is taken of.
+    const { u, v } = spectralVectors(prefix);
+    const factor = spectralFactor(weight, hostParam(params, u).data, hostParam(params, v).data, lipschitz);
     weight.forEach((v, k) => (weight[k] = v * factor));
   }
   return { shape: w.shape, weight, bias: b.map((v, o) => v * s[o]) };
