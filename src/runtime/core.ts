@@ -5,7 +5,7 @@
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import { GlowConfig, latentShape } from '../glow/config.js';
 import { size } from '../math/tensor.js';
-import { interpolate, Latents, manipulate, pick } from './generate.js';
+import { interpolate, Latents, lerpPoints, manipulate, pick } from './generate.js';
 import { checkRoundTrip, RoundTrip } from './quantize.js';
 
 /** The Tensor constructor of whichever onnxruntime package is in use. */
@@ -224,11 +224,9 @@ export class GlowModel {
     let yPath: Float32Array | undefined;
     if (y) {
       const k = this.config.numClasses;
-      yPath = new Float32Array(steps * k);
-      for (let s = 0; s < steps; s++) {
-        const t = s / (steps - 1);
-        for (let c = 0; c < k; c++) yPath[s * k + c] = (1 - t) * y[c] + t * y[k + c];
-      }
+      const labels = new Float32Array(steps * k);
+      lerpPoints([y.subarray(0, k)], [y.subarray(k, 2 * k)], steps).forEach(([row], s) => labels.set(row, s * k));
+      yPath = labels;
     }
     const pictures = await this.decode(path, 1, yPath, onProgress && ((done) => onProgress(4 + done, total)));
     return { x: pictures, roundTrip };

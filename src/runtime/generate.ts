@@ -51,14 +51,18 @@ export function stack(config: GlowConfig, items: Latents[]): Latents {
   });
 }
 
-/** steps points from a to b (both ends included), linear at every level. */
-export function interpolate(config: GlowConfig, a: Latents, b: Latents, steps: number): Latents {
+/** steps points from a to b (both ends included), linear in every array. */
+export function lerpPoints(a: readonly Float32Array[], b: readonly Float32Array[], steps: number): Float32Array[][] {
   if (!Number.isInteger(steps) || steps < 2) throw new Error(`interpolation needs at least 2 steps, got ${steps}`);
-  const points = Array.from({ length: steps }, (_, s) => {
+  return Array.from({ length: steps }, (_, s) => {
     const t = s / (steps - 1);
     return a.map((e, l) => e.map((v, k) => (1 - t) * v + t * b[l][k]));
   });
-  return stack(config, points);
+}
+
+/** steps points from a to b (both ends included), linear at every level. */
+export function interpolate(config: GlowConfig, a: Latents, b: Latents, steps: number): Latents {
+  return stack(config, lerpPoints(a, b, steps));
 }
 
 /** Mean latent of the examples with the attribute minus the mean of those without. */
