@@ -9,9 +9,7 @@
 //
 //   node dist/scripts/compat-table.js [--rows cpu,webgpu,wasm,opencv,float64]
 
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -26,19 +24,19 @@ import { Rng } from '../src/math/rng.js';
 import { loadMnist } from '../src/runtime/mnist.js';
 import { dequantize } from '../src/runtime/quantize.js';
 import { maxScaledDiff } from '../support/compare.js';
+import { Outputs } from '../support/feeds.js';
+import { opencvVersion, runOpencv } from '../support/opencv.js';
 import { RGB_CONFIGS } from '../support/rgb-configs.js';
 import { useSoftwareWebGpu, webGpuDriverProblem } from '../support/webgpu.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles } from '../support/random-params.js';
+import { runInChromium } from './browser-ort.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const OPENCV_SCRIPT = join(ROOT, 'scripts/opencv_run.py');
-const PYTHON = '/usr/bin/python3';
 const N = 2;
 const TEMPERATURE = 0.7;
 
 /** Inputs by name, float32 data (a scalar temperature has shape []). */
 type Feeds = Record<string, { shape: number[]; data: Float32Array }>;
-type Outputs = Record<string, ArrayLike<number>>;
 
 interface Case {
   model: string;
@@ -126,45 +124,6 @@ async function ortRun(ort: typeof import('onnxruntime-node'), sessionOptions: ob
   return results;
 }
 
-function opencvVersion(): string {
-  const r = spawnSync(PYTHON, ['-c', 'import cv2; print(cv2.__version__)'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${PYTHON} cannot import cv2: install Debian's python3-opencv`);
-  return r.stdout.trim();
-}
-
-async function opencvRun(jobs: { graph: Graph; feeds: Feeds }[]): Promise<(Outputs | Error)[]> {
-  const dir = mkdtempSync(join(tmpdir(), 'glow-compat-'));
-  try {
-    const manifest = jobs.map(({ graph, feeds }, i) => {
-      const caseDir = join(dir, String(i));
-      mkdirSync(caseDir);
-      const model = join(caseDir, 'model.onnx');
-      writeFileSync(model, serializeModel(graph));
-      const inputs = Object.fromEntries(Object.entries(feeds).map(([name, t]) => {
-        const file = join(caseDir, `${name}.in`);
-        writeFileSync(file, t.data);
-        return [name, { file, shape: t.shape }];
-      }));
-      return { model, inputs, outputs: graph.outputs.map((io) => io.value.name), out: caseDir };
-    });
-    writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest));
-    const run = spawnSync(PYTHON, [OPENCV_SCRIPT, join(dir, 'manifest.json')], { encoding: 'utf8', timeout: 300_000 });
-    if (run.status !== 0) throw new Error(`${OPENCV_SCRIPT} exited ${run.status}: ${run.stdout}${run.stderr}`);
-    const lines = new Map(run.stdout.split('\n').map((l) => /^(OK|FAIL) (.*?)(?:: (.*))?$/.exec(l)).filter((m) => !!m).map((m) => [m![2], m![3]] as const));
-    return manifest.map((e) => {
-      if (!lines.has(e.model)) return new Error('no result');
-      const failure = lines.get(e.model);
-      if (failure) return new Error(failure);
-      return Object.fromEntries(e.outputs.map((name) => {
-        const bytes = readFileSync(join(e.out, `${name}.bin`));
-        return [name, new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength))];
-      }));
-    });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 function float64Run(jobs: { graph: Graph; feeds: Feeds }[]): Outputs[] {
   return jobs.map(({ graph, feeds }) => {
     const input: Record<string, Tensor> = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: 'float32', shape: v.shape, data: Float64Array.from(v.data) }]));
@@ -172,7 +131,7 @@ function float64Run(jobs: { graph: Graph; feeds: Feeds }[]): Outputs[] {
   });
 }
 
-export const ROW_KEYS = ['cpu', 'webgpu', 'wasm', 'opencv', 'float64'] as const;
+export const ROW_KEYS = ['cpu', 'webgpu', 'wasm', 'chromium-wasm', 'chromium-webgpu', 'chromium-webgpu-native', 'opencv', 'float64'] as const;
 export type RowKey = (typeof ROW_KEYS)[number];
 
 function runners(): Record<RowKey, Runner> {
@@ -197,9 +156,21 @@ function runners(): Record<RowKey, Runner> {
         return ortRun(ortWeb as unknown as typeof import('onnxruntime-node'), { executionProviders: ['wasm'] }, jobs);
       },
     },
+    'chromium-wasm': {
+      key: 'chromium-wasm', runtime: 'onnxruntime-web wasm (Chromium)', version: () => packageVersion('onnxruntime-web'), options: {}, profile: 'default',
+      run: (jobs) => runInChromium(jobs, 'jsep', 'wasm'),
+    },
+    'chromium-webgpu': {
+      key: 'chromium-webgpu', runtime: 'onnxruntime-web WebGPU, JSEP build (Chromium on SwiftShader)', version: () => packageVersion('onnxruntime-web'), options: {}, profile: 'default',
+      run: (jobs) => runInChromium(jobs, 'jsep', 'webgpu'),
+    },
+    'chromium-webgpu-native': {
+      key: 'chromium-webgpu-native', runtime: 'onnxruntime-web/webgpu, native EP (Chromium on SwiftShader)', version: () => packageVersion('onnxruntime-web'), options: {}, profile: 'default',
+      run: (jobs) => runInChromium(jobs, 'webgpu', 'webgpu'),
+    },
     opencv: {
       key: 'opencv', runtime: 'OpenCV DNN (python3-opencv)', version: opencvVersion, options: { target: 'opencv', batch: N }, profile: '`--target opencv`',
-      run: async (jobs) => opencvRun(jobs.map((j) => ({ graph: j.graph, feeds: withoutTemperatureInput(j.feeds) }))),
+      run: async (jobs) => runOpencv(jobs.map((j) => ({ graph: j.graph, feeds: withoutTemperatureInput(j.feeds) }))),
     },
     float64: {
       key: 'float64', runtime: 'glow-onnx float64 interpreter', version: () => packageVersion('glow-onnx'), options: {}, profile: 'default',

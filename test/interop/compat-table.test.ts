@@ -1,13 +1,13 @@
-// The README's runtime table is scripts/compat-table.ts's output: this reruns every row but the
-// WebGPU one (SwiftShader compiles shaders for minutes; test/runtime/webgpu.test.ts holds that
-// provider to the CPU one) and checks the README's rows against it: the same runtimes, versions,
-// yes/no cells and export profiles, and errors within a small factor of the README's figures
-// (float32 kernels round differently on other CPUs; the float64 reference does not).
+// The README's runtime table is scripts/compat-table.ts's output: this reruns every row (the
+// WebGPU ones on SwiftShader, the browser ones in headless Chromium) and checks the README's rows
+// against it: the same runtimes, versions, yes/no cells and export profiles, and errors within a
+// small factor of the README's figures (float32 kernels round differently on other CPUs; the
+// float64 reference does not).
 
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { formatError, formatTable, measure, parseTable, Row } from '../../scripts/compat-table.js';
+import { formatError, formatTable, measure, parseTable, Row, ROW_KEYS } from '../../scripts/compat-table.js';
 
 const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
 /** How far above the README's figure a rerun may land (another CPU's float32 rounding). */
@@ -24,7 +24,7 @@ describe('the README runtime table is what scripts/compat-table.ts measures', fu
   this.timeout(600_000);
 
   it('same rows, versions and yes/no cells; errors within a small factor of the README figures', async () => {
-    const rows: Row[] = await measure(['cpu', 'wasm', 'opencv', 'float64']);
+    const rows: Row[] = await measure(ROW_KEYS);
     for (const r of rows) expect(r.failure, r.runtime).to.equal(undefined);
     const readme = readmeTable();
     const measured = parseTable(formatTable(rows)).slice(0, rows.length);
@@ -37,12 +37,9 @@ describe('the README runtime table is what scripts/compat-table.ts measures', fu
       if (error === undefined) expect(row![4]).to.equal(formatError(undefined));
       else expect(error, `${cells[0]}: measured ${error.toExponential(2)}, README ${row![4]}`).to.be.at.most(FACTOR * Number(row![4]));
     }
-    // The README lists nothing the script does not print: its rows are the measured ones, the
-    // WebGPU row (not rerun here) and the untested runtimes, in the script's order.
-    const all = parseTable(formatTable([...rows.slice(0, 1), { ...rows[0], runtime: 'onnxruntime-node WebGPU (Dawn on SwiftShader)' }, ...rows.slice(1)]));
-    expect(readme.map((c) => c[0])).to.deep.equal(all.map((c) => c[0]));
-    const webgpu = readme.find((c) => c[0].startsWith('onnxruntime-node WebGPU'))!;
-    expect([webgpu[1], webgpu[2], webgpu[3], webgpu[5]]).to.deep.equal([rows[0].version, 'yes', 'yes', 'default']);
+    // The README lists nothing the script does not print: the measured rows and the untested
+    // runtimes, in the script's order.
+    expect(readme.map((c) => c[0])).to.deep.equal(parseTable(formatTable(rows)).map((c) => c[0]));
     for (const c of readme.filter((c) => c[2] === 'untested')) expect(c).to.deep.equal([c[0], '—', 'untested', 'untested', '—', '—']);
   });
 });

@@ -4,12 +4,10 @@
 // process. A missing python3-opencv fails the test with the install command.
 
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { serializeModel } from '../../src/builder/serialize.js';
 import { latentShape } from '../../src/glow/config.js';
 import { exportModelToDirectory } from '../../src/glow/export-directory.js';
 import { exportGraph, GraphKind, targetOptions } from '../../src/glow/export.js';
@@ -22,10 +20,8 @@ import { loadGlowRuntime } from '../../src/runtime/node.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { cli, maxAbsDiff, maxScaledDiff, RGB_CONFIGS, runGraph } from '../helpers.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles } from '../../support/random-params.js';
-import { PYTHON } from './onnx-checker.js';
+import { runOpencv } from '../../support/opencv.js';
 
-const INSTALL = "install Debian's python3-opencv (apt-get install python3-opencv)";
-const SCRIPT = fileURLToPath(new URL('../../../scripts/opencv_run.py', import.meta.url));
 const MODEL = fileURLToPath(new URL('../../../models/mnist/', import.meta.url));
 /** OpenCV against ONNX Runtime, relative to max(1, |value|): bits/dim and log p(x) are in the
  * thousands on the RGB models' random images, where 1e-4 absolute is below float32's spacing. */
@@ -60,32 +56,10 @@ function cases(label: string, w: GlowWeights, x: HostTensor): Case[] {
   ];
 }
 
-/** Runs each model with OpenCV; model path -> 'OK' or OpenCV's message. */
-function runOpencv(manifest: { model: string }[], dir: string): Map<string, string> {
-  const path = join(dir, 'manifest.json');
-  writeFileSync(path, JSON.stringify(manifest));
-  const run = spawnSync(PYTHON, [SCRIPT, path], { encoding: 'utf8', timeout: 100_000 });
-  if (run.error) throw new Error(`could not run ${PYTHON} ${SCRIPT} (${run.error.message}); ${INSTALL}`);
-  if (run.status === 2 || /cannot import cv2/.test(run.stdout)) throw new Error(`${PYTHON} cannot import cv2: ${INSTALL}\n${run.stdout}`);
-  const results = new Map<string, string>();
-  for (const line of run.stdout.split('\n')) {
-    const m = /^(OK|FAIL) (.*?)(?:: (.*))?$/.exec(line);
-    if (m) results.set(m[2], m[1] === 'OK' ? 'OK' : m[3]);
-  }
-  const missing = manifest.filter((e) => !results.has(e.model));
-  if (missing.length) throw new Error(`${SCRIPT} printed no result for ${missing[0].model} (exit ${run.status}):\n${run.stdout.slice(-2000)}${run.stderr}`);
-  return results;
-}
-
 describe('OpenCV DNN 4.6 runs `export --target opencv` like ONNX Runtime runs the default export', function () {
   this.timeout(120_000);
-  let dir: string;
-  after(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
 
   it(`encode and decode of the shipped model and of RGB models (16x16x3, 32x32x3) within ${TOLERANCE}`, async () => {
-    dir = mkdtempSync(join(tmpdir(), 'glow-opencv-'));
     const shipped = importWeights(readFileSync(MODEL + 'weights.safetensors'), 'weights.safetensors').weights;
     const digits = loadMnist('test', BATCH);
     const all = [
@@ -96,35 +70,23 @@ describe('OpenCV DNN 4.6 runs `export --target opencv` like ONNX Runtime runs th
         return cases(`rgb${config.imageShape[1]}`, w, randomImages(config, BATCH, 9 + i));
       }),
     ];
-    const manifest = [];
     const expected: Record<string, HostTensor>[] = [];
     const onnxruntime: Record<string, HostTensor>[] = [];
-    for (const [i, c] of all.entries()) {
+    const jobs = [];
+    for (const c of all) {
       const graph = exportGraph(c.weights, c.kind, { target: 'opencv', batch: BATCH });
       expected.push(await runGraph(exportGraph(c.weights, c.kind), c.feeds));
       // The OpenCV graph is ONNX that ONNX Runtime runs too, to the same outputs.
       onnxruntime.push(await runGraph(graph, c.opencvFeeds));
-      const caseDir = join(dir, `${i}`);
-      mkdirSync(caseDir);
-      const model = join(caseDir, `${c.label}-${c.kind}.onnx`);
-      writeFileSync(model, serializeModel(graph));
-      const inputs: Record<string, { file: string; shape: number[] }> = {};
-      for (const [name, t] of Object.entries(c.opencvFeeds)) {
-        const file = join(caseDir, `${name}.in`);
-        writeFileSync(file, Float32Array.from(t.data));
-        inputs[name] = { file, shape: t.shape };
-      }
-      manifest.push({ model, inputs, outputs: graph.outputs.map((io) => io.value.name), out: caseDir });
+      jobs.push({ graph, feeds: c.opencvFeeds });
     }
-    const results = runOpencv(manifest, dir);
-    const failures = manifest.filter((e) => results.get(e.model) !== 'OK').map((e) => `${e.model}: ${results.get(e.model)}`);
+    const results = runOpencv(jobs);
+    const failures = results.flatMap((r, i) => (r instanceof Error ? [`${all[i].label} ${all[i].kind}: ${r.message}`] : []));
     expect(failures, failures.join('\n')).to.deep.equal([]);
     const errors: string[] = [];
-    for (const [i, entry] of manifest.entries()) {
-      for (const name of entry.outputs) {
+    for (const [i, result] of results.entries()) {
+      for (const [name, got] of Object.entries(result as Record<string, Float32Array>)) {
         const want = expected[i][name].data;
-        const bytes = readFileSync(join(entry.out, `${name}.bin`));
-        const got = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
         if (got.length !== want.length) { errors.push(`${all[i].label} ${all[i].kind} ${name}: OpenCV returned ${got.length} values, expected ${want.length}`); continue; }
         const opencvError = maxScaledDiff(got, want);
         const ortError = maxScaledDiff(onnxruntime[i][name].data, want);
