@@ -12,7 +12,7 @@ import { GlowConfig } from '../../../src/glow/config.js';
 import { HostTensor } from '../../../src/math/tensor.js';
 import { buildEncode } from '../../../src/glow/model.js';
 import { buildEvalModel, buildTrainingModel } from '../../../src/train/graphs.js';
-import { paramSpecs, spectralVectors } from '../../../src/glow/names.js';
+import { normalisedConvs, paramSpecs, spectralVectors } from '../../../src/glow/names.js';
 import { effectiveWeight, spectralFactor } from '../../../src/glow/layers/networks.js';
 import { maxAbsDiff, runGraph } from '../../helpers.js';
 import { refEncode } from '../../reference/glow64.js';
@@ -177,8 +177,7 @@ describe('autodiff: the gradient of a whole Glow loss (literal encode graph, mea
       if (c.config.lipschitz !== undefined) {
         it('the spectral normalisation binds on some convs and not on others', () => {
           const params = new Map([...p.graph.initializers].map(([v, t]) => [v.name, { shape: t.shape, data: Float64Array.from(t.data) }]));
-          const factors = paramSpecs(c.config).filter((s) => s.role === 'spectral.u').map((s) => {
-            const block = s.name.replace(/\.conv\.weight_u$/, '');
+          const factors = normalisedConvs(c.config).map((block) => {
             const { u, v } = spectralVectors(block);
             return spectralFactor(effectiveWeight(params, block), params.get(u)!.data, params.get(v)!.data, c.config.lipschitz!);
           });
