@@ -51,6 +51,12 @@ async function openModel(values: Values): Promise<GlowRuntime> {
   return runtime;
 }
 
+/** Bits/dim to `digits` decimals; the astronomic values of images far off the data (1e15 and
+ * more) in exponent form, where decimals say nothing. */
+function fixed(value: number, digits: number): string {
+  return Math.abs(value) < 1e6 ? value.toFixed(digits) : value.toExponential(digits);
+}
+
 function temperatureFlag(values: Values, fallback: number): number {
   return number(values, 'temperature', (t) => Number.isFinite(t) && t >= 0, 'a finite number >= 0') ?? fallback;
 }
@@ -315,7 +321,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
     const x = dequantize(batch.pixels, config.nBits, new Rng(integer(values, 'seed', 0) ?? 0));
     const encoded = await withProgress('eval', batch.count, (p) => runtime.model.encode(x, [batch.count, ...config.imageShape], oneHot(batch.labels, batch.count, config.numClasses), p));
     const { mean, stdErr } = meanAndStdErr(encoded.bpd);
-    console.log(`${batch.count} images of ${data}: ${mean.toFixed(4)} ± ${stdErr.toFixed(4)} bits/dim (mean ± standard error, uniform dequantisation)`);
+    console.log(`${batch.count} images of ${data}: ${fixed(mean, 4)} ± ${fixed(stdErr, 4)} bits/dim (mean ± standard error, uniform dequantisation)`);
   } finally {
     await runtime.model.release();
   }
@@ -378,13 +384,13 @@ export async function cmdVerify(argv: string[]): Promise<void> {
       results.push(r);
       const { mean, stdErr } = meanAndStdErr(r.encoded.bpd);
       const q = (p: number) => quantile(r.errors, p).toExponential(1);
-      console.log(`${r.batch.count} images of ${set}: bits/dim ${mean.toFixed(4)} ± ${stdErr.toFixed(4)}, round-trip max |x - decode(encode(x))| = ${largest(r.errors).toExponential(2)} `
+      console.log(`${r.batch.count} images of ${set}: bits/dim ${fixed(mean, 4)} ± ${fixed(stdErr, 4)}, round-trip max |x - decode(encode(x))| = ${largest(r.errors).toExponential(2)} `
         + `(per image: median ${q(0.5)}, 99th percentile ${q(0.99)}, 99.9th ${q(0.999)})`);
     }
     if (values.stress) {
       console.log('\nset           images  misses  median bits/dim  median error  worst error');
       for (const r of results) {
-        console.log(`${r.data.padEnd(12)}  ${String(r.batch.count).padStart(6)}  ${String(r.failing.length).padStart(6)}  ${quantile(r.encoded.bpd, 0.5).toFixed(3).padStart(15)}  `
+        console.log(`${r.data.padEnd(12)}  ${String(r.batch.count).padStart(6)}  ${String(r.failing.length).padStart(6)}  ${fixed(quantile(r.encoded.bpd, 0.5), 3).padStart(15)}  `
           + `${quantile(r.errors, 0.5).toExponential(1).padStart(12)}  ${largest(r.errors).toExponential(1).padStart(11)}`);
       }
     }
