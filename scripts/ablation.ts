@@ -15,7 +15,9 @@ import { writeFilesAtomic } from '../src/io/files.js';
 import { exportModel } from '../src/glow/export.js';
 import { meanAndStdErr } from '../src/runtime/generate.js';
 import { train } from '../src/train/loop.js';
+import { usageOnHelp } from '../support/script-usage.js';
 
+usageOnHelp(import.meta.url);
 const { values } = parseArgs({ options: { steps: { type: 'string' }, K: { type: 'string' }, hidden: { type: 'string' }, out: { type: 'string' } } });
 const steps = Number(values.steps ?? 600);
 const out = values.out ?? 'runs/ablation';

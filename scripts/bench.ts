@@ -25,6 +25,7 @@ import { convFlopsPerImage } from '../src/glow/flops.js';
 import { peakRssBytes } from './peak-memory.js';
 import { parseCheckpoint, checkpointBytes, initWeights } from '../src/glow/params.js';
 import { GlowWeights } from '../src/glow/model.js';
+import { usageOnHelp } from '../support/script-usage.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TORCH_SCRIPT = join(ROOT, 'scripts/torch_reference/bench_torch.py');
@@ -195,6 +196,7 @@ const fmtRate = (n: number, times: number[]) => {
 };
 
 async function main(): Promise<void> {
+  usageOnHelp(import.meta.url);
   const { values } = parseArgs({
     options: {
       worker: { type: 'string' }, configs: { type: 'string' }, batches: { type: 'string' }, reps: { type: 'string' }, threads: { type: 'string' },

@@ -10,7 +10,9 @@ import { GlowConfig } from '../src/glow/config.js';
 import { exportGraph, exportModel } from '../src/glow/export.js';
 import { randomParams } from '../support/random-params.js';
 import { timeVariants } from './ab-timing.js';
+import { usageOnHelp } from '../support/script-usage.js';
 
+usageOnHelp(import.meta.url);
 const { values } = parseArgs({
   options: { rounds: { type: 'string' }, batches: { type: 'string' }, threads: { type: 'string' }, 'no-fold': { type: 'boolean' } },
 });

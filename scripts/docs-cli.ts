@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { USAGE } from '../src/cli/usage.js';
 import { writeFileAtomic } from '../src/io/files.js';
+import { usageOnHelp } from '../support/script-usage.js';
 
 export const BEGIN = '<!-- glow-onnx --help, written by `npm run docs:cli` from src/cli/usage.ts: edit it there -->';
 export const END = '<!-- end of glow-onnx --help -->';
@@ -29,6 +30,7 @@ export function readmeUsageBlock(readme: string): string {
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  usageOnHelp(import.meta.url);
   const readme = readFileSync(README, 'utf8');
   const current = readmeUsageBlock(readme);
   const wanted = usageBlock();

@@ -25,6 +25,7 @@ import { importWeights } from '../src/glow/import/index.js';
 import { GlowWeights } from '../src/glow/model.js';
 import { checkpointBytes, initWeights } from '../src/glow/params.js';
 import { peakRssBytes } from './peak-memory.js';
+import { usageOnHelp } from '../support/script-usage.js';
 
 const MB = 2 ** 20;
 const TIME_TARGET_S = 10;
@@ -146,6 +147,7 @@ function dirBytes(dir: string): string {
 }
 
 async function main(): Promise<void> {
+  usageOnHelp(import.meta.url);
   const { values, positionals } = parseArgs({
     options: { child: { type: 'boolean' }, 'skip-celeba': { type: 'boolean' }, 'celeba-opt': { type: 'string', default: 'all' } },
     allowPositionals: true,

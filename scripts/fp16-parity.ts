@@ -27,6 +27,7 @@ import { createSession } from '../src/runtime/providers.js';
 import { dequantize } from '../src/runtime/quantize.js';
 import { evaluateFloat16 } from '../support/fp16-emulate.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles } from '../support/random-params.js';
+import { usageOnHelp } from '../support/script-usage.js';
 
 const base: GlowConfig = {
   imageShape: [1, 28, 28], K: 4, L: 2, hiddenChannels: 64, coupling: 'affine', permutation: 'invconv',
@@ -96,6 +97,7 @@ async function compare(label: string, w: GlowWeights, x: Float32Array, y: Float3
 }
 
 async function main(): Promise<void> {
+  usageOnHelp(import.meta.url);
   const { values } = parseArgs({ options: { weights: { type: 'string' }, data: { type: 'string' }, limit: { type: 'string' }, emulate: { type: 'string' } } });
   const emulate = Number(values.emulate ?? 16);
   console.log('| model | images | bits/dim (fp32) | CPU: abs bpd error mean / max | CPU: max abs eps error | round trip fp32 | CPU: round trip fp16 | size fp32 / fp16 | every op rounded: max abs bpd error | every op rounded: round trip (images) |');

@@ -134,9 +134,13 @@ async function main(argv: string[]): Promise<number> {
     source = await loadSource(args.model);
   } catch (e) {
     if (!(e instanceof Usage)) throw e;
-    if (e.message) console.error(`gpu-check: ${e.message}`);
+    if (!e.message) {
+      console.log(USAGE);
+      return 0;
+    }
+    console.error(`gpu-check: ${e.message}`);
     console.error(USAGE);
-    return e.message ? 3 : 0;
+    return 3;
   }
   const { config } = source;
   console.log(`model: ${source.label}`);

@@ -14,7 +14,9 @@ import { Rng } from '../src/math/rng.js';
 import { trainWithOrtTraining } from '../src/train/ort-loop.js';
 import { train } from '../src/train/loop.js';
 import { TrainOptions } from '../src/train/run.js';
+import { usageOnHelp } from '../support/script-usage.js';
 
+usageOnHelp(import.meta.url);
 const { values } = parseArgs({
   options: { K: { type: 'string' }, hidden: { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' } },
 });

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { launchChromium } from './chromium.js';
 import { buildWeb } from './web-build.js';
 import { serveStatic } from './web-serve.js';
+import { usageOnHelp } from '../support/script-usage.js';
 
 async function main(runs: number): Promise<void> {
   const site = mkdtempSync(join(tmpdir(), 'glow-page-timing-'));
@@ -51,6 +52,7 @@ async function main(runs: number): Promise<void> {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  usageOnHelp(import.meta.url);
   const at = process.argv.indexOf('--runs');
   const runs = at >= 0 ? Number(process.argv[at + 1]) : 2;
   if (!Number.isInteger(runs) || runs < 1) {

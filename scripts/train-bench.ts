@@ -13,7 +13,9 @@ import { DEFAULT_CONFIG, GlowConfig } from '../src/glow/config.js';
 import { initWeights } from '../src/glow/params.js';
 import { Rng } from '../src/math/rng.js';
 import { train } from '../src/train/loop.js';
+import { usageOnHelp } from '../support/script-usage.js';
 
+usageOnHelp(import.meta.url);
 const { values } = parseArgs({
   options: { K: { type: 'string' }, hidden: { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' } },
 });

@@ -14,7 +14,9 @@ import { initWeights } from '../src/glow/params.js';
 import { Rng } from '../src/math/rng.js';
 import { adamFeeds, buildFusedTrainStep, buildOptimizerModel, buildTrainingModel, zeroMoments } from '../src/train/graphs.js';
 import { gradName, momentNames, updatedName } from '../src/train/names.js';
+import { usageOnHelp } from '../support/script-usage.js';
 
+usageOnHelp(import.meta.url);
 const { values } = parseArgs({
   options: {
     K: { type: 'string' }, hidden: { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string' }, rounds: { type: 'string' }, threads: { type: 'string' },

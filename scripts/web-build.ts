@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadMnist } from '../src/runtime/mnist.js';
+import { usageOnHelp } from '../support/script-usage.js';
 
 /** onnxruntime-web files the plain `onnxruntime-web` import (JSEP: WebGPU + wasm) loads at run time. */
 export const ORT_FILES = ['ort-wasm-simd-threaded.jsep.wasm', 'ort-wasm-simd-threaded.jsep.mjs'];
@@ -118,6 +119,7 @@ function isMain(): boolean {
 }
 
 if (isMain()) {
+  usageOnHelp(import.meta.url);
   const args = process.argv.slice(2);
   const at = args.indexOf('--out');
   const outDir = at >= 0 ? args[at + 1] : undefined;

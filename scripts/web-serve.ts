@@ -11,6 +11,7 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import { AddressInfo } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { usageOnHelp } from '../support/script-usage.js';
 
 /** What a static host must send for the page to work; .wasm must be application/wasm for
  * WebAssembly.instantiateStreaming, and .mjs/.js a JavaScript type for module scripts and workers. */
@@ -188,6 +189,7 @@ function flag(args: string[], name: string): string | undefined {
 }
 
 if (isMain()) {
+  usageOnHelp(import.meta.url);
   const args = process.argv.slice(2);
   const dir = flag(args, '--dir') ?? 'dist/web';
   const port = Number(flag(args, '--port') ?? 8080);
