@@ -1,7 +1,7 @@
 // A TypeScript consumer of the three entry points, type-checked in strict mode against the
 // published declarations (test/package/tarball.test.ts). Not run: compiling it is the test.
 
-import { GlowModel, InputError, loadGlowRuntime, ModelFileError, sampleEps, SHIPPED_MODEL, type GlowConfig } from 'glow-onnx';
+import { GlowModel, InputError, loadGlowRuntime, ModelFileError, sampleEps, SHIPPED_MODEL, STABLE_MODEL, type GlowConfig } from 'glow-onnx';
 import { GraphBuilder, ops, serializeModel, tensor } from 'glow-onnx/builder';
 import { loadGlowModel, type LoadedModel, rgbaToPixels } from 'glow-onnx/web';
 
@@ -15,8 +15,10 @@ export async function node(): Promise<number> {
   // @ts-expect-error 'rocm' is not a provider glow-onnx knows
   await loadGlowRuntime(SHIPPED_MODEL, { executionProviders: ['rocm'] });
   const encoded = await model.encode(x, [2, ...config.imageShape]);
+  const stable = await loadGlowRuntime(STABLE_MODEL);
+  const { roundTrip } = await stable.model.reconstruct(x, [2, ...config.imageShape]);
   const errors: (new (message: string) => Error)[] = [InputError, ModelFileError];
-  return encoded.bpd[0] + errors.length;
+  return encoded.bpd[0] + errors.length + roundTrip.failing.length;
 }
 
 export async function web(files: FileList): Promise<string> {

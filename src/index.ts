@@ -8,7 +8,7 @@ export { loadGlowRuntime } from './runtime/node.js';
 export type { GlowRuntime, RuntimeOptions } from './runtime/node.js';
 export { PROVIDERS, ProviderError } from './runtime/providers.js';
 export type { Placement, ProviderFailure, ProviderName, ProviderOptions } from './runtime/providers.js';
-export { SHIPPED_MODEL } from './runtime/shipped.js';
+export { SHIPPED_MODEL, STABLE_MODEL } from './runtime/shipped.js';
 
 export { exportModel, DTYPES } from './glow/export.js';
 export type { ExportDType, ExportOptions, GlowJson, ModelFiles } from './glow/export.js';

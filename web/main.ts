@@ -11,6 +11,8 @@ import type {
 } from './protocol.js';
 
 const DEFAULT_MODEL = 'models/mnist/';
+/** The shipped model whose inverse holds off the data, offered where the default one fails. */
+const STABLE_MODEL = 'models/mnist-stable/';
 
 function $<T extends HTMLElement = HTMLElement>(id: string): T {
   const el = document.getElementById(id);
@@ -71,6 +73,8 @@ function call<K extends Request['op']>(request: Extract<Request, { op: K }>, onP
 
 interface State {
   config?: GlowConfig;
+  /** The loaded model's folder URL; undefined for picked files. */
+  modelBase?: string;
   backend?: Backend;
   builtins: BuiltinImage[];
   gridRenders: number;
@@ -305,7 +309,7 @@ class ImagePicker {
 
 /** Says, next to a picture, which of the input images it was drawn from do not round-trip
  * (decode(encode(x)) is not x), with the error: the picture is then the model's decode, not the
- * image. Hidden when every image comes back. */
+ * image. On the default model it links to the stable one. Hidden when every image comes back. */
 function showRoundTrip(warning: HTMLElement, r: RoundTripReport, names: readonly string[], consequence: string): void {
   warning.hidden = r.failing.length === 0;
   if (warning.hidden) {
@@ -316,6 +320,14 @@ function showRoundTrip(warning: HTMLElement, r: RoundTripReport, names: readonly
   const verb = r.failing.length === 1 ? 'does' : 'do';
   warning.textContent = `${which[0].toUpperCase()}${which.slice(1)} ${verb} not round-trip through this model: |x − decode(encode(x))| is over its tolerance `
     + `${r.tolerance}, so ${consequence}. Images unlike the model's training data do this.`;
+  if (state.modelBase === modelBase(DEFAULT_MODEL)) {
+    const query = new URLSearchParams(location.search);
+    query.set('model', STABLE_MODEL);
+    const link = document.createElement('a');
+    link.href = `?${query}`;
+    link.textContent = 'the stable model';
+    warning.append(' Try ', link, ', which inverts most such images.');
+  }
 }
 
 const reconProgress = progressFor('recon-progress', 'recon-status');
@@ -398,6 +410,7 @@ async function loadModel(source: ModelSource, backend: BackendChoice, transfer: 
   clearError();
   setBackend('', 'loading…');
   state.config = undefined;
+  state.modelBase = source.kind === 'url' ? source.base : undefined;
   for (const el of document.querySelectorAll<HTMLElement>('.needs-model')) el.hidden = true;
   modelProgress.start(source.kind === 'url' ? `Loading ${source.base}…` : `Opening ${source.name}…`);
   let r: LoadResult;

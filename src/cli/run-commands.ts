@@ -16,7 +16,7 @@ import { writeGrid } from '../runtime/images.js';
 import { STRESS_SETS } from '../runtime/stress.js';
 import { latentsBytes, parseLatents } from '../runtime/latents.js';
 import { loadMnist } from '../runtime/mnist.js';
-import { SHIPPED_MODEL } from '../runtime/shipped.js';
+import { SHIPPED_MODEL, STABLE_MODEL } from '../runtime/shipped.js';
 import { GlowRuntime, loadGlowRuntime } from '../runtime/node.js';
 import { PROVIDERS, ProviderName } from '../runtime/providers.js';
 import { dequantize, largest, quantize, RoundTrip } from '../runtime/quantize.js';
@@ -104,14 +104,16 @@ async function encodeImages(runtime: GlowRuntime, paths: string[]): Promise<{ en
 }
 
 /** Warns, on stderr, about each input image that does not come back through the model: every
- * picture made from its latents shows the model's decode, not the image. */
-function warnRoundTrip(roundTrip: RoundTrip, names: readonly string[]): void {
+ * picture made from its latents shows the model's decode, not the image. On the default model it
+ * points to the stable one, whose inverse holds off the data. */
+function warnRoundTrip(roundTrip: RoundTrip, names: readonly string[], values: Values): void {
   const { failing, errors, tolerance } = roundTrip;
   if (failing.length === 0) return;
   const named = failing.map((n) => `${basename(names[n])} (${errors[n].toExponential(1)})`).join(', ');
+  const stable = values.model ? '' : `; the shipped stable model inverts most such images: --model ${STABLE_MODEL}`;
   console.error(`warning: ${failing.length} of ${errors.length} images do not round-trip through this model `
     + `(|x - decode(encode(x))| over ${tolerance}): ${named}; what is drawn from their latents is the model's decode, `
-    + 'not the image (images unlike its training data; glow-onnx diagnose --data DIR says why)');
+    + `not the image (images unlike its training data; glow-onnx diagnose --data DIR says why)${stable}`);
 }
 
 /** The first `count` images of a read batch, for the commands that draw from that many. */
@@ -181,7 +183,7 @@ export async function cmdReconstruct(argv: string[]): Promise<void> {
     const { config } = runtime;
     const { x, y, names, count } = await inputImages(runtime, positionals);
     const { x: xr, roundTrip } = await withProgress('encode, decode', 2 * count, (p) => runtime.model.reconstruct(x, [count, ...config.imageShape], y, p));
-    warnRoundTrip(roundTrip, names);
+    warnRoundTrip(roundTrip, names, values);
     const maxError = largest(roundTrip.errors);
     const size = x.length / count;
     const pairs = new Float32Array(2 * x.length);
@@ -208,7 +210,7 @@ export async function cmdInterpolate(argv: string[]): Promise<void> {
     const { config } = runtime;
     const { x: ends, y, names } = firstImages(runtime, await inputImages(runtime, positionals), 2);
     const { x, roundTrip } = await withProgress('interpolate', 4 + steps, (p) => runtime.model.interpolateImages(ends, steps, y, p));
-    warnRoundTrip(roundTrip, names);
+    warnRoundTrip(roundTrip, names, values);
     await saveGrid(out, config, x, steps, Array.from({ length: steps }, (_, s) => `t=${(s / (steps - 1)).toFixed(2)}`));
   } finally {
     await runtime.model.release();
@@ -304,7 +306,7 @@ export async function cmdManipulate(argv: string[]): Promise<void> {
       : await mnistDirection(runtime, Number(values.attribute), integer(values, 'limit', 2) ?? 2000);
     const { x: image, y, names } = firstImages(runtime, await inputImages(runtime, positionals), 1);
     const { x, roundTrip } = await withProgress('manipulate', 2 + amounts.length, (p) => runtime.model.manipulateImage(image, direction, amounts, y, p));
-    warnRoundTrip(roundTrip, names);
+    warnRoundTrip(roundTrip, names, values);
     await saveGrid(out, config, x, amounts.length, amounts.map((a) => `a=${a.toFixed(2)}`));
   } finally {
     await runtime.model.release();

@@ -1,7 +1,13 @@
-// The model that ships with glow-onnx (models/mnist in the repository and in the npm package):
-// what the CLI runs when no --model is given, and what library users can load without exporting.
+// The models that ship with glow-onnx (models/ in the repository and in the npm package): what
+// the CLI runs when no --model is given, and what library users can load without exporting.
 
 import { fileURLToPath } from 'node:url';
 
-/** The shipped MNIST model's folder (glow.json, encode.onnx, decode.onnx, weights). */
+/** The shipped MNIST model's folder (glow.json, encode.onnx, decode.onnx, weights): the better
+ * likelihood; its inverse fails on images far from MNIST digits. */
 export const SHIPPED_MODEL = fileURLToPath(new URL('../../../models/mnist', import.meta.url));
+
+/** The stable MNIST model's folder: bounded coupling scales and spectrally normalised coupling
+ * networks; its inverse holds on inverted digits and flat greys where the shipped model's fails,
+ * for a worse likelihood. */
+export const STABLE_MODEL = fileURLToPath(new URL('../../../models/mnist-stable', import.meta.url));

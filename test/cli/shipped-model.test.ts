@@ -7,7 +7,6 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { exportModel, type GlowJson } from '../../src/glow/export.js';
 import { evaluateGraph } from '../../src/builder/evaluate.js';
 import type { Tensor } from '../../src/builder/graph.js';
 import { importWeights } from '../../src/glow/import/index.js';
@@ -18,6 +17,7 @@ import { loadMnist } from '../../src/runtime/mnist.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { stressImages } from '../../src/runtime/stress.js';
 import { cli, cliInProcess, maxAbsDiff, writeGrayPng } from '../helpers.js';
+import { expectOwnExport, fullTestSetBitsPerDim } from './shipped-checks.js';
 
 const MODEL = fileURLToPath(new URL('../../../models/mnist/', import.meta.url));
 const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
@@ -60,22 +60,12 @@ describe('the shipped model (models/mnist)', function () {
   });
 
   it('ships the export of its own weights, byte for byte', () => {
-    const { weights } = importWeights(readFileSync(MODEL + 'weights.safetensors'), 'weights.safetensors');
-    const shipped = JSON.parse(readFileSync(MODEL + 'glow.json', 'utf8')) as GlowJson;
-    expect(JSON.parse(readFileSync(MODEL + 'config.json', 'utf8'))).to.deep.equal(weights.config);
-    const files = exportModel(weights, {}, shipped.provenance);
-    expect(JSON.parse(files['glow.json'])).to.deep.equal(shipped);
-    expect(Buffer.compare(files['encode.onnx'], readFileSync(MODEL + 'encode.onnx'))).to.equal(0, 'encode.onnx is stale');
-    expect(Buffer.compare(files['decode.onnx'], readFileSync(MODEL + 'decode.onnx'))).to.equal(0, 'decode.onnx is stale');
+    expectOwnExport(MODEL);
   });
 
   it('reaches the bits/dim the README reports on the full MNIST test set', () => {
-    const r = cli('eval', '--model', MODEL, '--data', 'mnist-test', '--limit', '10000');
-    expect(r.code, r.stderr).to.equal(0);
-    const match = /^10000 images of mnist-test: (\d+\.\d+) ± (\d+\.\d+) bits\/dim/m.exec(r.stdout);
-    expect(match, r.stdout).to.not.equal(null);
     // The README gives three decimals; float32 kernels move the mean by about 1e-6.
-    expect(Number(match![1])).to.be.closeTo(readmeBitsPerDim(), 5e-4);
+    expect(fullTestSetBitsPerDim(MODEL)).to.be.closeTo(readmeBitsPerDim(), 5e-4);
   });
 
   it('inverts the full MNIST test set within the README\'s bound on misses', () => {

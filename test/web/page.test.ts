@@ -406,8 +406,10 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
 
     before(async function () {
       if (!existsSync(join(shipped, 'glow.json'))) this.skip();
-      mkdirSync(join(site, 'models', 'mnist'), { recursive: true });
-      for (const f of ['glow.json', 'encode.onnx', 'decode.onnx']) copyFileSync(join(shipped, f), join(site, 'models', 'mnist', f));
+      for (const name of ['mnist', 'mnist-stable']) {
+        mkdirSync(join(site, 'models', name), { recursive: true });
+        for (const f of ['glow.json', 'encode.onnx', 'decode.onnx']) copyFileSync(join(root, 'models', name, f), join(site, 'models', name, f));
+      }
       mkdirSync(images, { recursive: true });
       // Off the training data, as README's stress table measures it: uniform noise and a test
       // digit inverted (white background); the shipped model misses 1e-3 on both.
@@ -437,7 +439,30 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
       expect(m, text).to.not.equal(null);
       expect(Number(m![1])).to.be.above(1e-3);
       expect(await page.isVisible('#recon-warning')).to.equal(true);
+      expect(text).to.match(/Try the stable model, which inverts most such images\.$/);
+      expect(await page.getAttribute('#recon-warning a', 'href')).to.equal('?model=models%2Fmnist-stable%2F&backend=wasm');
       await page.screenshot({ path: join(artifacts, 'round-trip-warning.png'), fullPage: true });
+    });
+
+    it('the warning\'s link opens the stable model, which reconstructs the same noise image without a warning', async () => {
+      const stable = await context.newPage();
+      try {
+        await stable.goto(new URL(String(await page.getAttribute('#recon-warning a', 'href')), page.url()).href);
+        await ready(stable);
+        await stable.waitForFunction(() => /bits\/dim/.test(document.getElementById('recon-status')!.textContent ?? ''));
+        const digit = await stable.textContent('#recon-status');
+        await stable.setInputFiles('#recon-picker input[type=file]', join(images, 'noise.png'));
+        await stable.waitForFunction((previous) => {
+          const status = document.getElementById('recon-status')!.textContent ?? '';
+          return status !== previous && /largest round-trip error/.test(status);
+        }, digit);
+        const status = (await stable.textContent('#recon-status'))!;
+        const error = Number(/largest round-trip error (\S+)/.exec(status)![1]);
+        expect(error, status).to.be.below(1e-3);
+        expect(await stable.evaluate(() => document.getElementById('recon-warning')!.hidden)).to.equal(true);
+      } finally {
+        await stable.close();
+      }
     });
 
     it('interpolating to an uploaded inverted digit names image B (only) as not round-tripping', async () => {
