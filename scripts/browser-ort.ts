@@ -12,12 +12,13 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { Browser } from 'playwright-core';
 import { Graph } from '../src/builder/graph.js';
 import { serializeModel } from '../src/builder/serialize.js';
 import { Float32Feeds, Outputs } from '../support/feeds.js';
 import { launchChromium } from './chromium.js';
 import { ORT_FILES, repoRoot } from './web-build.js';
-import { serveStatic } from './web-serve.js';
+import { serveStatic, StaticServer } from './web-serve.js';
 
 export type WebBuild = 'jsep' | 'webgpu';
 
@@ -36,8 +37,8 @@ interface PageJob {
  * page cannot be started at all. */
 export async function runInChromium(jobs: readonly { graph: Graph; feeds: Float32Feeds }[], build: WebBuild, executionProvider: 'wasm' | 'webgpu'): Promise<(Outputs | Error)[]> {
   const dir = mkdtempSync(join(tmpdir(), 'glow-browser-ort-'));
-  const server = { close: async () => {} };
-  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
+  let served: StaticServer | undefined;
+  let browser: Browser | undefined;
   try {
     // The package exports its wasm files by name: their folder holds every build.
     const dist = dirname(createRequire(import.meta.url).resolve(`onnxruntime-web/${ORT_FILES[1]}`, { paths: [repoRoot()] }));
@@ -55,8 +56,7 @@ export async function runInChromium(jobs: readonly { graph: Graph; feeds: Float3
         }),
       };
     });
-    const served = await serveStatic({ root: dir });
-    server.close = () => served.close();
+    served = await serveStatic({ root: dir });
     browser = await launchChromium();
     const page = await browser.newPage();
     await page.goto(served.url);
@@ -87,7 +87,7 @@ export async function runInChromium(jobs: readonly { graph: Graph; feeds: Float3
     return results.map((r) => ('error' in r ? new Error(r.error) : r.outputs));
   } finally {
     await browser?.close();
-    await server.close();
+    await served?.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
