@@ -11,7 +11,7 @@ import type {
 } from './protocol.js';
 
 const DEFAULT_MODEL = 'models/mnist/';
-/** The shipped model whose inverse holds off the data, offered where the default one fails. */
+/** The shipped model whose inverse holds on more images off the data, offered where the default one fails. */
 const STABLE_MODEL = 'models/mnist-stable/';
 
 function $<T extends HTMLElement = HTMLElement>(id: string): T {
