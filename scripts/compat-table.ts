@@ -29,7 +29,7 @@ import { opencvVersion, runOpencv } from '../support/opencv.js';
 import { RGB_CONFIGS } from '../support/rgb-configs.js';
 import { useSoftwareWebGpu, webGpuDriverProblem } from '../support/webgpu.js';
 import { randomImages, randomOneHot, randomParams, randomShuffles } from '../support/random-params.js';
-import { runInChromium } from './browser-ort.js';
+import { runInChromium, WebBuild } from './browser-ort.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const N = 2;
@@ -47,7 +47,6 @@ interface Case {
 
 /** Runs one graph of a case in a runtime; the graph is the one its export options give. */
 interface Runner {
-  key: string;
   runtime: string;
   version: () => string;
   options: ExportOptions;
@@ -134,14 +133,22 @@ function float64Run(jobs: { graph: Graph; feeds: Feeds }[]): Outputs[] {
 export const ROW_KEYS = ['cpu', 'webgpu', 'wasm', 'chromium-wasm', 'chromium-webgpu', 'chromium-webgpu-native', 'opencv', 'float64'] as const;
 export type RowKey = (typeof ROW_KEYS)[number];
 
+/** A row of onnxruntime-web run in headless Chromium, on the default export. */
+function inChromium(runtime: string, build: WebBuild, executionProvider: 'wasm' | 'webgpu'): Runner {
+  return {
+    runtime, version: () => packageVersion('onnxruntime-web'), options: {}, profile: 'default',
+    run: (jobs) => runInChromium(jobs, build, executionProvider),
+  };
+}
+
 function runners(): Record<RowKey, Runner> {
   return {
     cpu: {
-      key: 'cpu', runtime: 'onnxruntime-node CPU', version: () => packageVersion('onnxruntime-node'), options: {}, profile: 'default',
+      runtime: 'onnxruntime-node CPU', version: () => packageVersion('onnxruntime-node'), options: {}, profile: 'default',
       run: async (jobs) => ortRun(await import('onnxruntime-node'), { executionProviders: ['cpu'] }, jobs),
     },
     webgpu: {
-      key: 'webgpu', runtime: 'onnxruntime-node WebGPU (Dawn on SwiftShader)', version: () => packageVersion('onnxruntime-node'), options: {}, profile: 'default',
+      runtime: 'onnxruntime-node WebGPU (Dawn on SwiftShader)', version: () => packageVersion('onnxruntime-node'), options: {}, profile: 'default',
       run: async (jobs) => {
         const problem = webGpuDriverProblem(useSoftwareWebGpu());
         if (problem) throw new Error(problem);
@@ -149,31 +156,22 @@ function runners(): Record<RowKey, Runner> {
       },
     },
     wasm: {
-      key: 'wasm', runtime: 'onnxruntime-web wasm (in Node)', version: () => packageVersion('onnxruntime-web'), options: {}, profile: 'default',
+      runtime: 'onnxruntime-web wasm (in Node)', version: () => packageVersion('onnxruntime-web'), options: {}, profile: 'default',
       run: async (jobs) => {
         const ortWeb = await import('onnxruntime-web');
         ortWeb.env.wasm.numThreads = 1;
         return ortRun(ortWeb as unknown as typeof import('onnxruntime-node'), { executionProviders: ['wasm'] }, jobs);
       },
     },
-    'chromium-wasm': {
-      key: 'chromium-wasm', runtime: 'onnxruntime-web wasm (Chromium)', version: () => packageVersion('onnxruntime-web'), options: {}, profile: 'default',
-      run: (jobs) => runInChromium(jobs, 'jsep', 'wasm'),
-    },
-    'chromium-webgpu': {
-      key: 'chromium-webgpu', runtime: 'onnxruntime-web WebGPU, JSEP build (Chromium on SwiftShader)', version: () => packageVersion('onnxruntime-web'), options: {}, profile: 'default',
-      run: (jobs) => runInChromium(jobs, 'jsep', 'webgpu'),
-    },
-    'chromium-webgpu-native': {
-      key: 'chromium-webgpu-native', runtime: 'onnxruntime-web/webgpu, native EP (Chromium on SwiftShader)', version: () => packageVersion('onnxruntime-web'), options: {}, profile: 'default',
-      run: (jobs) => runInChromium(jobs, 'webgpu', 'webgpu'),
-    },
+    'chromium-wasm': inChromium('onnxruntime-web wasm (Chromium)', 'jsep', 'wasm'),
+    'chromium-webgpu': inChromium('onnxruntime-web WebGPU, JSEP build (Chromium on SwiftShader)', 'jsep', 'webgpu'),
+    'chromium-webgpu-native': inChromium('onnxruntime-web/webgpu, native EP (Chromium on SwiftShader)', 'webgpu', 'webgpu'),
     opencv: {
-      key: 'opencv', runtime: 'OpenCV DNN (python3-opencv)', version: opencvVersion, options: { target: 'opencv', batch: N }, profile: '`--target opencv`',
+      runtime: 'OpenCV DNN (python3-opencv)', version: opencvVersion, options: { target: 'opencv', batch: N }, profile: '`--target opencv`',
       run: async (jobs) => runOpencv(jobs.map((j) => ({ graph: j.graph, feeds: withoutTemperatureInput(j.feeds) }))),
     },
     float64: {
-      key: 'float64', runtime: 'glow-onnx float64 interpreter', version: () => packageVersion('glow-onnx'), options: {}, profile: 'default',
+      runtime: 'glow-onnx float64 interpreter', version: () => packageVersion('glow-onnx'), options: {}, profile: 'default',
       run: async (jobs) => float64Run(jobs),
     },
   };
@@ -184,8 +182,9 @@ export async function measure(keys: readonly RowKey[]): Promise<Row[]> {
   const all = cases();
   const reference = float64Run(all.map((c) => ({ graph: exportGraph(c.weights, c.kind), feeds: c.feeds })));
   const rows: Row[] = [];
+  const byKey = runners();
   for (const key of ROW_KEYS.filter((k) => keys.includes(k))) {
-    const r = runners()[key];
+    const r = byKey[key];
     const version = r.version();
     const results = await r.run(all.map((c) => ({ c, graph: exportGraph(c.weights, c.kind, r.options), feeds: c.feeds })));
     const ok = { encode: true, decode: true };
