@@ -1,5 +1,6 @@
-// Checks every shipped model's test makes: its files are the export of its own weights, and its
-// bits/dim on the full MNIST test set as `glow-onnx eval` prints it.
+// Checks every shipped model's test makes: its files are the export of its own weights, its
+// bits/dim on the full MNIST test set as `glow-onnx eval` prints it, and the misses of each set
+// as `glow-onnx verify --stress` tabulates them.
 
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
@@ -28,4 +29,9 @@ export function fullTestSetBitsPerDim(dir: string): number {
   const match = /^10000 images of mnist-test: (\d+\.\d+) ± (\d+\.\d+) bits\/dim/m.exec(r.stdout);
   expect(match, r.stdout).to.not.equal(null);
   return Number(match![1]);
+}
+
+/** Images and misses of each set in `glow-onnx verify --stress`'s closing table, by set name. */
+export function stressTable(stdout: string): Map<string, { images: number; misses: number }> {
+  return new Map([...stdout.matchAll(/^(\S+) +(\d+) +(\d+) +\S+ +\S+ +\S+$/gm)].map((m) => [m[1], { images: Number(m[2]), misses: Number(m[3]) }]));
 }

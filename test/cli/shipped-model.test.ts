@@ -17,7 +17,7 @@ import { loadMnist } from '../../src/runtime/mnist.js';
 import { dequantize } from '../../src/runtime/quantize.js';
 import { stressImages } from '../../src/runtime/stress.js';
 import { cli, cliInProcess, maxAbsDiff, writeGrayPng } from '../helpers.js';
-import { expectOwnExport, fullTestSetBitsPerDim } from './shipped-checks.js';
+import { expectOwnExport, fullTestSetBitsPerDim, stressTable } from './shipped-checks.js';
 
 const MODEL = fileURLToPath(new URL('../../../models/mnist/', import.meta.url));
 const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
@@ -114,12 +114,14 @@ describe('the shipped model (models/mnist)', function () {
   it('misses off the data as docs/results.md states (verify --stress), and diagnose names conditioning as the cause', () => {
     const r = cli('verify', MODEL, '--stress', '--limit', '64', '--max-failing', '64');
     expect(r.code, r.stderr).to.equal(0);
-    const rows = new Map([...r.stdout.matchAll(/^(\S+) +64 +(\d+) +\S+ +\S+ +(\S+)$/gm)].map((m) => [m[1], { misses: Number(m[2]), worst: Number(m[3]) }]));
-    expect([...rows.keys()], r.stdout).to.deep.equal(['mnist-test', 'inverted', 'noise', 'constant']);
-    expect(rows.get('mnist-test')!.misses, 'test digits').to.equal(0);
-    expect(rows.get('inverted')!.misses, 'inverted digits').to.be.at.least(60);
-    expect(rows.get('noise')!.misses, 'noise').to.equal(64);
-    expect(rows.get('constant')!.misses, 'constant grey').to.be.within(4, 16);
+    const table = stressTable(r.stdout);
+    expect([...table.keys()], r.stdout).to.deep.equal(['mnist-test', 'inverted', 'noise', 'constant']);
+    for (const [set, { images }] of table) expect(images, set).to.equal(64);
+    const misses = new Map([...table].map(([set, row]) => [set, row.misses]));
+    expect(misses.get('mnist-test'), 'test digits').to.equal(0);
+    expect(misses.get('inverted'), 'inverted digits').to.be.at.least(60);
+    expect(misses.get('noise'), 'noise').to.equal(64);
+    expect(misses.get('constant'), 'constant grey').to.be.within(4, 16);
     // A few noise images encode to some 1e17 bits/dim: printed in exponent form, not 20 digits.
     expect(r.stdout).to.match(/^64 images of noise: bits\/dim \d\.\d{4}e\+\d+ ± \d\.\d{4}e\+\d+,/m);
     // The grey levels that miss are the light ones (level of constant[i]: 255 i / 63).

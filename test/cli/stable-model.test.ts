@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { STABLE_MODEL } from '../../src/runtime/shipped.js';
 import { stressImages } from '../../src/runtime/stress.js';
 import { cli, cliInProcess, writeGrayPng } from '../helpers.js';
-import { expectOwnExport, fullTestSetBitsPerDim } from './shipped-checks.js';
+import { expectOwnExport, fullTestSetBitsPerDim, stressTable } from './shipped-checks.js';
 
 const MODEL = STABLE_MODEL;
 const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
@@ -51,7 +51,9 @@ describe('the stable shipped model (models/mnist-stable)', function () {
     expect(stress.code, stress.stderr).to.equal(0);
     const worst = new Map([...worstBySet(stress.stdout), ...worstBySet(all.stdout)]);
     expect([...worst.keys()].sort()).to.deep.equal(['constant', 'inverted', 'mnist-test', 'noise']);
-    const misses = new Map([...stress.stdout.matchAll(/^(\S+) +\d+ +(\d+) +\S+ +\S+ +\S+$/gm)].map((m) => [m[1], Number(m[2])]));
+    const table = stressTable(stress.stdout);
+    for (const [set, { images }] of table) expect(images, set).to.equal(n);
+    const misses = new Map([...table].map(([set, row]) => [set, row.misses]));
     for (const set of ['mnist-test', 'inverted', 'constant']) {
       expect(misses.get(set), set).to.equal(0);
       expect(worst.get(set), set).to.be.at.most(claims.worst);
