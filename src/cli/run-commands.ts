@@ -105,7 +105,7 @@ async function encodeImages(runtime: GlowRuntime, paths: string[]): Promise<{ en
 
 /** Warns, on stderr, about each input image that does not come back through the model: every
  * picture made from its latents shows the model's decode, not the image. On the default model it
- * points to the stable one, whose inverse holds off the data. */
+ * points to the stable one, which inverts more images off the data. */
 function warnRoundTrip(roundTrip: RoundTrip, names: readonly string[], values: Values): void {
   const { failing, errors, tolerance } = roundTrip;
   if (failing.length === 0) return;
