@@ -73,14 +73,18 @@ function progressPrinter(): { onStep: (r: StepReport) => void; stop: () => void 
   };
 }
 
-/** Trained weights keep their architecture; --scale-floor alone may change, since a floor
- * leaves every weight in place and is how a model trained without one is fine-tuned into one. */
+/** Trained weights keep their architecture; the bounds of the affine scale alone may change
+ * (--scale-floor, --scale-bound), since a bound leaves every weight in place and is how a model
+ * is fine-tuned into a tighter one, in steps. */
+const RETUNABLE = { 'scale-floor': 'scaleFloor', 'scale-bound': 'scaleBound' } as const;
+
 function withStoredConfig<T extends GlowWeights | TrainCheckpoint>(trained: T, values: Values): T {
-  const ignored = ['config', ...Object.keys(CONFIG_FLAGS)].filter((flag) => flag !== 'scale-floor' && values[flag] !== undefined);
+  const ignored = ['config', ...Object.keys(CONFIG_FLAGS)].filter((flag) => !(flag in RETUNABLE) && values[flag] !== undefined);
   if (ignored.length) throw new UsageError(`--weights and --resume keep the stored config; drop ${ignored.map((f) => `--${f}`).join(', ')}`);
-  if (values['scale-floor'] === undefined) return trained;
-  const withFloor = (w: GlowWeights): GlowWeights => ({ ...w, config: validateConfig({ ...w.config, scaleFloor: Number(values['scale-floor']) }) });
-  return ('state' in trained ? { ...trained, weights: withFloor(trained.weights) } : withFloor(trained)) as T;
+  const changes = Object.fromEntries(Object.entries(RETUNABLE).filter(([flag]) => values[flag] !== undefined).map(([flag, key]) => [key, Number(values[flag])]));
+  if (!Object.keys(changes).length) return trained;
+  const retuned = (w: GlowWeights): GlowWeights => ({ ...w, config: validateConfig({ ...w.config, ...changes }) });
+  return ('state' in trained ? { ...trained, weights: retuned(trained.weights) } : retuned(trained)) as T;
 }
 
 const TRAIN_ENGINES = ['fused', 'ort-training'] as const;
