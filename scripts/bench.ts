@@ -26,6 +26,7 @@ import { peakRssBytes } from './peak-memory.js';
 import { parseCheckpoint, checkpointBytes, initWeights } from '../src/glow/params.js';
 import { GlowWeights } from '../src/glow/model.js';
 import { usageOnHelp } from '../support/script-usage.js';
+import { PYTHON } from '../support/python.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TORCH_SCRIPT = join(ROOT, 'scripts/torch_reference/bench_torch.py');
@@ -237,13 +238,13 @@ async function main(): Promise<void> {
         variants[fold ? 'glow-onnx' : 'glow-onnx --no-fold'] = { encode: at(sub, 'encode.onnx'), decode: at(sub, 'decode.onnx') };
       }
       const torchSpec = { checkpoint: at('weights.safetensors'), out: at('torch'), batches, reps, threads };
-      child('/usr/bin/python3', [TORCH_SCRIPT, 'export', JSON.stringify(torchSpec)], `torch.onnx export of ${name} (python3-torch)`);
+      child(PYTHON, [TORCH_SCRIPT, 'export', JSON.stringify(torchSpec)], `torch.onnx export of ${name} (python3-torch)`);
       const order = ['torch.onnx (W, W^-1 cached)', 'glow-onnx --no-fold', 'glow-onnx'];
       variants[order[0]] = { encode: at('torch', 'encode.onnx'), decode: at('torch', 'decode.onnx') };
       // Each runtime runs once per round, the order reversed every other round so that drift
       // on a shared machine does not always hit the same one; each keeps its best round.
       const runners: Record<string, () => Timing> = {
-        'PyTorch eager': () => JSON.parse(child('/usr/bin/python3', [TORCH_SCRIPT, 'time', JSON.stringify(torchSpec)], `PyTorch eager timing of ${name}`)) as Timing,
+        'PyTorch eager': () => JSON.parse(child(PYTHON, [TORCH_SCRIPT, 'time', JSON.stringify(torchSpec)], `PyTorch eager timing of ${name}`)) as Timing,
         ...Object.fromEntries(order.map((v) => [v, () => nodeWorker({ ...variants[v], config, batches, reps, threads }, `${v} on ${name}`)])),
       };
       const timings: Record<string, Timing> = {};

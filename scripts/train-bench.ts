@@ -14,6 +14,7 @@ import { initWeights } from '../src/glow/params.js';
 import { Rng } from '../src/math/rng.js';
 import { train } from '../src/train/loop.js';
 import { usageOnHelp } from '../support/script-usage.js';
+import { PYTHON } from '../support/python.js';
 
 usageOnHelp(import.meta.url);
 const { values } = parseArgs({
@@ -26,7 +27,7 @@ const threads = Number(values.threads ?? 2);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const script = fileURLToPath(new URL('../../scripts/torch_reference/train_bench.py', import.meta.url));
-const torchRun = spawnSync('/usr/bin/python3', [script, JSON.stringify({ config, batchSize, steps, threads })], { encoding: 'utf8' });
+const torchRun = spawnSync(PYTHON, [script, JSON.stringify({ config, batchSize, steps, threads })], { encoding: 'utf8' });
 if (torchRun.status !== 0) throw new Error(`PyTorch benchmark failed (install python3-torch): ${torchRun.stderr.trim().split('\n').at(-1)}`);
 const torchRate = (JSON.parse(torchRun.stdout.trim().split('\n').at(-1)!) as { imagesPerSecond: number }).imagesPerSecond;
 

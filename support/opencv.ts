@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { Graph } from '../src/builder/graph.js';
 import { serializeModel } from '../src/builder/serialize.js';
 import { Float32Feeds } from './feeds.js';
+import { PYTHON } from './python.js';
 
-export const PYTHON = '/usr/bin/python3';
 export const OPENCV_SCRIPT = fileURLToPath(new URL('../../scripts/opencv_run.py', import.meta.url));
 export const OPENCV_INSTALL = "install Debian's python3-opencv (apt-get install python3-opencv)";
 

@@ -15,8 +15,8 @@ import { serializeModel } from '../../src/builder/serialize.js';
 import { GlowConfig } from '../../src/glow/config.js';
 import { buildDecode, buildEncode, GlowWeights } from '../../src/glow/model.js';
 import { randomParams, randomShuffles } from '../../support/random-params.js';
+import { PYTHON } from '../../support/python.js';
 
-const PYTHON = '/usr/bin/python3';
 const INSTALL = "install Debian's python3-onnx (apt-get install python3-onnx)";
 const OPSETS = [13, 15, 17];
 

@@ -5,8 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PYTHON } from '../../support/python.js';
 
-export const PYTHON = '/usr/bin/python3';
 export const INSTALL = "install Debian's python3-onnx (apt-get install python3-onnx)";
 /** The newest opset python3-onnx 1.12 knows. */
 export const CHECKER_MAX_OPSET = 17;

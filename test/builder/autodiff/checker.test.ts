@@ -18,8 +18,8 @@ import { buildEncode } from '../../../src/glow/model.js';
 import { paramSpecs } from '../../../src/glow/names.js';
 import { randomParams, randomShuffles } from '../../../support/random-params.js';
 import { CASES, prepare } from './cases.js';
+import { PYTHON } from '../../../support/python.js';
 
-const PYTHON = '/usr/bin/python3';
 const INSTALL = "install Debian's python3-onnx (apt-get install python3-onnx)";
 
 function checkerScript(): string {

@@ -17,6 +17,7 @@ import { HostTensor } from '../../../src/math/tensor.js';
 import { Feeds, maxAbsDiff, runGraph } from '../../helpers.js';
 import { refEncode } from '../../reference/glow64.js';
 import { randomImages, randomParams } from '../../../support/random-params.js';
+import { PYTHON } from '../../../support/python.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const FIXTURES = join(ROOT, 'test/fixtures/glow-torch');
@@ -73,7 +74,7 @@ async function expectReferencesAgree(bytes: Uint8Array, x: HostTensor, ref: { ep
     const checkpoint = join(dir, 'weights.safetensors');
     writeFileSync(checkpoint, bytes);
     writeFileSync(join(dir, 'inputs.json'), JSON.stringify({ x: { shape: x.shape, data: Array.from(x.data) } }));
-    const r = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(dir, 'inputs.json')], { encoding: 'utf8', cwd: ROOT });
+    const r = spawnSync(PYTHON, [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(dir, 'inputs.json')], { encoding: 'utf8', cwd: ROOT });
     expect(r.status, r.stderr).to.equal(0);
     const torch = JSON.parse(r.stdout) as { eps: HostTensor[]; bpd: HostTensor };
     expect(maxAbsDiff(torch.bpd.data, ref.bpd), 'PyTorch vs float64 bpd').to.be.below(1e-10);
@@ -133,10 +134,9 @@ describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', 
   }
 
   it('the native checkpoint loads into the PyTorch reference with strict=True and gives the same outputs', () => {
-    const python = '/usr/bin/python3';
-    const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
+    const probe = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
     if (probe.status !== 0) {
-      throw new Error(`PyTorch is missing for ${python}: install Debian's python3-torch (apt-get install python3-torch); ${probe.stderr.trim().split('\n').at(-1)}`);
+      throw new Error(`PyTorch is missing for ${PYTHON}: install Debian's python3-torch (apt-get install python3-torch); ${probe.stderr.trim().split('\n').at(-1)}`);
     }
     const dir = mkdtempSync(join(tmpdir(), 'glow-native-'));
     try {
@@ -144,7 +144,7 @@ describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', 
         const { weights } = importFixture(f);
         const checkpoint = join(dir, `${f.case}.safetensors`);
         writeFileSync(checkpoint, checkpointBytes(weights));
-        const r = spawnSync(python, [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(FIXTURES, `${f.case}.json`)], { encoding: 'utf8', cwd: ROOT });
+        const r = spawnSync(PYTHON, [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(FIXTURES, `${f.case}.json`)], { encoding: 'utf8', cwd: ROOT });
         expect(r.status, `${f.case}: ${r.stderr}`).to.equal(0);
         const out = JSON.parse(r.stdout) as { eps: HostTensor[]; bpd: HostTensor };
         expect(maxAbsDiff(out.bpd.data, f.encode.bpd.data), `${f.case} bpd`).to.be.below(1e-6);

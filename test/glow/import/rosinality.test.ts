@@ -19,6 +19,7 @@ import { WritableTensor, writeSafetensors } from '../../../src/io/safetensors.js
 import { HostTensor } from '../../../src/math/tensor.js';
 import { Feeds, maxAbsDiff, readJsonFixtures, runGraph } from '../../helpers.js';
 import { refDecode, refEncode } from '../../reference/glow64.js';
+import { PYTHON } from '../../../support/python.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const FIXTURES = join(ROOT, 'test/fixtures/rosinality');
@@ -152,7 +153,7 @@ describe('rosinality/glow-pytorch checkpoints (fixtures from its own model.py)',
         const checkpoint = join(dir, `${f.case}.safetensors`);
         writeFileSync(checkpoint, checkpointBytes(importFixture(f).weights));
         writeFileSync(join(dir, 'inputs.json'), JSON.stringify({ x: { shape: f.inputs.x.shape, data: Array.from(f.inputs.x.data) } }));
-        const r = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(dir, 'inputs.json')], { encoding: 'utf8', cwd: ROOT });
+        const r = spawnSync(PYTHON, [join(ROOT, 'scripts/torch_reference/check_native.py'), checkpoint, join(dir, 'inputs.json')], { encoding: 'utf8', cwd: ROOT });
         expect(r.status, `${f.case}: ${r.stderr}`).to.equal(0);
         const out = JSON.parse(r.stdout) as { eps: HostTensor[]; bpd: HostTensor };
         expect(maxAbsDiff(out.bpd.data, f.encode.bpd.data), `${f.case} bpd`).to.be.below(NATIVE_CHECKPOINT_BOUND);
