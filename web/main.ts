@@ -326,7 +326,7 @@ function showRoundTrip(warning: HTMLElement, r: RoundTripReport, names: readonly
     const link = document.createElement('a');
     link.href = `?${query}`;
     link.textContent = 'the stable model';
-    warning.append(' Try ', link, ', which inverts most such images.');
+    warning.append(' Try ', link, ', which inverts nearly all such images.');
   }
 }
 

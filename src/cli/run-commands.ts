@@ -110,7 +110,7 @@ function warnRoundTrip(roundTrip: RoundTrip, names: readonly string[], values: V
   const { failing, errors, tolerance } = roundTrip;
   if (failing.length === 0) return;
   const named = failing.map((n) => `${basename(names[n])} (${errors[n].toExponential(1)})`).join(', ');
-  const stable = values.model ? '' : `; the shipped stable model inverts most such images: --model ${STABLE_MODEL}`;
+  const stable = values.model ? '' : `; the shipped stable model inverts nearly all such images: --model ${STABLE_MODEL}`;
   console.error(`warning: ${failing.length} of ${errors.length} images do not round-trip through this model `
     + `(|x - decode(encode(x))| over ${tolerance}): ${named}; what is drawn from their latents is the model's decode, `
     + `not the image (images unlike its training data; glow-onnx diagnose --data DIR says why)${stable}`);

@@ -8,6 +8,6 @@ import { fileURLToPath } from 'node:url';
 export const SHIPPED_MODEL = fileURLToPath(new URL('../../../models/mnist', import.meta.url));
 
 /** The stable MNIST model's folder: bounded coupling scales and spectrally normalised coupling
- * networks; its inverse holds on inverted digits and flat greys where the shipped model's fails,
- * for a worse likelihood. */
+ * networks; its inverse holds on inverted digits, flat greys and nearly all noise images, where
+ * the shipped model's fails, for a worse likelihood. */
 export const STABLE_MODEL = fileURLToPath(new URL('../../../models/mnist-stable', import.meta.url));

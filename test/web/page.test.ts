@@ -439,7 +439,7 @@ describe('web page in Chromium (playwright-core, WebGPU and wasm)', function () 
       expect(m, text).to.not.equal(null);
       expect(Number(m![1])).to.be.above(1e-3);
       expect(await page.isVisible('#recon-warning')).to.equal(true);
-      expect(text).to.match(/Try the stable model, which inverts most such images\.$/);
+      expect(text).to.match(/Try the stable model, which inverts nearly all such images\.$/);
       expect(await page.getAttribute('#recon-warning a', 'href')).to.equal('?model=models%2Fmnist-stable%2F&backend=wasm');
       await page.screenshot({ path: join(artifacts, 'round-trip-warning.png'), fullPage: true });
     });
