@@ -4,11 +4,9 @@
 // checked in a single python invocation, because python3 + onnx start slowly.
 
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GraphBuilder } from '../../src/builder/graph.js';
 import * as op from '../../src/builder/ops.js';
 import { serializeModel } from '../../src/builder/serialize.js';
@@ -16,18 +14,9 @@ import { GlowConfig } from '../../src/glow/config.js';
 import { buildDecode, buildEncode, GlowWeights } from '../../src/glow/model.js';
 import { randomParams, randomShuffles } from '../../support/random-params.js';
 import { PYTHON } from '../../support/python.js';
+import { checkOnnx, INSTALL } from '../interop/onnx-checker.js';
 
-const INSTALL = "install Debian's python3-onnx (apt-get install python3-onnx)";
 const OPSETS = [13, 15, 17];
-
-/** scripts/check_onnx.py, from dist/test/builder (compiled) or test/builder (source). */
-function checkerScript(): string {
-  for (const rel of ['../../../scripts/check_onnx.py', '../../scripts/check_onnx.py']) {
-    const path = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(path)) return path;
-  }
-  return join(process.cwd(), 'scripts', 'check_onnx.py');
-}
 
 const base: GlowConfig = {
   imageShape: [2, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv',
@@ -85,26 +74,10 @@ describe('ONNX checker (python3-onnx, full_check) on Glow models', function () {
     brokenPath = join(dir, 'broken.onnx');
     writeFileSync(brokenPath, serializeModel(g.build()));
 
-    const script = checkerScript();
-    const run = spawnSync(PYTHON, [script, ...files.map((f) => f.path), brokenPath], { encoding: 'utf8', timeout: 50000 });
-    if (run.error) {
-      setupError = `could not run ${PYTHON} ${script} (${run.error.message}); ${INSTALL}`;
-      return;
-    }
-    const stdout = run.stdout ?? '';
-    if (run.status === 2 || /cannot import onnx/.test(stdout)) {
-      setupError = `${PYTHON} cannot import onnx: ${INSTALL}\n${stdout}${run.stderr ?? ''}`;
-      return;
-    }
-    const lines = stdout.split('\n');
-    results = new Map();
-    for (const path of [...files.map((f) => f.path), brokenPath]) {
-      const line = lines.find((l) => l === `OK ${path}` || l.startsWith(`FAIL ${path}: `));
-      if (line) results.set(path, line.startsWith('OK ') ? 'OK' : line.slice(`FAIL ${path}: `.length));
-    }
-    if (results.size === 0) {
-      setupError = `${script} printed no result (exit ${run.status}):\n${stdout}${run.stderr ?? ''}`;
-      results = undefined;
+    try {
+      results = checkOnnx([...files.map((f) => f.path), brokenPath], 50_000);
+    } catch (e) {
+      setupError = (e as Error).message;
     }
   });
 

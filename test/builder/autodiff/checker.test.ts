@@ -4,11 +4,9 @@
 // One python invocation for all models, as test/builder/checker.test.ts does.
 
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { addGradients } from '../../../src/builder/autodiff/index.js';
 import { Graph, GraphBuilder } from '../../../src/builder/graph.js';
 import * as op from '../../../src/builder/ops.js';
@@ -18,17 +16,7 @@ import { buildEncode } from '../../../src/glow/model.js';
 import { paramSpecs } from '../../../src/glow/names.js';
 import { randomParams, randomShuffles } from '../../../support/random-params.js';
 import { CASES, prepare } from './cases.js';
-import { PYTHON } from '../../../support/python.js';
-
-const INSTALL = "install Debian's python3-onnx (apt-get install python3-onnx)";
-
-function checkerScript(): string {
-  for (const rel of ['../../../../scripts/check_onnx.py', '../../../scripts/check_onnx.py']) {
-    const path = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(path)) return path;
-  }
-  return join(process.cwd(), 'scripts', 'check_onnx.py');
-}
+import { CHECKER_MAX_OPSET, checkOnnx } from '../../interop/onnx-checker.js';
 
 const GLOW: GlowConfig[] = [
   { imageShape: [3, 8, 8], K: 2, L: 2, hiddenChannels: 8, coupling: 'affine', permutation: 'invconv', lu: true, learnTop: true, numClasses: 2, nBits: 5, actnormScale: 1 },
@@ -60,7 +48,7 @@ describe('ONNX checker (python3-onnx, full_check) on gradient graphs', function 
       files.set(path, label);
     };
     CASES.forEach((c, i) => {
-      if ((c.opset ?? 17) > 17) return;
+      if ((c.opset ?? CHECKER_MAX_OPSET) > CHECKER_MAX_OPSET) return;
       const p = prepare(c, 100 + i);
       write(c.name, addGradients(p.graph, p.loss, p.wrt));
     });
@@ -74,11 +62,8 @@ describe('ONNX checker (python3-onnx, full_check) on gradient graphs', function 
   });
 
   it('every gradient graph passes check_model(full_check=True)', () => {
-    const run = spawnSync(PYTHON, [checkerScript(), ...files.keys()], { encoding: 'utf8', timeout: 50_000 });
-    if (run.error || run.status === 2) expect.fail(`the checker did not run (${run.error?.message ?? run.stdout}); ${INSTALL}`);
-    const lines = run.stdout.split('\n');
-    const failed = [...files].filter(([path]) => !lines.includes(`OK ${path}`))
-      .map(([path, label]) => `${label}: ${lines.find((l) => l.startsWith(`FAIL ${path}: `)) ?? 'no result'}`);
+    const results = checkOnnx([...files.keys()], 50_000);
+    const failed = [...files].filter(([path]) => results.get(path) !== 'OK').map(([path, label]) => `${label}: ${results.get(path)}`);
     expect(failed, failed.join('\n')).to.deep.equal([]);
     expect(files.size).to.be.above(CASES.length);
   });
