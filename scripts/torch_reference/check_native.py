@@ -55,7 +55,7 @@ SAFE_DTYPES = {
 CONFIG_KEYS = ('imageShape', 'K', 'L', 'hiddenChannels', 'coupling', 'permutation', 'lu', 'learnTop',
                'numClasses', 'nBits', 'actnormScale')
 # Absent means the paper's layers: an unbounded sigmoid (scaleFloor), zero padding (zerosPadValue).
-OPTIONAL_CONFIG_KEYS = ('scaleFloor', 'zerosPadValue', 'scaleBound', 'lipschitz')
+OPTIONAL_CONFIG_KEYS = ('scaleFloor', 'zerosPadValue', 'scaleBound', 'lipschitz', 'constantSplitScale')
 
 
 class LoadError(Exception):

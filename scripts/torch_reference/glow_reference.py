@@ -402,10 +402,17 @@ class Split(nn.Module):
     def __init__(self, channels, naming, cfg):
         super().__init__()
         self.conv = conv_zeros(naming, channels // 2, channels, 3, cfg)
+        self.constant_scale = cfg.get('constantSplitScale', False)
+        if self.constant_scale and naming != 'y0ast':
+            raise ValueError('constantSplitScale exists in the y0ast naming only')
 
     def prior(self, z1):
         h = self.conv(z1)
-        return h[:, 0::2], h[:, 1::2]
+        if not self.constant_scale:
+            return h[:, 0::2], h[:, 1::2]
+        # constantSplitScale: the log-scale is the bias times exp(3 logs) of its channels alone.
+        logs = (self.conv.conv.bias[1::2] * torch.exp(LOGSCALE_FACTOR * self.conv.logs[1::2, 0, 0])).view(1, -1, 1, 1)
+        return h[:, 0::2], logs.expand_as(h[:, 1::2])
 
 
 class FlowNet(nn.Module):

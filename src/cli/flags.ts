@@ -9,13 +9,19 @@ export const CONFIG_FLAGS: Options = {
   coupling: { type: 'string' }, permutation: { type: 'string' }, lu: { type: 'string' }, 'learn-top': { type: 'string' },
   classes: { type: 'string' }, 'n-bits': { type: 'string' }, 'actnorm-scale': { type: 'string' },
   'scale-floor': { type: 'string' }, 'scale-bound': { type: 'string' }, lipschitz: { type: 'string' },
+  'constant-split-scale': { type: 'string' },
 };
 
 /** Defaults, then --config FILE, then individual flags; validated as a whole. */
 export function configFromFlags(values: Values): GlowConfig {
   const merged: Record<string, unknown> = { ...DEFAULT_CONFIG, ...(values.config ? (readJson(values.config as string) as object) : {}) };
+  return validateConfig({ ...merged, ...configFlagValues(values) });
+}
+
+/** The config fields the individual flags give, unvalidated; fields without a flag are absent. */
+export function configFlagValues(values: Values): Partial<Record<keyof GlowConfig, unknown>> {
   const numeric = (name: string) => (values[name] === undefined ? undefined : Number(values[name]));
-  const flags: Record<string, unknown> = {
+  const flags: Partial<Record<keyof GlowConfig, unknown>> = {
     imageShape: values['image-shape'] === undefined ? undefined : String(values['image-shape']).split(',').map(Number),
     K: numeric('K'),
     L: numeric('L'),
@@ -30,9 +36,9 @@ export function configFromFlags(values: Values): GlowConfig {
     scaleFloor: numeric('scale-floor'),
     scaleBound: numeric('scale-bound'),
     lipschitz: numeric('lipschitz'),
+    constantSplitScale: bool(values, 'constant-split-scale'),
   };
-  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
-  return validateConfig(merged);
+  return Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
 }
 
 /** --lu true, false, or one per level (false,false,true: plain levels under an LU top, as

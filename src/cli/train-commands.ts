@@ -19,7 +19,7 @@ import { train } from '../train/loop.js';
 import { Dataset, StepReport, TrainHooks, TrainOptions } from '../train/run.js';
 import { choice, integer, number, parse, readBytes, required, UsageError, Values } from './args.js';
 import { isMnist, readImages } from './data.js';
-import { CONFIG_FLAGS, configFromFlags } from './flags.js';
+import { CONFIG_FLAGS, configFlagValues, configFromFlags } from './flags.js';
 
 function positive(values: Values, name: string): number | undefined {
   return number(values, name, (n) => Number.isFinite(n) && n > 0, 'a number > 0');
@@ -73,15 +73,16 @@ function progressPrinter(): { onStep: (r: StepReport) => void; stop: () => void 
   };
 }
 
-/** Trained weights keep their architecture; the bounds of the affine scale alone may change
- * (--scale-floor, --scale-bound), since a bound leaves every weight in place and is how a model
- * is fine-tuned into a tighter one, in steps. */
-const RETUNABLE = { 'scale-floor': 'scaleFloor', 'scale-bound': 'scaleBound' } as const;
+/** Trained weights keep their architecture; what may change leaves every weight in place and
+ * is how a model is fine-tuned into a more stable one, in steps: the bounds of the affine scale
+ * (--scale-floor, --scale-bound) and the split priors' constant scale. */
+const RETUNABLE = { 'scale-floor': 'scaleFloor', 'scale-bound': 'scaleBound', 'constant-split-scale': 'constantSplitScale' } as const;
 
 function withStoredConfig<T extends GlowWeights | TrainCheckpoint>(trained: T, values: Values): T {
   const ignored = ['config', ...Object.keys(CONFIG_FLAGS)].filter((flag) => !(flag in RETUNABLE) && values[flag] !== undefined);
   if (ignored.length) throw new UsageError(`--weights and --resume keep the stored config; drop ${ignored.map((f) => `--${f}`).join(', ')}`);
-  const changes = Object.fromEntries(Object.entries(RETUNABLE).filter(([flag]) => values[flag] !== undefined).map(([flag, key]) => [key, Number(values[flag])]));
+  const given = configFlagValues(values);
+  const changes = Object.fromEntries(Object.values(RETUNABLE).filter((key) => key in given).map((key) => [key, given[key]]));
   if (!Object.keys(changes).length) return trained;
   const retuned = (w: GlowWeights): GlowWeights => ({ ...w, config: validateConfig({ ...w.config, ...changes }) });
   return ('state' in trained ? { ...trained, weights: retuned(trained.weights) } : retuned(trained)) as T;

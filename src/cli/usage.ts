@@ -51,8 +51,10 @@ config flags: --image-shape C,H,W --K N --L N --hidden N --coupling additive|aff
   --learn-top true|false
   --classes N --n-bits N --actnorm-scale X --scale-floor A (affine scale >= A; 0: none)
   --scale-bound A (affine scale exp(-ln(A) tanh(t)), in [A, 1/A]) --lipschitz C (coupling convs spectrally
-  normalised to norm <= C)
-  train --weights/--resume keep the stored config; of the config flags they take --scale-floor and --scale-bound only`;
+  normalised to norm <= C) --constant-split-scale true|false (split priors' scale learned per channel, not
+  predicted from the kept half)
+  train --weights/--resume keep the stored config; of the config flags they take --scale-floor, --scale-bound
+  and --constant-split-scale only`;
 
 /** A command's lines of USAGE (its line and the indented ones under it). */
 export function commandUsage(command: string): string {

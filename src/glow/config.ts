@@ -44,6 +44,11 @@ export interface GlowConfig {
    * divided by max(1, sigma / lipschitz), sigma its largest singular value estimated by power
    * iteration (see layers/networks.ts). Absent: no normalisation. */
   lipschitz?: number;
+  /** The split priors' scale is learned per channel instead of predicted from the kept half:
+   * their Conv2dZeros's weights into the log-scale channels are held at zero, so that in decode
+   * an error in z1 reaches z2 through the predicted mean only, not multiplied by the size of
+   * z2 - mean (see layers/networks.ts). Absent or false: the paper's prior. */
+  constantSplitScale?: boolean;
 }
 
 export const DEFAULT_CONFIG: GlowConfig = {
@@ -65,7 +70,7 @@ export class ConfigError extends Error {
 }
 
 const KEYS = Object.keys(DEFAULT_CONFIG) as (keyof GlowConfig)[];
-const OPTIONAL_KEYS: (keyof GlowConfig)[] = ['scaleFloor', 'zerosPadValue', 'scaleBound', 'lipschitz'];
+const OPTIONAL_KEYS: (keyof GlowConfig)[] = ['scaleFloor', 'zerosPadValue', 'scaleBound', 'lipschitz', 'constantSplitScale'];
 /** The smallest normal float32. A scale floor must be one, for the encode graph's Log (see
  * layers/coupling.ts). */
 export const FLOAT32_MIN_NORMAL = 2 ** -126;
@@ -136,6 +141,12 @@ export function validateConfig(input: unknown): GlowConfig {
   if (lipschitz !== undefined && !(typeof lipschitz === 'number' && Number.isFinite(lipschitz) && lipschitz > 0)) {
     problems.push(`lipschitz must be a finite number > 0 (each coupling conv's spectral norm bound), got ${JSON.stringify(lipschitz)}`);
   }
+  const constantSplitScale = c.constantSplitScale === undefined ? false : c.constantSplitScale;
+  if (typeof constantSplitScale !== 'boolean') {
+    problems.push(`constantSplitScale must be true or false, got ${JSON.stringify(c.constantSplitScale)}`);
+  } else if (constantSplitScale && c.L === 1) {
+    problems.push('constantSplitScale sets the split priors\' scale; a model with L = 1 has no split');
+  }
   const padValue = c.zerosPadValue === undefined ? 0 : c.zerosPadValue;
   if (padValue !== 0 && padValue !== 1) {
     problems.push(`zerosPadValue must be 0 (zero padding) or 1 (rosinality's ZeroConv2d), got ${JSON.stringify(c.zerosPadValue)}`);
@@ -167,6 +178,7 @@ export function validateConfig(input: unknown): GlowConfig {
     ...(padValue !== 0 ? { zerosPadValue: padValue } : {}),
     ...(bound !== undefined ? { scaleBound: bound } : {}),
     ...(lipschitz !== undefined ? { lipschitz } : {}),
+    ...(constantSplitScale ? { constantSplitScale } : {}),
   };
 }
 

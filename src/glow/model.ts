@@ -235,7 +235,7 @@ function foldedPriors(w: GlowWeights): Priors {
   const hTop = topPriorHost(w);
   const C2 = hTop.shape[1];
   return {
-    split: (level) => foldedPriorNetwork(w.params, splitPrefix(w.config, level), w.config.zerosPadValue),
+    split: (level) => foldedPriorNetwork(w.params, splitPrefix(w.config, level), w.config.zerosPadValue, w.config.constantSplitScale),
     top(g, y) {
       if (!y) {
         const [mean, logs] = halvesHost(hTop);
@@ -253,7 +253,7 @@ function foldedPriors(w: GlowWeights): Priors {
 
 function literalPriors(w: GlowWeights, src: ParamSource): Priors {
   return {
-    split: (level) => literalPriorNetwork(src, splitPrefix(w.config, level), w.config.zerosPadValue),
+    split: (level) => literalPriorNetwork(src, splitPrefix(w.config, level), w.config.zerosPadValue, w.config.constantSplitScale),
     top: (g, y) => g.scope('top_prior', () => {
       let h = src('prior_h');
       if (w.config.learnTop) {

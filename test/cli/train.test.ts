@@ -105,16 +105,16 @@ describe('glow-onnx train', function () {
     for (const [name, t] of actnorms) expect(Math.max(...Array.from(t.data, Math.abs)), name).to.be.below(1e-6);
   });
 
-  it('fine-tunes a bounded model into a tighter bound with --scale-bound; refuses a bound on a floored model', () => {
+  it('fine-tunes a bounded model into a tighter bound with --scale-bound and constant split scales; refuses a bound on a floored model', () => {
     const config = model.slice(0, 10);
     const training = model.slice(10);
     expect(cli('init', '--out', join(dir, 'bounded'), '--data', 'none', ...config, '--scale-bound', '0.5').code).to.equal(0);
     const start = join(dir, 'bounded', 'weights.safetensors');
     const out = join(dir, 'tightened');
-    const r = cli('train', '--data', images, '--out', out, '--weights', start, '--scale-bound', '0.7', '--epochs', '1', '--lr', '1e-9', '--ema', '0', ...training);
+    const r = cli('train', '--data', images, '--out', out, '--weights', start, '--scale-bound', '0.7', '--constant-split-scale', 'true', '--epochs', '1', '--lr', '1e-9', '--ema', '0', ...training);
     expect(r.code, r.stderr).to.equal(0);
     const tuned = importWeights(readFileSync(join(out, 'weights.safetensors')), 'tuned').weights;
-    expect(tuned.config).to.deep.equal({ ...importWeights(readFileSync(start), 'start').weights.config, scaleBound: 0.7 });
+    expect(tuned.config).to.deep.equal({ ...importWeights(readFileSync(start), 'start').weights.config, scaleBound: 0.7, constantSplitScale: true });
 
     expect(cli('init', '--out', join(dir, 'floored'), '--data', 'none', ...config, '--scale-floor', '0.2').code).to.equal(0);
     const refused = cli('train', '--data', images, '--out', join(dir, 'both'), '--weights', join(dir, 'floored', 'weights.safetensors'), '--scale-bound', '0.7', '--epochs', '1', ...training);

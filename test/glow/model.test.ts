@@ -27,6 +27,8 @@ describe('glow encode/decode against the float64 reference', () => {
     // Bounded scale, spectral normalisation (random unit u, v estimate sigma low, so a small
     // bound makes it bind), both, and normalisation of an additive coupling's network.
     { scaleBound: 0.5 }, { lipschitz: 0.02 }, { scaleBound: 0.5, lipschitz: 0.02 }, { coupling: 'additive', lipschitz: 0.02 },
+    // Split priors with a per-channel scale, on two splits and with a class-conditional top.
+    { constantSplitScale: true }, { constantSplitScale: true, L: 3, imageShape: [1, 8, 8], numClasses: 3 },
   ];
   for (const variant of variants) {
     for (const fold of [true, false]) {
@@ -49,6 +51,11 @@ describe('glow encode/decode against the float64 reference', () => {
           const { lipschitz: _, ...free } = config;
           const unnormalised = refEncode({ config: free, params: model.params as never }, x, y);
           expect(maxAbsDiff(unnormalised.bpd, ref.bpd), 'the normalisation binds').to.be.above(1e-4);
+        }
+        if (config.constantSplitScale) {
+          const { constantSplitScale: _, ...free } = config;
+          const predicted = refEncode({ config: free, params: model.params as never, shuffles: model.shuffles as never }, x, y);
+          expect(maxAbsDiff(predicted.bpd, ref.bpd), 'the constant scale binds').to.be.above(1e-4);
         }
         expect(maxRelDiff(enc.logdet.data, ref.logdet), 'logdet').to.be.below(LOGDET_REL);
         if (y) expect(maxAbsDiff(enc.y_logits.data, ref.yLogits!.data), 'y_logits').to.be.below(1e-4);

@@ -203,6 +203,15 @@ describe('config validation', () => {
     }
   });
 
+  it('constantSplitScale is optional, written only when true, and needs a split', () => {
+    expect(validateConfig({ ...small, constantSplitScale: false })).to.not.have.property('constantSplitScale');
+    expect(validateConfig({ ...small, L: 2, constantSplitScale: true }).constantSplitScale).to.equal(true);
+    for (const bad of [1, 'true', null]) {
+      expectThrows(() => validateConfig({ ...small, constantSplitScale: bad }), Error, 'constantSplitScale must be true or false');
+    }
+    expectThrows(() => validateConfig({ ...small, L: 1, constantSplitScale: true }), Error, 'a model with L = 1 has no split');
+  });
+
   it('zerosPadValue is optional, written only when 1, and 0 or 1', () => {
     expect(validateConfig({ ...small, zerosPadValue: 0 })).to.not.have.property('zerosPadValue');
     expect(validateConfig({ ...small, zerosPadValue: 1 }).zerosPadValue).to.equal(1);

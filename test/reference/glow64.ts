@@ -512,8 +512,14 @@ interface Gaussian {
 /** The prior of the split-off half of a level: Conv2dZeros(z1); mean = even, logs = odd channels. */
 function splitPrior(model: Ref64Input, level: number, z1: HostTensor): Gaussian {
   const [, half] = dims4(z1);
-  const h = conv2dZeros(model, `${splitPrefix(model.config, level)}.conv`, z1);
-  return { mean: pickChannels(h, 0, 2, half), logs: pickChannels(h, 1, 2, half) };
+  const prefix = `${splitPrefix(model.config, level)}.conv`;
+  const h = conv2dZeros(model, prefix, z1);
+  const mean = pickChannels(h, 0, 2, half);
+  if (!model.config.constantSplitScale) return { mean, logs: pickChannels(h, 1, 2, half) };
+  // constantSplitScale: the log-scale channels see none of z1, only their bias times exp(3 logs).
+  const bias = param(model, `${prefix}.conv.bias`).data;
+  const logs = param(model, `${prefix}.logs`).data;
+  return { mean, logs: mapPerChannel(mean, (_, c) => bias[2 * c + 1] * Math.exp(3 * logs[2 * c + 1])) };
 }
 
 function checkLabels(model: Ref64Input, N: number, y: HostTensor | undefined): void {

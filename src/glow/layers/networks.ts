@@ -8,7 +8,7 @@
 //   biases on the host, in float64, with output channels reordered so that the halves a caller
 //   needs are contiguous.
 
-import { GraphBuilder, Value } from '../../builder/graph.js';
+import { GraphBuilder, tensor, Value } from '../../builder/graph.js';
 import * as op from '../../builder/ops.js';
 import { spectralVectors } from '../names.js';
 import * as actnorm from './actnorm.js';
@@ -202,8 +202,28 @@ export function literalCouplingNetwork(src: ParamSource, actnorms: ActNormSource
   });
 }
 
-export function literalPriorNetwork(src: ParamSource, prefix: string, padValue = 0): Network {
-  return (g, z) => g.scope('prior', () => literalZerosConv(g, src, `${prefix}.conv.conv`, `${prefix}.conv.logs`, z, { split: 'cross', padValue }));
+/** With `constantScale` (config.constantSplitScale) the weights into the log-scale channels
+ * (the odd ones: 'cross') are multiplied by zero in the graph, so that no gradient moves them
+ * and stored values there, as a model fine-tuned into the option has them, are ignored. */
+export function literalPriorNetwork(src: ParamSource, prefix: string, padValue = 0, constantScale = false): Network {
+  const conv = `${prefix}.conv.conv`;
+  return (g, z) => g.scope('prior', () => {
+    // config.constantSplitScale: the weights into the log-scale channels are multiplied by zero
+    // in the graph, so that no gradient moves them and values stored there (a model fine-tuned
+    // into the option has them) are ignored.
+    const masked: ParamSource = (name) => {
+      if (!constantScale || name !== `${conv}.weight`) return src(name);
+      const w = src(name);
+      const M = w.staticShape()[0];
+      return op.mul(g, w, g.constant(tensor('float32', [M, 1, 1, 1], meanChannels(M)), 'mean_channels'));
+    };
+    return literalZerosConv(g, masked, conv, `${prefix}.conv.logs`, z, { split: 'cross', padValue });
+  });
+}
+
+/** 1 for a split prior conv's mean channels (even), 0 for its log-scale channels (odd). */
+function meanChannels(n: number): Float64Array {
+  return Float64Array.from({ length: n }, (_, o) => (o % 2 === 0 ? 1 : 0));
 }
 
 // ---------------------------------------------------------------- folded
@@ -272,8 +292,11 @@ export function foldedCouplingNetwork(params: HostParams, prefix: string, layout
   });
 }
 
-export function foldedPriorNetwork(params: HostParams, prefix: string, padValue = 0): Network {
-  const f = foldZerosConv(hostParam(params, `${prefix}.conv.conv.weight`), hostParam(params, `${prefix}.conv.conv.bias`).data,
-    hostParam(params, `${prefix}.conv.logs`).data, { split: 'cross' });
+export function foldedPriorNetwork(params: HostParams, prefix: string, padValue = 0, constantScale = false): Network {
+  const weight = hostParam(params, `${prefix}.conv.conv.weight`);
+  const perOut = weight.data.length / weight.shape[0];
+  const mask = meanChannels(weight.shape[0]);
+  const kept = constantScale ? { shape: weight.shape, data: weight.data.map((v, k) => v * mask[Math.floor(k / perOut)]) } : weight;
+  const f = foldZerosConv(kept, hostParam(params, `${prefix}.conv.conv.bias`).data, hostParam(params, `${prefix}.conv.logs`).data, { split: 'cross' });
   return (g, z) => g.scope('prior', () => emitLayout(g, emitConv(g, z, f, 'conv', padValue), { split: 'cross' }));
 }

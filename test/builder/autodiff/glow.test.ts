@@ -12,7 +12,7 @@ import { GlowConfig } from '../../../src/glow/config.js';
 import { HostTensor } from '../../../src/math/tensor.js';
 import { buildEncode } from '../../../src/glow/model.js';
 import { buildEvalModel, buildTrainingModel } from '../../../src/train/graphs.js';
-import { normalisedConvs, paramSpecs, spectralVectors } from '../../../src/glow/names.js';
+import { normalisedConvs, paramSpecs, spectralVectors, splitPrefix } from '../../../src/glow/names.js';
 import { effectiveWeight, spectralFactor } from '../../../src/glow/layers/networks.js';
 import { maxAbsDiff, runGraph } from '../../helpers.js';
 import { refEncode } from '../../reference/glow64.js';
@@ -81,8 +81,8 @@ const CASES: Case[] = [
     // Random unit u, v estimate sigma at a fraction of the largest singular value; at 0.1 the
     // normalisation binds on some convs and not on others (checked below), so both branches of
     // its Where carry gradients.
-    name: '[2,4,4] K=2 L=2 hidden 4, affine, LU, learnTop, scaleBound 0.5, lipschitz 0.1',
-    config: { ...base, imageShape: [2, 4, 4], K: 2, L: 2, hiddenChannels: 4, scaleBound: 0.5, lipschitz: 0.1 },
+    name: '[2,4,4] K=2 L=2 hidden 4, affine, LU, learnTop, scaleBound 0.5, lipschitz 0.1, constantSplitScale',
+    config: { ...base, imageShape: [2, 4, 4], K: 2, L: 2, hiddenChannels: 4, scaleBound: 0.5, lipschitz: 0.1, constantSplitScale: true },
     batch: 2,
   },
   {
@@ -183,6 +183,18 @@ describe('autodiff: the gradient of a whole Glow loss (literal encode graph, mea
           });
           expect(factors.some((f) => f < 0.9), 'binds').to.equal(true);
           expect(factors.some((f) => f === 1), 'free').to.equal(true);
+        });
+      }
+
+      if (c.config.constantSplitScale) {
+        it('the split prior\'s weights into its log-scale channels get no gradient, the others do', () => {
+          const grad = grads[`${splitPrefix(c.config, 0)}.conv.conv.weight_grad`];
+          const perOut = grad.data.length / grad.shape[0];
+          const rowMax = (o: number) => Math.max(...Array.from(grad.data.subarray(o * perOut, (o + 1) * perOut), Math.abs));
+          for (let o = 0; o < grad.shape[0]; o++) {
+            if (o % 2) expect(rowMax(o), `log-scale row ${o}`).to.equal(0);
+            else expect(rowMax(o), `mean row ${o}`).to.be.above(1e-6);
+          }
         });
       }
 

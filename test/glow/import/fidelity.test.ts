@@ -171,10 +171,10 @@ describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', 
     await expectReferencesAgree(bytes, x, ref);
   });
 
-  it('a model with scaleBound and lipschitz: the PyTorch reference and the float64 reference agree, and ONNX Runtime\'s export with them', async () => {
+  it('a model with scaleBound, lipschitz and constantSplitScale: the PyTorch reference and the float64 reference agree, and ONNX Runtime\'s export with them', async () => {
     const config: GlowConfig = {
       imageShape: [1, 8, 8], K: 2, L: 2, hiddenChannels: 6, coupling: 'affine', permutation: 'invconv', lu: true,
-      learnTop: true, numClasses: 0, nBits: 5, actnormScale: 1, scaleBound: 0.5, lipschitz: 0.005,
+      learnTop: true, numClasses: 0, nBits: 5, actnormScale: 1, scaleBound: 0.5, lipschitz: 0.005, constantSplitScale: true,
     };
     const bytes = checkpointBytes({ config, params: randomParams(config, 33) });
     const { weights } = importWeights(bytes, 'stable.safetensors');
@@ -182,6 +182,8 @@ describe('PyTorch checkpoint fidelity (fixtures from scripts/torch_reference)', 
     const ref = refEncode({ config, params: weights.params as never }, x);
     const { lipschitz: _, ...free } = config;
     expect(maxAbsDiff(refEncode({ config: free, params: weights.params as never }, x).bpd, ref.bpd), 'the normalisation binds').to.be.above(1e-4);
+    const { constantSplitScale: __, ...predicted } = config;
+    expect(maxAbsDiff(refEncode({ config: predicted, params: weights.params as never }, x).bpd, ref.bpd), 'the constant scale binds').to.be.above(1e-4);
     const { torch, enc } = await expectReferencesAgree(bytes, x, ref);
     torch.eps.forEach((e, l) => expect(maxAbsDiff(enc[`eps_${l + 1}`].data, e.data), `ONNX Runtime vs PyTorch eps_${l + 1}`).to.be.below(1e-4));
   });
