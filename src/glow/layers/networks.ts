@@ -208,9 +208,6 @@ export function literalCouplingNetwork(src: ParamSource, actnorms: ActNormSource
 export function literalPriorNetwork(src: ParamSource, prefix: string, padValue = 0, constantScale = false): Network {
   const conv = `${prefix}.conv.conv`;
   return (g, z) => g.scope('prior', () => {
-    // config.constantSplitScale: the weights into the log-scale channels are multiplied by zero
-    // in the graph, so that no gradient moves them and values stored there (a model fine-tuned
-    // into the option has them) are ignored.
     const masked: ParamSource = (name) => {
       if (!constantScale || name !== `${conv}.weight`) return src(name);
       const w = src(name);
