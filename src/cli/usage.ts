@@ -26,7 +26,7 @@ train:
                training_model.onnx, eval_model.onnx, optimizer_model.onnx and checkpoint: portable (standard ops, any
                ONNX Runtime; safetensors checkpoint) or ort-training (ONNX Runtime's TrainingSession, ODTC checkpoint)
 
-run a model (--model DIR, default: the shipped models/mnist; the shipped models/mnist-stable inverts nearly every stress image tested):
+run a model (--model DIR, default: the shipped models/mnist; the shipped models/mnist-stable inverts every stress image tested):
   sample       --out grid.png [--n 64] [--temperature 0.7] [--class C] [--seed N] [--columns N]
   encode       IMAGES... --out latents.safetensors
   decode       latents.safetensors --out grid.png [--temperature 1] [--class C]
