@@ -24,7 +24,7 @@ import { Rng } from '../src/math/rng.js';
 import { loadMnist } from '../src/runtime/mnist.js';
 import { dequantize } from '../src/runtime/quantize.js';
 import { maxScaledDiff } from '../support/compare.js';
-import { Outputs } from '../support/feeds.js';
+import { Float32Feeds, Outputs } from '../support/feeds.js';
 import { opencvVersion, runOpencv } from '../support/opencv.js';
 import { RGB_CONFIGS } from '../support/rgb-configs.js';
 import { useSoftwareWebGpu, webGpuDriverProblem } from '../support/webgpu.js';
@@ -35,8 +35,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const N = 2;
 const TEMPERATURE = 0.7;
 
-/** Inputs by name, float32 data (a scalar temperature has shape []). */
-type Feeds = Record<string, { shape: number[]; data: Float32Array }>;
+type Feeds = Float32Feeds<Float32Array>;
 
 interface Case {
   model: string;
@@ -125,7 +124,7 @@ async function ortRun(ort: typeof import('onnxruntime-node'), sessionOptions: ob
 
 function float64Run(jobs: { graph: Graph; feeds: Feeds }[]): Outputs[] {
   return jobs.map(({ graph, feeds }) => {
-    const input: Record<string, Tensor> = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: 'float32', shape: v.shape, data: Float64Array.from(v.data) }]));
+    const input: Record<string, Tensor> = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: 'float32', shape: [...v.shape], data: Float64Array.from(v.data) }]));
     return Object.fromEntries(Object.entries(evaluateGraph(graph, input)).map(([k, t]) => [k, t.data]));
   });
 }
