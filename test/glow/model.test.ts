@@ -27,8 +27,8 @@ describe('glow encode/decode against the float64 reference', () => {
     // Bounded scale, spectral normalisation (random unit u, v estimate sigma low, so a small
     // bound makes it bind), both, and normalisation of an additive coupling's network.
     { scaleBound: 0.5 }, { lipschitz: 0.02 }, { scaleBound: 0.5, lipschitz: 0.02 }, { coupling: 'additive', lipschitz: 0.02 },
-    // Split priors with a per-channel scale, on two splits and with a class-conditional top.
-    { constantSplitScale: true }, { constantSplitScale: true, L: 3, imageShape: [1, 8, 8], numClasses: 3 },
+    // Split priors with a per-channel scale, gray, and RGB on two splits with a class-conditional top.
+    { constantSplitScale: true }, { constantSplitScale: true, L: 3, imageShape: [3, 8, 8], numClasses: 3 },
   ];
   for (const variant of variants) {
     for (const fold of [true, false]) {
